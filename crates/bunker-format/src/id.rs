@@ -1,0 +1,245 @@
+//! Content ids (SHA-256) and their typed wrappers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::error::FormatError;
+
+/// A 32-byte SHA-256 id: of a blob's plaintext, or of a file's stored bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// SHA-256 of `data`.
+    pub fn hash(data: &[u8]) -> Id {
+        Id(Sha256::digest(data).into())
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(s: &str) -> Result<Id, FormatError> {
+        let mut out = [0u8; 32];
+        if s.len() != 64 {
+            return Err(FormatError::InvalidId(s.to_string()));
+        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| FormatError::InvalidId(s.to_string()))?;
+        Ok(Id(out))
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, as restic prints short ids.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// A random id (e.g. a repository id).
+    pub fn random() -> Id {
+        let mut out = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut out);
+        Id(out)
+    }
+
+    /// True for the all-zero id.
+    pub fn is_null(&self) -> bool {
+        self.0 == [0u8; 32]
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        // hex::encode_to_slice only fails on a wrong output length.
+        if hex::encode_to_slice(self.0, &mut buf).is_err() {
+            return Err(fmt::Error);
+        }
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+impl FromStr for Id {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Id, FormatError> {
+        Id::from_hex(s)
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 64-digit hex id")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Id, E> {
+                Id::from_hex(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Id);
+
+        impl $name {
+            /// The untyped id.
+            pub fn id(&self) -> Id {
+                self.0
+            }
+            /// Parses 64 hex digits.
+            pub fn from_hex(s: &str) -> Result<$name, FormatError> {
+                Id::from_hex(s).map($name)
+            }
+            /// 64 lowercase hex digits.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
+            /// The first 8 hex digits.
+            pub fn short(&self) -> String {
+                self.0.short()
+            }
+        }
+
+        impl From<Id> for $name {
+            fn from(id: Id) -> $name {
+                $name(id)
+            }
+        }
+
+        impl From<$name> for Id {
+            fn from(id: $name) -> Id {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = FormatError;
+            fn from_str(s: &str) -> Result<$name, FormatError> {
+                $name::from_hex(s)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// Storage id of a pack file (SHA-256 of the whole file).
+    PackId
+);
+typed_id!(
+    /// Plaintext id of a data or tree blob (SHA-256 of the uncompressed plaintext).
+    BlobId
+);
+typed_id!(
+    /// Storage id of a snapshot file.
+    SnapshotId
+);
+typed_id!(
+    /// Storage id of an index file.
+    IndexId
+);
+typed_id!(
+    /// Storage id of a key file (SHA-256 of its JSON bytes).
+    KeyId
+);
+typed_id!(
+    /// Storage id of a lock file.
+    LockId
+);
+
+/// Trees are blobs; their id is the SHA-256 of the tree JSON.
+pub type TreeId = BlobId;
+
+/// The two kinds of blobs in pack files.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobType {
+    Data,
+    Tree,
+}
+
+impl BlobType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BlobType::Data => "data",
+            BlobType::Tree => "tree",
+        }
+    }
+}
+
+impl fmt::Display for BlobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_roundtrip_and_display() {
+        let id = Id::hash(b"hello");
+        assert_eq!(
+            id.to_hex(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(id.to_string(), id.to_hex());
+        assert_eq!(id.short(), "2cf24dba");
+        assert_eq!(Id::from_hex(&id.to_hex().to_uppercase()).ok(), Some(id));
+        assert!(Id::from_hex("abc").is_err());
+        assert!(Id::from_hex(&"g".repeat(64)).is_err());
+        assert_eq!(format!("{:?}", PackId(id)), "PackId(2cf24dba)");
+    }
+
+    #[test]
+    fn serde_as_hex_string() {
+        let id = BlobId(Id::hash(b"x"));
+        let s = serde_json::to_string(&id).unwrap();
+        assert_eq!(s, format!("\"{}\"", id));
+        let back: BlobId = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, id);
+        assert_eq!(serde_json::to_string(&BlobType::Tree).unwrap(), "\"tree\"");
+        assert!(serde_json::from_str::<BlobId>("\"00\"").is_err());
+    }
+}

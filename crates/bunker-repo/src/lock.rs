@@ -1,0 +1,186 @@
+//! Repository locks, as restic does them.
+//!
+//! A lock is an unpacked JSON file in `locks/`. Shared locks (backup, restore,
+//! check) may coexist; an exclusive lock (prune, forget, key removal) excludes
+//! all others. After writing our lock we list the locks again and back off if a
+//! conflicting one appeared meanwhile. A lock is stale when it was not
+//! refreshed for [`STALE_AFTER`], or when it was created on this host by a
+//! process that no longer exists; stale locks are ignored and removed. Held
+//! locks are refreshed every [`REFRESH_EVERY`] by a background thread (a new
+//! lock file is written, then the old one removed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bunker_format::gotime;
+use bunker_format::lock::LockFile;
+use bunker_storage::FileType;
+use parking_lot::Mutex;
+
+use crate::error::{RepoError, Result};
+use crate::Repository;
+
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// A held lock; released (file removed) on drop.
+pub struct RepoLock {
+    repo: Arc<Repository>,
+    name: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+fn this_host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn new_lock(exclusive: bool) -> LockFile {
+    LockFile {
+        time: gotime::now_local(),
+        exclusive,
+        hostname: this_host(),
+        username: uzers::get_current_username()
+            .map(|u| u.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        uid: uzers::get_current_uid(),
+        gid: uzers::get_current_gid(),
+    }
+}
+
+/// Whether a process with this pid exists on this host.
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// Whether `lock` may be ignored and removed.
+pub fn is_stale(lock: &LockFile) -> bool {
+    let age = chrono::Utc::now().signed_duration_since(lock.time);
+    if age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false) {
+        return true;
+    }
+    lock.hostname == this_host() && !process_alive(lock.pid)
+}
+
+/// All lock files with their contents; unreadable ones are reported as `None`.
+pub fn list_locks(repo: &Repository) -> Result<Vec<(String, Option<LockFile>)>> {
+    let mut out = Vec::new();
+    for f in repo.storage().list(FileType::Lock)? {
+        match repo.load_json::<LockFile>(FileType::Lock, &f.name, "lock") {
+            Ok(l) => out.push((f.name, Some(l))),
+            Err(RepoError::Storage(e)) if e.is_not_found() => {}
+            Err(_) => out.push((f.name, None)),
+        }
+    }
+    Ok(out)
+}
+
+/// Remove stale locks (all locks with `all`). Returns how many were removed.
+pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
+    let mut n = 0;
+    for (name, lock) in list_locks(repo)? {
+        let remove = all || lock.as_ref().is_none_or(is_stale);
+        if remove {
+            match repo.storage().remove(FileType::Lock, &name) {
+                Ok(()) => n += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn conflict(repo: &Repository, exclusive: bool, own: &str) -> Result<Option<RepoError>> {
+    for (name, lock) in list_locks(repo)? {
+        if name == own {
+            continue;
+        }
+        let Some(lock) = lock else { continue };
+        if is_stale(&lock) {
+            tracing::info!("removing stale lock {name} of PID {} on {}", lock.pid, lock.hostname);
+            let _ = repo.storage().remove(FileType::Lock, &name);
+            continue;
+        }
+        if exclusive || lock.exclusive {
+            return Ok(Some(RepoError::Locked {
+                kind: if lock.exclusive { "exclusively" } else { "" },
+                pid: lock.pid,
+                host: lock.hostname,
+                user: lock.username,
+                time: gotime::format(&lock.time),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+impl RepoLock {
+    /// Take a shared (`exclusive = false`) or exclusive lock.
+    pub fn acquire(repo: &Arc<Repository>, exclusive: bool) -> Result<RepoLock> {
+        if let Some(e) = conflict(repo, exclusive, "")? {
+            return Err(e);
+        }
+        let name = repo.save_json(FileType::Lock, &new_lock(exclusive))?.to_hex();
+        // Give a concurrent locker the chance to show up, then re-check.
+        std::thread::sleep(Duration::from_millis(if exclusive { 200 } else { 20 }));
+        if let Some(e) = conflict(repo, exclusive, &name)? {
+            let _ = repo.storage().remove(FileType::Lock, &name);
+            return Err(e);
+        }
+        let name = Arc::new(Mutex::new(name));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (repo, name, stop) = (repo.clone(), name.clone(), stop.clone());
+            std::thread::spawn(move || refresh_loop(&repo, &name, &stop, exclusive))
+        };
+        Ok(RepoLock {
+            repo: repo.clone(),
+            name,
+            stop,
+            refresher: Some(refresher),
+        })
+    }
+}
+
+fn refresh_loop(repo: &Repository, name: &Mutex<String>, stop: &AtomicBool, exclusive: bool) {
+    let step = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        waited += step;
+        if waited < REFRESH_EVERY {
+            continue;
+        }
+        waited = Duration::ZERO;
+        match repo.save_json(FileType::Lock, &new_lock(exclusive)) {
+            Ok(id) => {
+                let old = std::mem::replace(&mut *name.lock(), id.to_hex());
+                let _ = repo.storage().remove(FileType::Lock, &old);
+            }
+            Err(e) => tracing::warn!("could not refresh lock: {e}"),
+        }
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        let name = self.name.lock().clone();
+        if let Err(e) = self.repo.storage().remove(FileType::Lock, &name) {
+            tracing::warn!("could not remove lock {name}: {e}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Opening and initialising repositories; reading and writing unpacked files and blobs.
+
+use std::sync::Arc;
+
+use bunker_format::compression::Compression;
+use bunker_format::config::RepoConfig;
+use bunker_format::crypto::Key;
+use bunker_format::keyfile::{KdfParams, KeyFile};
+use bunker_format::{pack, unpacked, BlobId, BlobType, Id, KeyId};
+use bunker_storage::{DynStorage, FileType};
+use parking_lot::RwLock;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{RepoError, Result};
+use crate::index::{IndexEntry, MasterIndex};
+
+/// Tunables that do not change the repository, only how we write to it.
+#[derive(Clone, Debug)]
+pub struct RepoOptions {
+    pub compression: Compression,
+    /// Target pack size in bytes (restic's default is 16 MiB).
+    pub pack_size: u64,
+    /// Parallel uploads.
+    pub connections: usize,
+}
+
+impl Default for RepoOptions {
+    fn default() -> Self {
+        RepoOptions {
+            compression: Compression::Auto,
+            pack_size: 16 * 1024 * 1024,
+            connections: 4,
+        }
+    }
+}
+
+/// An opened repository: storage, master key, config and master index.
+pub struct Repository {
+    storage: DynStorage,
+    key: Key,
+    key_id: KeyId,
+    config: RepoConfig,
+    options: RepoOptions,
+    index: RwLock<MasterIndex>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.storage.location())
+            .field("id", &self.config.id)
+            .finish()
+    }
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn username() -> String {
+    uzers::get_current_username()
+        .map(|u| u.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Repository {
+    /// Create a new version-2 repository with one key for `password`.
+    ///
+    /// Order: layout, key file, then config last, so a crash leaves no
+    /// half-initialised repository that looks valid.
+    pub fn init(
+        storage: DynStorage,
+        password: &[u8],
+        options: RepoOptions,
+        kdf: KdfParams,
+    ) -> Result<Arc<Repository>> {
+        if storage.stat(FileType::Config, "")?.is_some() {
+            return Err(RepoError::AlreadyInitialized {
+                location: storage.location(),
+            });
+        }
+        storage.create()?;
+        let key = Key::random();
+        let keyfile = KeyFile::create(password, &key, kdf, &hostname(), &username())
+            .map_err(|e| RepoError::format("key file", "new", e))?;
+        let kbytes = keyfile.to_json_bytes();
+        let key_id = KeyId::from(Id::hash(&kbytes));
+        storage.write_new(FileType::Key, &key_id.to_string(), kbytes.into())?;
+        let config = RepoConfig::new_v2();
+        let json = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let enc = key.encrypt(&json);
+        storage.write_new(FileType::Config, "", enc.into())?;
+        Ok(Arc::new(Repository {
+            storage,
+            key,
+            key_id,
+            config,
+            options,
+            index: RwLock::new(MasterIndex::default()),
+        }))
+    }
+
+    /// Open an existing repository: find the key file the password opens,
+    /// decrypt and validate the config. The index is not loaded; call
+    /// [`Repository::load_index`].
+    pub fn open(storage: DynStorage, password: &[u8], options: RepoOptions) -> Result<Arc<Repository>> {
+        let cfg_bytes = match storage.read(FileType::Config, "") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NoRepository {
+                    location: storage.location(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (key, key_id) = Self::find_key(&storage, password)?;
+        let json = key
+            .decrypt(&cfg_bytes)
+            .map_err(|e| RepoError::format("config", "", e))?;
+        let config: RepoConfig = serde_json::from_slice(&json).map_err(|e| {
+            RepoError::Invalid(format!("config of {} is not valid JSON: {e}", storage.location()))
+        })?;
+        config
+            .validate()
+            .map_err(|e| RepoError::format("config", "", e))?;
+        Ok(Arc::new(Repository {
+            storage,
+            key,
+            key_id,
+            config,
+            options,
+            index: RwLock::new(MasterIndex::default()),
+        }))
+    }
+
+    fn find_key(storage: &DynStorage, password: &[u8]) -> Result<(Key, KeyId)> {
+        let keys = storage.list(FileType::Key)?;
+        if keys.is_empty() {
+            return Err(RepoError::Invalid(format!(
+                "repository at {} has no key files",
+                storage.location()
+            )));
+        }
+        let mut tried = 0;
+        for info in &keys {
+            let bytes = storage.read(FileType::Key, &info.name)?;
+            let Ok(kf) = KeyFile::from_json_bytes(&bytes) else {
+                tracing::warn!("key file {} is not valid JSON; skipped", info.name);
+                continue;
+            };
+            tried += 1;
+            if let Ok(key) = kf.open(password) {
+                let id = Id::from_hex(&info.name)
+                    .map_err(|e| RepoError::format("key file name", &info.name, e))?;
+                return Ok((key, KeyId::from(id)));
+            }
+        }
+        Err(RepoError::WrongPassword { tried })
+    }
+
+    pub fn storage(&self) -> &DynStorage {
+        &self.storage
+    }
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    pub fn options(&self) -> &RepoOptions {
+        &self.options
+    }
+    pub fn index(&self) -> &RwLock<MasterIndex> {
+        &self.index
+    }
+
+    /// Compression level to use for new blobs and files (`None` = off, or a v1 repository).
+    pub fn zstd_level(&self) -> Option<i32> {
+        if self.config.version < 2 {
+            None
+        } else {
+            self.options.compression.zstd_level()
+        }
+    }
+
+    fn unpacked_compression(&self) -> Compression {
+        if self.config.version < 2 {
+            Compression::Off
+        } else {
+            self.options.compression
+        }
+    }
+
+    /// Load every index file into the master index (in parallel).
+    pub fn load_index(&self) -> Result<()> {
+        let files = self.storage.list(FileType::Index)?;
+        let loaded = MasterIndex::load(self, &files)?;
+        *self.index.write() = loaded;
+        Ok(())
+    }
+
+    /// Read and decode an unpacked JSON file (index, snapshot, lock).
+    pub fn load_json<T: DeserializeOwned>(&self, t: FileType, name: &str, what: &'static str) -> Result<T> {
+        let bytes = self.storage.read(t, name)?;
+        if t != FileType::Lock {
+            let actual = Id::hash(&bytes);
+            if actual.to_hex() != name {
+                return Err(RepoError::format(
+                    what,
+                    name,
+                    bunker_format::FormatError::HashMismatch {
+                        expected: name.to_string(),
+                        actual: actual.to_hex(),
+                    },
+                ));
+            }
+        }
+        unpacked::decode_json(&self.key, &bytes, what).map_err(|e| RepoError::format(what, name, e))
+    }
+
+    /// Encode, encrypt and write an unpacked JSON file; returns its storage id.
+    pub fn save_json<T: Serialize>(&self, t: FileType, value: &T) -> Result<Id> {
+        let (id, bytes) = unpacked::encode_json(&self.key, value, self.unpacked_compression())
+            .map_err(|e| RepoError::format("file", "new", e))?;
+        self.storage.write(t, &id.to_hex(), bytes.into())?;
+        Ok(id)
+    }
+
+    /// Where a blob lives, if the master index knows it.
+    pub fn lookup(&self, id: &BlobId) -> Option<IndexEntry> {
+        self.index.read().get(id)
+    }
+
+    /// Read, decrypt, decompress and verify one blob.
+    pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let entry = self
+            .lookup(id)
+            .filter(|e| e.blob_type == blob_type)
+            .ok_or_else(|| RepoError::BlobNotFound { blob: id.to_string() })?;
+        let pack = self.index.read().pack_id(entry.pack);
+        let raw = self.storage.read_range(
+            FileType::Pack,
+            &pack.to_string(),
+            u64::from(entry.offset),
+            u64::from(entry.length),
+        )?;
+        self.decode_verified(&raw, id, entry.uncompressed_length, &pack.to_string())
+    }
+
+    /// Decode a blob read from `pack` and check it hashes to `id`.
+    pub fn decode_verified(
+        &self,
+        raw: &[u8],
+        id: &BlobId,
+        uncompressed_length: Option<u32>,
+        pack: &str,
+    ) -> Result<Vec<u8>> {
+        let plain = pack::decode_blob(&self.key, raw, uncompressed_length).map_err(|e| RepoError::DamagedPack {
+            pack: pack.to_string(),
+            msg: format!("blob {}: {e}", id.id().short()),
+        })?;
+        if Id::hash(&plain) != id.id() {
+            return Err(RepoError::DamagedPack {
+                pack: pack.to_string(),
+                msg: format!("blob {} does not match its id", id.id().short()),
+            });
+        }
+        Ok(plain)
+    }
+
+    /// Load and parse a tree blob.
+    pub fn load_tree(&self, id: &BlobId) -> Result<bunker_format::node::Tree> {
+        let bytes = self.read_blob(BlobType::Tree, id)?;
+        bunker_format::node::Tree::from_bytes(&bytes).map_err(|e| RepoError::format("tree", id, e))
+    }
+}

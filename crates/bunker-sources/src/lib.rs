@@ -1,0 +1,30 @@
+//! bunker-sources: the file-system side of backup and restore, and SQLite.
+//!
+//! * [`meta`], [`walk`], [`exclude`] (with [`filter`]): reading metadata,
+//!   listing directories in restic's tree order and restic-compatible
+//!   exclusion rules for the backup walker.
+//! * [`restore_fs`]: creating files, directories, links and special files
+//!   inside a restore target without ever escaping it, applying metadata and
+//!   writing sparse files.
+//! * [`sqlite`]: consistent online copies of (WAL-mode) SQLite databases.
+//!
+//! The types here are plain structs; the repository layer converts them to
+//! and from snapshot tree nodes.
+
+pub mod error;
+pub mod exclude;
+pub mod filter;
+pub mod meta;
+pub mod restore_fs;
+pub mod sparse;
+pub mod sqlite;
+pub mod walk;
+
+pub use error::{SourceError, SourceErrorKind};
+pub use exclude::{parse_size, ExcludeOptions, Excluder};
+pub use filter::{Pattern, PatternList};
+pub use meta::{lstat_meta, FileKind, FsMeta};
+pub use restore_fs::{validate_name, RestoreMeta, RestoreStats, TargetDir};
+pub use sparse::{write_at, SparseWriter};
+pub use sqlite::{backup_sqlite, SqliteBackupInfo};
+pub use walk::read_dir_sorted;

@@ -1,0 +1,85 @@
+//! Storage backends for bunker repositories (restic repository format v2 layout).
+//!
+//! The [`Storage`] trait is a small synchronous contract (list/read/write/remove/stat
+//! of whole files by [`FileType`] and name) that the repository engine calls from
+//! worker threads. Backends:
+//!
+//! * [`LocalStorage`]: a directory, restic-identical layout, atomic durable writes;
+//! * [`OpendalStorage`]: S3 (and any other OpenDAL service), driven by an internal
+//!   tokio runtime.
+//!
+//! Layers wrap a [`DynStorage`] and are themselves storages: [`RetryStorage`]
+//! (bounded jittered backoff), [`FaultStorage`] (deterministic fault injection for
+//! tests, enabled by `BUNKER_FAULTS`) and [`DryRunStorage`] (drops writes).
+//! [`open`] parses a restic-style location and returns the assembled stack;
+//! [`conformance::run`] checks any backend against the shared contract.
+
+pub mod conformance;
+mod dryrun;
+mod error;
+mod fault;
+mod file_type;
+mod local;
+mod location;
+mod opendal_backend;
+mod open;
+mod retry;
+
+use bytes::Bytes;
+
+pub use dryrun::{DryRunStats, DryRunStorage};
+pub use error::{ErrorKind, StorageError};
+pub use fault::{FaultConfig, FaultStats, FaultStorage, FAULTS_ENV};
+pub use file_type::{FileInfo, FileType};
+pub use local::LocalStorage;
+pub use location::{parse_location, Location, S3Location};
+pub use opendal_backend::OpendalStorage;
+pub use open::{open, open_backend, Options};
+pub use retry::{RetryConfig, RetryStorage};
+
+/// A repository storage backend or layer. All methods block.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Human-readable location (backend and endpoint); never contains secrets.
+    fn location(&self) -> String;
+
+    /// Creates the directory/prefix layout. The config file is written separately.
+    fn create(&self) -> Result<(), StorageError>;
+
+    /// Lists the files of one type: bare names (not paths) and sizes.
+    /// Temporary files (names starting with `.`) are ignored.
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, StorageError>;
+
+    /// Reads a whole file.
+    fn read(&self, t: FileType, name: &str) -> Result<Bytes, StorageError>;
+
+    /// Reads `length` bytes at `offset`; fewer bytes than requested is an error.
+    fn read_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes, StorageError>;
+
+    /// Writes a file atomically (never visible half-written) and durably (on return).
+    /// Writing an existing name replaces it atomically; callers only do that with
+    /// identical content, as files are content-addressed.
+    fn write(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError>;
+
+    /// Like [`Storage::write`] but fails with [`ErrorKind::AlreadyExists`] if the name exists.
+    fn write_new(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError>;
+
+    /// Removes a file; a missing file is an [`ErrorKind::NotFound`] error.
+    fn remove(&self, t: FileType, name: &str) -> Result<(), StorageError>;
+
+    /// The size of a file, or `None` if it does not exist.
+    fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError>;
+}
+
+/// A shared, dynamically dispatched storage.
+pub type DynStorage = std::sync::Arc<dyn Storage>;
+
+/// Shorthand for `Arc::new(storage) as DynStorage`.
+pub fn into_dyn<S: Storage + 'static>(storage: S) -> DynStorage {
+    std::sync::Arc::new(storage)
+}

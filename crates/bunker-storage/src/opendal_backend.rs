@@ -1,0 +1,535 @@
+//! Backend for S3 and any other OpenDAL service, driven by an owned tokio runtime.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::layers::{ConcurrentLimitLayer, TimeoutLayer};
+use opendal::{Operator, Scheme};
+
+use crate::error::{ErrorKind, StorageError};
+use crate::file_type::{FileInfo, FileType};
+use crate::location::S3Location;
+use crate::options::Options;
+use crate::s3;
+use crate::Storage;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Directories `create()` makes on filesystem-like services (restic layout).
+const LAYOUT_DIRS: [&str; 4] = ["keys/", "snapshots/", "index/", "locks/"];
+
+/// A repository on an OpenDAL service (S3, fs, memory, azblob, gcs, webdav...).
+///
+/// Every call blocks on an internal multi-threaded tokio runtime; calling from inside
+/// another runtime is supported (the call is moved to a scoped helper thread).
+///
+/// `write` is a single PUT (atomic on object stores; the `fs` service is given an
+/// `atomic_write_dir` so it writes a temp file and renames). `write_new` first checks
+/// that the name is free, then writes with `If-None-Match: *` where the service
+/// supports conditional writes. On services that accept but ignore that header (or
+/// with `s3.conditional-write=false`), two writers racing between the check and the
+/// write may both succeed and the later one wins.
+pub struct OpendalStorage {
+    rt: Option<tokio::runtime::Runtime>,
+    op: Operator,
+    /// Operator used for pack files (differs when packs get their own storage class).
+    pack_op: Operator,
+    label: String,
+    conditional: AtomicBool,
+    fs_like: bool,
+}
+
+impl std::fmt::Debug for OpendalStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpendalStorage")
+            .field("location", &self.label)
+            .field("scheme", &self.op.info().scheme())
+            .finish()
+    }
+}
+
+impl Drop for OpendalStorage {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; that panics inside async contexts, so detach instead.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn new_runtime(label: &str) -> Result<tokio::runtime::Runtime, StorageError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bunker-storage-io")
+        .enable_all()
+        .build()
+        .map_err(|e| StorageError::from_io(&e, label, ""))
+}
+
+fn build_op(
+    scheme: Scheme,
+    cfg: Vec<(String, String)>,
+    label: &str,
+    o: &Options,
+) -> Result<Operator, StorageError> {
+    let op = Operator::via_iter(scheme, cfg).map_err(|e| map_err(e, label, ""))?;
+    let timeout = o.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let op = op.layer(
+        TimeoutLayer::new()
+            .with_timeout(timeout)
+            .with_io_timeout(timeout),
+    );
+    Ok(match o.connections {
+        Some(n) => op.layer(ConcurrentLimitLayer::new(n)),
+        None => op,
+    })
+}
+
+impl OpendalStorage {
+    /// Opens an S3 repository. `o.s3` should already include environment credentials
+    /// (see [`crate::options::S3Options::with_env`]).
+    pub fn s3(loc: &S3Location, o: &Options) -> Result<Self, StorageError> {
+        let label = loc.display();
+        let rt = new_runtime(&label)?;
+        let region = match &o.s3.region {
+            Some(r) => r.clone(),
+            None if loc.aws => rt
+                .block_on(opendal::services::S3::detect_region(&loc.endpoint, &loc.bucket))
+                .unwrap_or_else(|| s3::DEFAULT_REGION.to_string()),
+            None => s3::DEFAULT_REGION.to_string(),
+        };
+        let class = o.s3.storage_class.as_deref();
+        let cfg = s3::service_config(loc, &o.s3, &region, class);
+        let op = build_op(Scheme::S3, cfg, &label, o)?;
+        let pack_op = match o.s3.storage_class_data.as_deref() {
+            Some(data_class) if Some(data_class) != class => {
+                let cfg = s3::service_config(loc, &o.s3, &region, Some(data_class));
+                build_op(Scheme::S3, cfg, &label, o)?
+            }
+            _ => op.clone(),
+        };
+        let conditional = o.s3.conditional_write;
+        Ok(Self::assemble(rt, op, pack_op, label, conditional))
+    }
+
+    /// Opens any OpenDAL service by scheme name, configured by `o.service` pairs.
+    /// For `fs`, an `atomic_write_dir` of `<root>/.bunker-tmp` is added unless given.
+    pub fn service(scheme: &str, o: &Options) -> Result<Self, StorageError> {
+        let mut label = format!("opendal:{scheme}");
+        for (k, v) in &o.service {
+            if matches!(k.as_str(), "root" | "bucket" | "container" | "endpoint" | "name") {
+                label.push_str(&format!(" {k}={v}"));
+            }
+        }
+        let parsed = Scheme::from_str(scheme).map_err(|e| map_err(e, &label, ""))?;
+        if !Scheme::enabled().contains(&parsed) {
+            let mut names: Vec<String> = Scheme::enabled().iter().map(|s| s.to_string()).collect();
+            names.sort();
+            return Err(StorageError::invalid(
+                label,
+                format!(
+                    "OpenDAL service {scheme:?} is not built into bunker; available: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let mut cfg = o.service.clone();
+        if parsed == Scheme::Fs && !cfg.iter().any(|(k, _)| k == "atomic_write_dir") {
+            if let Some((_, root)) = cfg.iter().find(|(k, _)| k == "root") {
+                let dir = format!("{}/.bunker-tmp", root.trim_end_matches('/'));
+                cfg.push(("atomic_write_dir".into(), dir));
+            }
+        }
+        let rt = new_runtime(&label)?;
+        let op = {
+            let _guard = rt.enter();
+            build_op(parsed, cfg, &label, o)?
+        };
+        Ok(Self::assemble(rt, op.clone(), op, label, true))
+    }
+
+    /// Wraps a ready operator (layers are the caller's business).
+    pub fn from_operator(op: Operator, label: impl Into<String>) -> Result<Self, StorageError> {
+        let label = label.into();
+        let rt = new_runtime(&label)?;
+        Ok(Self::assemble(rt, op.clone(), op, label, true))
+    }
+
+    fn assemble(
+        rt: tokio::runtime::Runtime,
+        op: Operator,
+        pack_op: Operator,
+        label: String,
+        conditional: bool,
+    ) -> Self {
+        let info = op.info();
+        let cap = info.full_capability();
+        let fs_like = info.scheme() == Scheme::Fs;
+        OpendalStorage {
+            rt: Some(rt),
+            op,
+            pack_op,
+            label,
+            conditional: AtomicBool::new(conditional && cap.write_with_if_not_exists),
+            fs_like,
+        }
+    }
+
+    fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let Some(rt) = self.rt.as_ref() else {
+            unreachable!("runtime is only taken in drop")
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Blocking inside a runtime's context would panic: use a helper thread.
+            std::thread::scope(|s| {
+                let h = s.spawn(|| rt.block_on(fut));
+                match h.join() {
+                    Ok(v) => v,
+                    Err(p) => std::panic::resume_unwind(p),
+                }
+            })
+        } else {
+            rt.block_on(fut)
+        }
+    }
+
+    fn path(&self, t: FileType, name: &str) -> Result<String, StorageError> {
+        t.check_name(name).map_err(|mut e| {
+            e.backend = self.label.clone();
+            e
+        })?;
+        Ok(t.path(name))
+    }
+
+    fn op_for(&self, t: FileType) -> &Operator {
+        if t == FileType::Pack {
+            &self.pack_op
+        } else {
+            &self.op
+        }
+    }
+
+    fn err(&self, e: opendal::Error, path: &str) -> StorageError {
+        map_err(e, &self.label, path)
+    }
+
+    fn stat_path(&self, path: &str) -> Result<Option<u64>, StorageError> {
+        match self.block_on(self.op.stat(path)) {
+            Ok(m) if m.is_dir() => Err(StorageError::new(
+                ErrorKind::Invalid,
+                &self.label,
+                path,
+                "is a directory, not a file",
+            )),
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(e, path)),
+        }
+    }
+
+    fn already_exists(&self, path: &str) -> StorageError {
+        StorageError::new(ErrorKind::AlreadyExists, &self.label, path, "file already exists")
+    }
+}
+
+/// Classifies an OpenDAL error.
+pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageError {
+    use opendal::ErrorKind as K;
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    let auth_markers = [
+        "invalidaccesskeyid",
+        "signaturedoesnotmatch",
+        "expiredtoken",
+        "invalidtoken",
+        "loading credential",
+        "401 unauthorized",
+    ];
+    let kind = match e.kind() {
+        _ if auth_markers.iter().any(|m| lower.contains(m)) => ErrorKind::Unauthenticated,
+        K::NotFound => ErrorKind::NotFound,
+        K::AlreadyExists | K::ConditionNotMatch => ErrorKind::AlreadyExists,
+        K::PermissionDenied => ErrorKind::PermissionDenied,
+        K::RateLimited => ErrorKind::Unavailable,
+        K::ConfigInvalid
+        | K::Unsupported
+        | K::IsADirectory
+        | K::NotADirectory
+        | K::RangeNotSatisfied
+        | K::IsSameFile => ErrorKind::Invalid,
+        _ if lower.contains("no space left") || lower.contains("quotaexceeded") => ErrorKind::NoSpace,
+        _ if lower.contains("timeout") || lower.contains("timed out") => ErrorKind::Timeout,
+        _ if e.is_temporary() => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    };
+    StorageError::new(kind, backend, path, msg)
+}
+
+impl Storage for OpendalStorage {
+    fn location(&self) -> String {
+        self.label.clone()
+    }
+
+    fn create(&self) -> Result<(), StorageError> {
+        if self.fs_like {
+            let mut dirs: Vec<String> = LAYOUT_DIRS.iter().map(|d| d.to_string()).collect();
+            dirs.extend((0..=255u8).map(|i| format!("data/{i:02x}/")));
+            for d in dirs {
+                self.block_on(self.op.create_dir(&d))
+                    .map_err(|e| self.err(e, &d))?;
+            }
+            Ok(())
+        } else {
+            // Object stores have no directories; verify the bucket is reachable instead.
+            self.block_on(self.op.check()).map_err(|e| self.err(e, ""))
+        }
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, StorageError> {
+        if t == FileType::Config {
+            return Ok(self
+                .stat_path("config")?
+                .map(|size| FileInfo { name: "config".into(), size })
+                .into_iter()
+                .collect());
+        }
+        let dir = format!("{}/", t.dir());
+        let entries = match self.block_on(self.op.list_with(&dir).recursive(t == FileType::Pack)) {
+            Ok(v) => v,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.err(e, &dir)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.path();
+            if entry.metadata().is_dir() || path.ends_with('/') {
+                continue;
+            }
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if name.is_empty() || name.starts_with('.') || t.path(name) != path.trim_start_matches('/') {
+                continue;
+            }
+            let mut size = entry.metadata().content_length();
+            if size == 0 {
+                // Some services (fs) do not report sizes when listing.
+                match self.stat_path(path)? {
+                    Some(s) => size = s,
+                    None => continue,
+                }
+            }
+            out.push(FileInfo { name: name.to_string(), size });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Bytes, StorageError> {
+        let path = self.path(t, name)?;
+        self.block_on(self.op.read(&path))
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.err(e, &path))
+    }
+
+    fn read_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes, StorageError> {
+        let path = self.path(t, name)?;
+        let past_end = |size: u64| {
+            StorageError::new(
+                ErrorKind::Invalid,
+                &self.label,
+                &path,
+                format!(
+                    "short read: range {offset}+{length} extends past the end of the {size}-byte file (truncated or corrupt file?)"
+                ),
+            )
+        };
+        let Some(end) = offset.checked_add(length) else {
+            return Err(past_end(u64::MAX));
+        };
+        if length == 0 {
+            return match self.stat_path(&path)? {
+                None => Err(StorageError::new(ErrorKind::NotFound, &self.label, &path, "file not found")),
+                Some(size) if size < offset => Err(past_end(size)),
+                Some(_) => Ok(Bytes::new()),
+            };
+        }
+        let res = self.block_on(self.op.read_with(&path).range(offset..end));
+        let data = match res {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
+                let size = self.stat_path(&path)?.unwrap_or(0);
+                return Err(past_end(size));
+            }
+            Err(e) => return Err(self.err(e, &path)),
+        };
+        if data.len() as u64 == length {
+            return Ok(data);
+        }
+        match self.stat_path(&path)? {
+            Some(size) if size < end => Err(past_end(size)),
+            _ => Err(StorageError::new(
+                ErrorKind::Unavailable,
+                &self.label,
+                &path,
+                format!("short read: got {} of {length} bytes at offset {offset}", data.len()),
+            )),
+        }
+    }
+
+    fn write(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError> {
+        let path = self.path(t, name)?;
+        self.block_on(self.op_for(t).write(&path, data))
+            .map(|_| ())
+            .map_err(|e| self.err(e, &path))
+    }
+
+    fn write_new(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError> {
+        let path = self.path(t, name)?;
+        if self.stat_path(&path)?.is_some() {
+            return Err(self.already_exists(&path));
+        }
+        if self.conditional.load(Ordering::Relaxed) {
+            let res = self.block_on(self.op_for(t).write_with(&path, data.clone()).if_not_exists(true));
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.kind(), opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists) => {
+                    return Err(self.already_exists(&path));
+                }
+                Err(e) if e.kind() == opendal::ErrorKind::Unsupported
+                    || e.to_string().contains("NotImplemented") =>
+                {
+                    tracing::warn!(location = %self.label, "conditional writes unsupported; falling back to check-then-write");
+                    self.conditional.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.err(e, &path)),
+            }
+        }
+        self.block_on(self.op_for(t).write(&path, data))
+            .map(|_| ())
+            .map_err(|e| self.err(e, &path))
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<(), StorageError> {
+        let path = self.path(t, name)?;
+        // Object-store deletes are idempotent; the contract reports missing files.
+        if self.stat_path(&path)?.is_none() {
+            return Err(StorageError::new(ErrorKind::NotFound, &self.label, &path, "file not found"));
+        }
+        self.block_on(self.op.delete(&path))
+            .map_err(|e| self.err(e, &path))
+    }
+
+    fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {
+        let path = self.path(t, name)?;
+        self.stat_path(&path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    fn service(scheme: &str, kv: &[(&str, &str)]) -> OpendalStorage {
+        let o = Options {
+            service: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Options::default()
+        };
+        OpendalStorage::service(scheme, &o).unwrap_or_else(|e| panic!("{scheme}: {e}"))
+    }
+
+    #[test]
+    fn memory_conformance() {
+        let s = service("memory", &[]);
+        conformance::run(&s).expect("memory conformance");
+    }
+
+    #[test]
+    fn fs_conformance_and_restic_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_string_lossy().into_owned();
+        let s = service("fs", &[("root", &root)]);
+        conformance::run(&s).expect("fs conformance");
+        assert!(dir.path().join("data/ff").is_dir());
+        assert!(dir.path().join("keys").is_dir());
+        // Files written through OpenDAL are readable by the local backend and vice versa.
+        s.write(FileType::Pack, "abcd", Bytes::from_static(b"pack")).expect("write");
+        let local = crate::LocalStorage::new(dir.path());
+        assert_eq!(local.read(FileType::Pack, "abcd").expect("read"), &b"pack"[..]);
+        local.write(FileType::Index, "i1", Bytes::from_static(b"idx")).expect("write");
+        assert_eq!(s.list(FileType::Index).expect("list"), vec![FileInfo { name: "i1".into(), size: 3 }]);
+    }
+
+    #[test]
+    fn works_from_inside_a_tokio_runtime() {
+        let s = service("memory", &[]);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        rt.block_on(async {
+            s.write(FileType::Key, "k", Bytes::from_static(b"key")).expect("write");
+            assert_eq!(s.stat(FileType::Key, "k").expect("stat"), Some(3));
+        });
+        drop(rt);
+        // Dropping the storage inside a runtime must not panic either.
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        rt.block_on(async move { drop(s) });
+    }
+
+    #[test]
+    fn unknown_or_disabled_service_is_invalid() {
+        for scheme in ["nosuchservice", "redis"] {
+            let e = OpendalStorage::service(scheme, &Options::default()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Invalid, "{scheme}: {e}");
+        }
+    }
+
+    #[test]
+    fn error_classification() {
+        use opendal::{Error, ErrorKind as K};
+        let cases = [
+            (Error::new(K::NotFound, "x"), ErrorKind::NotFound),
+            (Error::new(K::ConditionNotMatch, "x"), ErrorKind::AlreadyExists),
+            (Error::new(K::PermissionDenied, "AccessDenied"), ErrorKind::PermissionDenied),
+            (Error::new(K::PermissionDenied, "InvalidAccessKeyId"), ErrorKind::Unauthenticated),
+            (Error::new(K::RateLimited, "SlowDown"), ErrorKind::Unavailable),
+            (Error::new(K::Unexpected, "operation timeout reached").set_temporary(), ErrorKind::Timeout),
+            (Error::new(K::Unexpected, "connection refused").set_temporary(), ErrorKind::Unavailable),
+            (Error::new(K::Unexpected, "weird"), ErrorKind::Other),
+            (Error::new(K::ConfigInvalid, "NoSuchBucket"), ErrorKind::Invalid),
+        ];
+        for (e, kind) in cases {
+            let m = map_err(e, "s3:https://h/b", "p");
+            assert_eq!(m.kind, kind, "{m}");
+        }
+    }
+
+    #[test]
+    fn unreachable_s3_endpoint_is_retryable_error() {
+        // Nothing listens on port 9 of localhost: the request fails fast.
+        let loc = match crate::parse_location("s3:http://127.0.0.1:9/bucket/prefix") {
+            Ok(crate::Location::S3(l)) => l,
+            other => panic!("{other:?}"),
+        };
+        let mut o = Options::default();
+        o.s3.access_key_id = Some("id".into());
+        o.s3.secret_access_key = Some("secret".into());
+        o.timeout = Some(Duration::from_secs(5));
+        let s = OpendalStorage::s3(&loc, &o).expect("open");
+        assert_eq!(s.location(), "s3:http://127.0.0.1:9/bucket/prefix");
+        let e = s.read(FileType::Config, "").unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert!(!e.to_string().contains("secret"));
+        assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+    }
+}
