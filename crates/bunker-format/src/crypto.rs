@@ -105,7 +105,6 @@ impl Key {
     }
 
     fn mac(&self, iv: &[u8; IV_SIZE], ciphertext: &[u8]) -> [u8; MAC_SIZE] {
-        use poly1305::universal_hash::KeyInit as _;
         let mut block = aes::Block::clone_from_slice(iv);
         aes::Aes128::new(&self.mac_k.into()).encrypt_block(&mut block);
         let mut pk = [0u8; 32];
@@ -223,7 +222,10 @@ mod tests {
         let c = k.encrypt(b"hello");
         assert_eq!(c.len(), 5 + CRYPTO_OVERHEAD);
         assert_eq!(k.decrypt(&c).unwrap(), b"hello");
-        assert!(matches!(k.decrypt(&c[..31]), Err(FormatError::TooShort(31))));
+        assert!(matches!(
+            k.decrypt(&c[..31]),
+            Err(FormatError::TooShort(31))
+        ));
         assert!(matches!(Key::random().decrypt(&c), Err(FormatError::Mac)));
         let empty = k.encrypt(b"");
         assert_eq!(k.decrypt(&empty).unwrap(), b"");
@@ -259,7 +261,9 @@ mod tests {
     #[test]
     fn restic_ciphertext_vector() {
         let key = Key::from_parts(
-            h("303e8687b1d7db18421bdc6bb8588ccadac4d59ee87b8ff70c44e635790cafef").try_into().unwrap(),
+            h("303e8687b1d7db18421bdc6bb8588ccadac4d59ee87b8ff70c44e635790cafef")
+                .try_into()
+                .unwrap(),
             h("ef4d8824cb80b2bcc5fbff8a9b12a42c").try_into().unwrap(),
             h("cc8d4b948ee0ebfe1d415de921d10353").try_into().unwrap(),
         );

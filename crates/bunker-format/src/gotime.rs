@@ -5,13 +5,13 @@
 //! `Z` for UTC and `+hh:mm`/`-hh:mm` otherwise. restic additionally clamps the
 //! year of node timestamps into 0..=9999 before encoding (`fixTime`).
 
-use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Offset, TimeZone, Timelike, Utc};
 
 use crate::error::FormatError;
 
 /// Go's zero time, `0001-01-01T00:00:00Z`.
 pub fn zero() -> DateTime<FixedOffset> {
-    let utc = FixedOffset::east_opt(0).unwrap_or_else(|| Utc.fix());
+    let utc = Utc.fix();
     NaiveDate::from_ymd_opt(1, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|n| utc.from_utc_datetime(&n))
@@ -131,7 +131,10 @@ mod tests {
             let t = parse(s).unwrap();
             assert_eq!(format(&t), s);
         }
-        assert_eq!(format(&parse("2020-01-01T00:00:00.500000000+00:00").unwrap()), "2020-01-01T00:00:00.5Z");
+        assert_eq!(
+            format(&parse("2020-01-01T00:00:00.500000000+00:00").unwrap()),
+            "2020-01-01T00:00:00.5Z"
+        );
         assert!(is_zero(&zero()));
         assert!(parse("yesterday").is_err());
     }

@@ -30,7 +30,11 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> KdfParams {
-        KdfParams { n: 32768, r: 8, p: 1 }
+        KdfParams {
+            n: 32768,
+            r: 8,
+            p: 1,
+        }
     }
 }
 
@@ -53,10 +57,16 @@ impl KdfParams {
     /// that a hostile key file cannot exhaust memory.
     pub fn validate(&self) -> Result<(), FormatError> {
         if self.n < 2 || !self.n.is_power_of_two() {
-            return Err(FormatError::Kdf(format!("N = {} is not a power of two >= 2", self.n)));
+            return Err(FormatError::Kdf(format!(
+                "N = {} is not a power of two >= 2",
+                self.n
+            )));
         }
         if self.r == 0 || self.p == 0 {
-            return Err(FormatError::Kdf(format!("r = {}, p = {} must be positive", self.r, self.p)));
+            return Err(FormatError::Kdf(format!(
+                "r = {}, p = {} must be positive",
+                self.r, self.p
+            )));
         }
         let mem = 128u64 * u64::from(self.n) * u64::from(self.r);
         if mem > 4 << 30 {
@@ -199,7 +209,11 @@ impl KeyFile {
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams { n: 1024, r: 8, p: 1 };
+    const FAST: KdfParams = KdfParams {
+        n: 1024,
+        r: 8,
+        p: 1,
+    };
 
     #[test]
     fn create_open_wrong_password() {
@@ -210,7 +224,9 @@ mod tests {
         assert_eq!(id.id(), Id::hash(&bytes));
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(r#"{"created":""#), "{text}");
-        assert!(text.contains(r#""username":"user","hostname":"host","kdf":"scrypt","N":1024,"r":8,"p":1,"salt":""#));
+        assert!(text.contains(
+            r#""username":"user","hostname":"host","kdf":"scrypt","N":1024,"r":8,"p":1,"salt":""#
+        ));
         let back = KeyFile::from_json_bytes(&bytes).unwrap();
         assert_eq!(back, kf);
         assert_eq!(back.open(b"secret").unwrap(), master);
@@ -219,9 +235,27 @@ mod tests {
 
     #[test]
     fn params_validation() {
-        assert!(KdfParams { n: 1000, r: 8, p: 1 }.validate().is_err());
-        assert!(KdfParams { n: 1 << 30, r: 8, p: 1 }.validate().is_err());
-        assert!(KdfParams { n: 1024, r: 0, p: 1 }.validate().is_err());
+        assert!(KdfParams {
+            n: 1000,
+            r: 8,
+            p: 1
+        }
+        .validate()
+        .is_err());
+        assert!(KdfParams {
+            n: 1 << 30,
+            r: 8,
+            p: 1
+        }
+        .validate()
+        .is_err());
+        assert!(KdfParams {
+            n: 1024,
+            r: 0,
+            p: 1
+        }
+        .validate()
+        .is_err());
         assert!(KdfParams::default().validate().is_ok());
         let mut kf = KeyFile::create(b"pw", &Key::random(), FAST, "h", "u").unwrap();
         kf.kdf = "argon2".into();

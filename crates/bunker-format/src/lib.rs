@@ -16,6 +16,7 @@ pub mod compression;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod gojson;
 pub mod gotime;
 pub mod id;
 pub mod index;

@@ -86,7 +86,10 @@ mod tests {
         let legacy = key.encrypt(b"[1]");
         assert_eq!(decode(&key, &legacy).unwrap(), b"[1]");
         let unknown = key.encrypt(b"\x03abc");
-        assert!(matches!(decode(&key, &unknown), Err(FormatError::UnknownEncoding(3))));
+        assert!(matches!(
+            decode(&key, &unknown),
+            Err(FormatError::UnknownEncoding(3))
+        ));
     }
 
     #[test]

@@ -66,14 +66,29 @@ mod tests {
         assert_eq!(substitute("a${EMPTY}b", &env).as_deref(), Ok("ab"));
         assert_eq!(substitute("$${HOME}", &env).as_deref(), Ok("${HOME}"));
         assert_eq!(substitute("cost $5 $", &env).as_deref(), Ok("cost $5 $"));
-        assert_eq!(substitute("${HOME}${HOME}", &env).as_deref(), Ok("/home/u/home/u"));
+        assert_eq!(
+            substitute("${HOME}${HOME}", &env).as_deref(),
+            Ok("/home/u/home/u")
+        );
     }
 
     #[test]
     fn reports_missing_and_malformed() {
-        assert_eq!(substitute("x${NOPE}", &env), Err(SubstError::Missing("NOPE".into())));
-        assert!(matches!(substitute("${HOME", &env), Err(SubstError::Malformed(_))));
-        assert!(matches!(substitute("${A-B}", &env), Err(SubstError::Malformed(_))));
-        assert!(matches!(substitute("${}", &env), Err(SubstError::Malformed(_))));
+        assert_eq!(
+            substitute("x${NOPE}", &env),
+            Err(SubstError::Missing("NOPE".into()))
+        );
+        assert!(matches!(
+            substitute("${HOME", &env),
+            Err(SubstError::Malformed(_))
+        ));
+        assert!(matches!(
+            substitute("${A-B}", &env),
+            Err(SubstError::Malformed(_))
+        ));
+        assert!(matches!(
+            substitute("${}", &env),
+            Err(SubstError::Malformed(_))
+        ));
     }
 }

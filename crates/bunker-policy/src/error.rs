@@ -24,7 +24,11 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )?;
         } else {
             write!(f, "{}: {}", self.file, self.message)?;
         }
@@ -93,7 +97,7 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
     for c in candidates {
         let d = edit_distance(&word.to_lowercase(), &c.to_lowercase());
         let limit = (c.chars().count().max(3) / 3).clamp(1, 3);
-        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+        if d <= limit && d < word.chars().count() && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
@@ -135,7 +139,10 @@ mod tests {
         );
         d.line = 0;
         d.hint = None;
-        assert_eq!(d.to_string(), "bunker.yaml: unknown key \"shedule\" in item \"app\"");
+        assert_eq!(
+            d.to_string(),
+            "bunker.yaml: unknown key \"shedule\" in item \"app\""
+        );
     }
 
     #[test]

@@ -80,11 +80,19 @@ impl Positions {
     }
 
     fn set_key(&mut self, path: &[Seg], p: Pos) {
-        self.map.entry(path.to_vec()).or_default().key.get_or_insert(p);
+        self.map
+            .entry(path.to_vec())
+            .or_default()
+            .key
+            .get_or_insert(p);
     }
 
     fn set_value(&mut self, path: &[Seg], p: Pos) {
-        self.map.entry(path.to_vec()).or_default().value.get_or_insert(p);
+        self.map
+            .entry(path.to_vec())
+            .or_default()
+            .value
+            .get_or_insert(p);
     }
 }
 
@@ -131,7 +139,9 @@ impl Scanner {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        s.chars().enumerate().all(|(k, c)| self.peek_at(k) == Some(c))
+        s.chars()
+            .enumerate()
+            .all(|(k, c)| self.peek_at(k) == Some(c))
     }
 
     fn skip_to_eol(&mut self) {
@@ -253,7 +263,11 @@ impl Scanner {
                         '#' if k > 0 && matches!(self.chars.get(k - 1), Some(' ' | '\t')) => {
                             return false
                         }
-                        ':' if matches!(self.chars.get(k + 1), None | Some(' ' | '\t' | '\n' | '\r')) => {
+                        ':' if matches!(
+                            self.chars.get(k + 1),
+                            None | Some(' ' | '\t' | '\n' | '\r')
+                        ) =>
+                        {
                             return true
                         }
                         _ => k += 1,
@@ -532,9 +546,17 @@ items:
     fn finds_block_and_flow_positions() {
         let p = Positions::scan(DOC);
         assert_eq!(p.key(&[k("repositories")]), at(3, 1));
-        assert_eq!(p.value(&[k("repositories"), k("local"), k("location")]), at(5, 15));
         assert_eq!(
-            p.value(&[k("repositories"), k("local"), k("options"), k("connections")]),
+            p.value(&[k("repositories"), k("local"), k("location")]),
+            at(5, 15)
+        );
+        assert_eq!(
+            p.value(&[
+                k("repositories"),
+                k("local"),
+                k("options"),
+                k("connections")
+            ]),
             at(6, 29)
         );
         assert_eq!(
@@ -543,30 +565,51 @@ items:
         );
         assert_eq!(p.value(&[k("exclude_patterns"), Seg::Index(1)]), at(2, 29));
         assert_eq!(p.value(&[k("items"), Seg::Index(0)]), at(8, 5));
-        assert_eq!(p.key(&[k("items"), Seg::Index(0), k("schedule")]), at(11, 5));
+        assert_eq!(
+            p.key(&[k("items"), Seg::Index(0), k("schedule")]),
+            at(11, 5)
+        );
         assert_eq!(
             p.value(&[k("items"), Seg::Index(0), k("paths"), Seg::Index(0)]),
             at(10, 9)
         );
-        assert_eq!(p.key(&[k("items"), Seg::Index(0), k("retention")]), at(15, 5));
+        assert_eq!(
+            p.key(&[k("items"), Seg::Index(0), k("retention")]),
+            at(15, 5)
+        );
         assert_eq!(
             p.key(&[k("items"), Seg::Index(0), k("retention"), k("keep_daily")]),
             at(16, 8)
         );
         assert_eq!(p.key(&[k("items"), Seg::Index(1), k("name")]), at(18, 5));
         assert_eq!(
-            p.value(&[k("items"), Seg::Index(1), k("hooks"), k("before"), Seg::Index(1)]),
+            p.value(&[
+                k("items"),
+                Seg::Index(1),
+                k("hooks"),
+                k("before"),
+                Seg::Index(1)
+            ]),
             at(20, 19)
         );
         // the block scalar's content is not mistaken for a key
-        assert_eq!(p.map.get(&vec![k("items"), Seg::Index(0), k("note"), k("more")]).is_none(), true);
+        assert_eq!(
+            p.map
+                .get(&vec![k("items"), Seg::Index(0), k("note"), k("more")])
+                .is_none(),
+            true
+        );
     }
 
     #[test]
     fn unknown_paths_fall_back_to_ancestors() {
         let p = Positions::scan(DOC);
-        assert_eq!(p.value(&[k("items"), Seg::Index(0), k("nope"), k("deeper")]), at(8, 5));
-        assert_eq!(p.value(&[k("missing")]), Pos::default());
+        assert_eq!(
+            p.value(&[k("items"), Seg::Index(0), k("nope"), k("deeper")]),
+            at(8, 5)
+        );
+        assert_eq!(p.value(&[k("missing")]), at(2, 1));
+        assert_eq!(Positions::scan("").value(&[k("x")]), Pos::default());
     }
 
     #[test]
@@ -579,7 +622,17 @@ items:
 
     #[test]
     fn never_panics_on_garbage() {
-        for doc in ["", "-", ":", "{", "[a, {b: ", "a: 'x", "a:\n  - |\n", "&x\n", "a: b: c"] {
+        for doc in [
+            "",
+            "-",
+            ":",
+            "{",
+            "[a, {b: ",
+            "a: 'x",
+            "a:\n  - |\n",
+            "&x\n",
+            "a: b: c",
+        ] {
             let _ = Positions::scan(doc);
         }
     }

@@ -38,7 +38,9 @@ impl fmt::Display for Secret {
 /// Whether an option key names a secret (its value is never printed).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["secret", "password", "key", "token"].iter().any(|w| k.contains(w))
+    ["secret", "password", "key", "token"]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 /// Where a repository password comes from (exactly one per repository).
@@ -123,7 +125,9 @@ impl PasswordSource {
                 if !out.status.success() {
                     return Err(fail(format!("exit status {}", out.status)));
                 }
-                Ok(Secret::new(first_line(&String::from_utf8_lossy(&out.stdout))))
+                Ok(Secret::new(first_line(&String::from_utf8_lossy(
+                    &out.stdout,
+                ))))
             }
             PasswordSource::Plain(s) => Ok(s.clone()),
         }
@@ -164,7 +168,9 @@ pub fn location_scheme(location: &str) -> Option<&str> {
     let (scheme, _) = location.split_once(':')?;
     let ok = scheme.len() > 1
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-');
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-');
     ok.then_some(scheme)
 }
 
@@ -184,7 +190,12 @@ impl fmt::Debug for RepositoryConfig {
         let options: BTreeMap<&str, &str> = self
             .options
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_key(k) { "***" } else { v.as_str() },
+                )
+            })
             .collect();
         f.debug_struct("RepositoryConfig")
             .field("name", &self.name)
@@ -205,7 +216,11 @@ impl fmt::Display for RepositoryConfig {
             PasswordSource::Command(_) => "password_command ***".to_string(),
             PasswordSource::Plain(_) => "password ***".to_string(),
         };
-        write!(f, "{} ({:?}) at {}, {pw}", self.name, self.role, self.location)?;
+        write!(
+            f,
+            "{} ({:?}) at {}, {pw}",
+            self.name, self.role, self.location
+        )?;
         for (k, v) in &self.options {
             let v = if is_secret_key(k) { "***" } else { v.as_str() };
             write!(f, ", -o {k}={v}")?;
@@ -317,7 +332,11 @@ impl Retention {
             .retention_days
             .map(|d| KeepDuration::days(i32::try_from(d).unwrap_or(i32::MAX)));
         let within = match (self.keep_within, days) {
-            (Some(a), Some(b)) => Some(if b.approx_hours() > a.approx_hours() { b } else { a }),
+            (Some(a), Some(b)) => Some(if b.approx_hours() > a.approx_hours() {
+                b
+            } else {
+                a
+            }),
             (a, b) => a.or(b),
         };
         KeepPolicy {

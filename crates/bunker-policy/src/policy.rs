@@ -73,7 +73,8 @@ impl Policy {
         base_dir: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Policy, PolicyError> {
-        crate::parse::parse_policy(text, source_name, base_dir, env, None).map_err(PolicyError::Invalid)
+        crate::parse::parse_policy(text, source_name, base_dir, env, None)
+            .map_err(PolicyError::Invalid)
     }
 
     /// Re-checks cross references and rules (run automatically by `load`);
@@ -121,7 +122,13 @@ impl fmt::Display for Policy {
         }
         writeln!(f, "items:")?;
         for i in &self.items {
-            write!(f, "  {} ({}, {})", i.name, i.kind.as_str(), i.priority.as_str())?;
+            write!(
+                f,
+                "  {} ({}, {})",
+                i.name,
+                i.kind.as_str(),
+                i.priority.as_str()
+            )?;
             if let Some(s) = &i.schedule {
                 write!(f, ", {s}")?;
             }

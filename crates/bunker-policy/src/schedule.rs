@@ -129,7 +129,9 @@ impl PartialEq for Schedule {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Schedule::Every(a), Schedule::Every(b)) => a == b,
-            (Schedule::Cron(a), Schedule::Cron(b)) => a.pattern.to_string() == b.pattern.to_string(),
+            (Schedule::Cron(a), Schedule::Cron(b)) => {
+                a.pattern.to_string() == b.pattern.to_string()
+            }
             (Schedule::OnChange, Schedule::OnChange) => true,
             _ => false,
         }
@@ -142,23 +144,55 @@ mod tests {
     use chrono::{TimeZone, Timelike};
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn parses_forms() {
-        assert_eq!(Schedule::parse("every 2h"), Ok(Schedule::Every(Duration::from_secs(7200))));
-        assert_eq!(Schedule::parse("every 90m"), Ok(Schedule::Every(Duration::from_secs(5400))));
+        assert_eq!(
+            Schedule::parse("every 2h"),
+            Ok(Schedule::Every(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            Schedule::parse("every 90m"),
+            Ok(Schedule::Every(Duration::from_secs(5400)))
+        );
         assert_eq!(Schedule::parse("on_change"), Ok(Schedule::OnChange));
-        assert!(matches!(Schedule::parse("0 3 * * *"), Ok(Schedule::Cron(_))));
-        assert!(matches!(Schedule::parse("30 0 3 * * *"), Ok(Schedule::Cron(_))));
+        assert!(matches!(
+            Schedule::parse("0 3 * * *"),
+            Ok(Schedule::Cron(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("30 0 3 * * *"),
+            Ok(Schedule::Cron(_))
+        ));
         assert!(matches!(Schedule::parse("@daily"), Ok(Schedule::Cron(_))));
-        assert!(matches!(Schedule::parse("every 2 hourz"), Err(ScheduleError::Duration(_))));
-        assert!(matches!(Schedule::parse("every 0s"), Err(ScheduleError::Duration(_))));
-        assert!(matches!(Schedule::parse("61 * * * *"), Err(ScheduleError::Cron { .. })));
-        assert!(matches!(Schedule::parse("* * *"), Err(ScheduleError::Cron { .. })));
-        assert!(matches!(Schedule::parse("0 0 30 2 *"), Err(ScheduleError::Cron { .. })));
-        assert!(matches!(Schedule::parse("daily"), Err(ScheduleError::Cron { .. })));
+        assert!(matches!(
+            Schedule::parse("every 2 hourz"),
+            Err(ScheduleError::Duration(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("every 0s"),
+            Err(ScheduleError::Duration(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("61 * * * *"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("* * *"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("0 0 30 2 *"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("daily"),
+            Err(ScheduleError::Cron { .. })
+        ));
     }
 
     #[test]

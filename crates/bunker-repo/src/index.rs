@@ -27,13 +27,15 @@ pub struct IndexEntry {
 impl IndexEntry {
     /// Size of the blob's plaintext.
     pub fn plain_len(&self) -> u32 {
-        self.uncompressed_length
-            .unwrap_or(self.length.saturating_sub(bunker_format::crypto::CRYPTO_OVERHEAD as u32))
+        self.uncompressed_length.unwrap_or(
+            self.length
+                .saturating_sub(bunker_format::crypto::CRYPTO_OVERHEAD as u32),
+        )
     }
 }
 
 /// All blobs of all loaded index files.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct MasterIndex {
     blobs: HashMap<BlobId, IndexEntry>,
     packs: Vec<PackId>,
@@ -129,13 +131,15 @@ impl MasterIndex {
     pub fn by_pack(&self) -> HashMap<PackId, Vec<IndexBlob>> {
         let mut out: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
         for (id, e) in &self.blobs {
-            out.entry(self.packs[e.pack as usize]).or_default().push(IndexBlob {
-                id: *id,
-                blob_type: e.blob_type,
-                offset: e.offset,
-                length: e.length,
-                uncompressed_length: e.uncompressed_length,
-            });
+            out.entry(self.packs[e.pack as usize])
+                .or_default()
+                .push(IndexBlob {
+                    id: *id,
+                    blob_type: e.blob_type,
+                    offset: e.offset,
+                    length: e.length,
+                    uncompressed_length: e.uncompressed_length,
+                });
         }
         for v in out.values_mut() {
             v.sort_by_key(|b| b.offset);

@@ -22,7 +22,8 @@ pub fn list(repo: &Repository) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
     for f in repo.storage().list(FileType::Key)? {
         let bytes = repo.storage().read(FileType::Key, &f.name)?;
-        let kf = KeyFile::from_json_bytes(&bytes).map_err(|e| RepoError::format("key file", &f.name, e))?;
+        let kf = KeyFile::from_json_bytes(&bytes)
+            .map_err(|e| RepoError::format("key file", &f.name, e))?;
         out.push(KeyInfo {
             current: f.name == repo.key_id().to_string(),
             id: f.name,
@@ -36,12 +37,21 @@ pub fn list(repo: &Repository) -> Result<Vec<KeyInfo>> {
 }
 
 /// Add a key file for `password` that unlocks the same master key.
-pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams, username: &str, hostname: &str) -> Result<KeyId> {
+pub fn add(
+    repo: &Repository,
+    password: &[u8],
+    kdf: KdfParams,
+    username: &str,
+    hostname: &str,
+) -> Result<KeyId> {
     let kf = KeyFile::create(password, repo.key(), kdf, hostname, username)
         .map_err(|e| RepoError::format("key file", "new", e))?;
-    let bytes = kf.to_json_bytes();
+    let bytes = kf
+        .to_json_bytes()
+        .map_err(|e| RepoError::format("key file", "new", e))?;
     let id = KeyId::from(Id::hash(&bytes));
-    repo.storage().write_new(FileType::Key, &id.to_string(), bytes.into())?;
+    repo.storage()
+        .write_new(FileType::Key, &id.to_string(), bytes.into())?;
     Ok(id)
 }
 
@@ -56,7 +66,9 @@ pub fn resolve(repo: &Repository, prefix: &str) -> Result<String> {
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(RepoError::Invalid(format!("no key matches {prefix:?}; see `bunker key list`"))),
+        [] => Err(RepoError::Invalid(format!(
+            "no key matches {prefix:?}; see `bunker key list`"
+        ))),
         _ => Err(RepoError::AmbiguousId(prefix.to_string())),
     }
 }
@@ -79,7 +91,8 @@ pub fn passwd(repo: &Repository, new_password: &[u8], kdf: KdfParams) -> Result<
     let old = repo.key_id().to_string();
     let (user, host) = {
         let bytes = repo.storage().read(FileType::Key, &old)?;
-        let kf = KeyFile::from_json_bytes(&bytes).map_err(|e| RepoError::format("key file", &old, e))?;
+        let kf =
+            KeyFile::from_json_bytes(&bytes).map_err(|e| RepoError::format("key file", &old, e))?;
         (kf.username.clone(), kf.hostname.clone())
     };
     let id = add(repo, new_password, kdf, &user, &host)?;

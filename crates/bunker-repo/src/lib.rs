@@ -12,6 +12,11 @@
 //! Write order is packs, then index, then snapshot; deletion is the reverse
 //! (see docs/design.md).
 
+pub mod backup;
+pub mod cat;
+pub mod check;
+pub mod diff;
+pub mod dump;
 pub mod error;
 pub mod index;
 pub mod keys;
@@ -19,7 +24,9 @@ pub mod lock;
 pub mod packer;
 pub mod progress;
 pub mod repository;
+pub mod restore;
 pub mod snapshots;
+pub mod walk;
 
 pub use error::RepoError;
 pub use repository::{RepoOptions, Repository};

@@ -45,7 +45,7 @@ fn new_lock(exclusive: bool) -> LockFile {
         username: uzers::get_current_username()
             .map(|u| u.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        pid: std::process::id(),
+        pid: i64::from(std::process::id()),
         uid: uzers::get_current_uid(),
         gid: uzers::get_current_gid(),
     }
@@ -68,7 +68,7 @@ pub fn is_stale(lock: &LockFile) -> bool {
     if age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false) {
         return true;
     }
-    lock.hostname == this_host() && !process_alive(lock.pid)
+    lock.hostname == this_host() && !u32::try_from(lock.pid).is_ok_and(process_alive)
 }
 
 /// All lock files with their contents; unreadable ones are reported as `None`.
@@ -107,14 +107,18 @@ fn conflict(repo: &Repository, exclusive: bool, own: &str) -> Result<Option<Repo
         }
         let Some(lock) = lock else { continue };
         if is_stale(&lock) {
-            tracing::info!("removing stale lock {name} of PID {} on {}", lock.pid, lock.hostname);
+            tracing::info!(
+                "removing stale lock {name} of PID {} on {}",
+                lock.pid,
+                lock.hostname
+            );
             let _ = repo.storage().remove(FileType::Lock, &name);
             continue;
         }
         if exclusive || lock.exclusive {
             return Ok(Some(RepoError::Locked {
                 kind: if lock.exclusive { "exclusively" } else { "" },
-                pid: lock.pid,
+                pid: u32::try_from(lock.pid).unwrap_or(0),
                 host: lock.hostname,
                 user: lock.username,
                 time: gotime::format(&lock.time),
@@ -130,7 +134,9 @@ impl RepoLock {
         if let Some(e) = conflict(repo, exclusive, "")? {
             return Err(e);
         }
-        let name = repo.save_json(FileType::Lock, &new_lock(exclusive))?.to_hex();
+        let name = repo
+            .save_json(FileType::Lock, &new_lock(exclusive))?
+            .to_hex();
         // Give a concurrent locker the chance to show up, then re-check.
         std::thread::sleep(Duration::from_millis(if exclusive { 200 } else { 20 }));
         if let Some(e) = conflict(repo, exclusive, &name)? {

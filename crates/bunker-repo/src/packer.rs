@@ -153,10 +153,18 @@ impl BlobSaver {
     /// Save a blob whose id the caller already computed (`Id::hash(plain)`).
     pub fn save_with_id(&self, blob_type: BlobType, id: BlobId, plain: &[u8]) -> Result<Saved> {
         if self.shared.repo.index().read().has(&id) {
-            return Ok(Saved { id, added: false, packed: 0 });
+            return Ok(Saved {
+                id,
+                added: false,
+                packed: 0,
+            });
         }
         if !self.builders.lock().seen.insert(id) {
-            return Ok(Saved { id, added: false, packed: 0 });
+            return Ok(Saved {
+                id,
+                added: false,
+                packed: 0,
+            });
         }
         self.check_error()?;
         let repo = &self.shared.repo;
@@ -169,8 +177,12 @@ impl BlobSaver {
                 BlobType::Data => &mut b.data,
                 BlobType::Tree => &mut b.tree,
             };
-            builder.add(id, &encoded);
-            if builder.len() as u64 >= repo.options().pack_size {
+            builder
+                .add(id, &encoded)
+                .map_err(|e| RepoError::format("pack", "new", e))?;
+            if builder.len() as u64 >= repo.options().pack_size
+                || builder.count() + 1 >= pack::MAX_HEADER_ENTRIES
+            {
                 Some(std::mem::replace(builder, PackBuilder::new(blob_type)))
             } else {
                 None
@@ -188,7 +200,11 @@ impl BlobSaver {
         if let Some(full) = full {
             self.send(full)?;
         }
-        Ok(Saved { id, added: true, packed })
+        Ok(Saved {
+            id,
+            added: true,
+            packed,
+        })
     }
 
     /// Hash, dedup and save a blob.

@@ -83,10 +83,12 @@ impl Repository {
         let key = Key::random();
         let keyfile = KeyFile::create(password, &key, kdf, &hostname(), &username())
             .map_err(|e| RepoError::format("key file", "new", e))?;
-        let kbytes = keyfile.to_json_bytes();
+        let kbytes = keyfile
+            .to_json_bytes()
+            .map_err(|e| RepoError::format("key file", "new", e))?;
         let key_id = KeyId::from(Id::hash(&kbytes));
         storage.write_new(FileType::Key, &key_id.to_string(), kbytes.into())?;
-        let config = RepoConfig::new_v2();
+        let config = RepoConfig::new_v2().map_err(|e| RepoError::format("config", "new", e))?;
         let json = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let enc = key.encrypt(&json);
         storage.write_new(FileType::Config, "", enc.into())?;
@@ -103,7 +105,11 @@ impl Repository {
     /// Open an existing repository: find the key file the password opens,
     /// decrypt and validate the config. The index is not loaded; call
     /// [`Repository::load_index`].
-    pub fn open(storage: DynStorage, password: &[u8], options: RepoOptions) -> Result<Arc<Repository>> {
+    pub fn open(
+        storage: DynStorage,
+        password: &[u8],
+        options: RepoOptions,
+    ) -> Result<Arc<Repository>> {
         let cfg_bytes = match storage.read(FileType::Config, "") {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -118,7 +124,10 @@ impl Repository {
             .decrypt(&cfg_bytes)
             .map_err(|e| RepoError::format("config", "", e))?;
         let config: RepoConfig = serde_json::from_slice(&json).map_err(|e| {
-            RepoError::Invalid(format!("config of {} is not valid JSON: {e}", storage.location()))
+            RepoError::Invalid(format!(
+                "config of {} is not valid JSON: {e}",
+                storage.location()
+            ))
         })?;
         config
             .validate()
@@ -177,6 +186,22 @@ impl Repository {
         &self.index
     }
 
+    /// A view of this repository whose writes are counted and dropped (for
+    /// dry runs): same key, config and options, and a copy of the index so
+    /// that deduplication sees what is stored but the real index is untouched.
+    pub fn dry_run_view(&self) -> Arc<Repository> {
+        let storage: DynStorage =
+            Arc::new(bunker_storage::DryRunStorage::new(self.storage.clone()));
+        Arc::new(Repository {
+            storage,
+            key: self.key.clone(),
+            key_id: self.key_id,
+            config: self.config.clone(),
+            options: self.options.clone(),
+            index: RwLock::new(self.index.read().clone()),
+        })
+    }
+
     /// Compression level to use for new blobs and files (`None` = off, or a v1 repository).
     pub fn zstd_level(&self) -> Option<i32> {
         if self.config.version < 2 {
@@ -203,7 +228,12 @@ impl Repository {
     }
 
     /// Read and decode an unpacked JSON file (index, snapshot, lock).
-    pub fn load_json<T: DeserializeOwned>(&self, t: FileType, name: &str, what: &'static str) -> Result<T> {
+    pub fn load_json<T: DeserializeOwned>(
+        &self,
+        t: FileType,
+        name: &str,
+        what: &'static str,
+    ) -> Result<T> {
         let bytes = self.storage.read(t, name)?;
         if t != FileType::Lock {
             let actual = Id::hash(&bytes);
@@ -239,7 +269,9 @@ impl Repository {
         let entry = self
             .lookup(id)
             .filter(|e| e.blob_type == blob_type)
-            .ok_or_else(|| RepoError::BlobNotFound { blob: id.to_string() })?;
+            .ok_or_else(|| RepoError::BlobNotFound {
+                blob: id.to_string(),
+            })?;
         let pack = self.index.read().pack_id(entry.pack);
         let raw = self.storage.read_range(
             FileType::Pack,
@@ -258,9 +290,11 @@ impl Repository {
         uncompressed_length: Option<u32>,
         pack: &str,
     ) -> Result<Vec<u8>> {
-        let plain = pack::decode_blob(&self.key, raw, uncompressed_length).map_err(|e| RepoError::DamagedPack {
-            pack: pack.to_string(),
-            msg: format!("blob {}: {e}", id.id().short()),
+        let plain = pack::decode_blob(&self.key, raw, uncompressed_length).map_err(|e| {
+            RepoError::DamagedPack {
+                pack: pack.to_string(),
+                msg: format!("blob {}: {e}", id.id().short()),
+            }
         })?;
         if Id::hash(&plain) != id.id() {
             return Err(RepoError::DamagedPack {

@@ -56,7 +56,8 @@ pub fn list(repo: &Repository) -> Result<Vec<SnapshotEntry>> {
         .par_iter()
         .map(|f| {
             let snapshot: Snapshot = repo.load_json(FileType::Snapshot, &f.name, "snapshot")?;
-            let id = Id::from_hex(&f.name).map_err(|e| RepoError::format("snapshot name", &f.name, e))?;
+            let id = Id::from_hex(&f.name)
+                .map_err(|e| RepoError::format("snapshot name", &f.name, e))?;
             Ok(SnapshotEntry {
                 id: SnapshotId::from(id),
                 snapshot,
@@ -69,15 +70,24 @@ pub fn list(repo: &Repository) -> Result<Vec<SnapshotEntry>> {
 
 /// Snapshots matching `filter`, keeping only the newest `latest` per
 /// (host, paths) group when given; oldest first.
-pub fn filtered(repo: &Repository, filter: &SnapshotFilter, latest: Option<usize>) -> Result<Vec<SnapshotEntry>> {
-    let all: Vec<SnapshotEntry> = list(repo)?.into_iter().filter(|e| filter.matches(&e.snapshot)).collect();
+pub fn filtered(
+    repo: &Repository,
+    filter: &SnapshotFilter,
+    latest: Option<usize>,
+) -> Result<Vec<SnapshotEntry>> {
+    let all: Vec<SnapshotEntry> = list(repo)?
+        .into_iter()
+        .filter(|e| filter.matches(&e.snapshot))
+        .collect();
     let Some(n) = latest else { return Ok(all) };
     let mut counts: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
     let mut keep: Vec<SnapshotEntry> = Vec::new();
     for e in all.into_iter().rev() {
         let mut paths = e.snapshot.paths.clone();
         paths.sort();
-        let c = counts.entry((e.snapshot.hostname.clone(), paths)).or_default();
+        let c = counts
+            .entry((e.snapshot.hostname.clone(), paths))
+            .or_default();
         if *c < n {
             *c += 1;
             keep.push(e);
@@ -123,5 +133,7 @@ pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<Sn
 
 /// Write a snapshot file (after its trees and data are indexed).
 pub fn save(repo: &Repository, snapshot: &Snapshot) -> Result<SnapshotId> {
-    Ok(SnapshotId::from(repo.save_json(FileType::Snapshot, snapshot)?))
+    Ok(SnapshotId::from(
+        repo.save_json(FileType::Snapshot, snapshot)?,
+    ))
 }

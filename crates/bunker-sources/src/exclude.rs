@@ -109,9 +109,7 @@ pub fn expand_vars(line: &str, getenv: &dyn Fn(&str) -> Option<String>) -> Strin
                     .count();
                 (&rest[..n], n)
             };
-            if name.is_empty() && width == 0 {
-                out.push('$');
-            } else if name == "$" {
+            if (name.is_empty() && width == 0) || name == "$" {
                 out.push('$');
             } else if !name.is_empty() {
                 out.push_str(&getenv(name).unwrap_or_default());
@@ -180,7 +178,8 @@ fn lowercase_bytes(b: &[u8]) -> Vec<u8> {
 }
 
 fn parent(path: &Path) -> PathBuf {
-    path.parent().map_or_else(|| path.to_path_buf(), Path::to_path_buf)
+    path.parent()
+        .map_or_else(|| path.to_path_buf(), Path::to_path_buf)
 }
 
 impl Excluder {
@@ -193,7 +192,11 @@ impl Excluder {
         iexcludes.extend(read_pattern_files(&opts.iexclude_files)?);
         let iexcludes: Vec<String> = iexcludes.iter().map(|p| p.to_lowercase()).collect();
 
-        let max_size = opts.exclude_larger_than.as_deref().map(parse_size).transpose()?;
+        let max_size = opts
+            .exclude_larger_than
+            .as_deref()
+            .map(parse_size)
+            .transpose()?;
 
         let mut specs: Vec<&str> = opts.exclude_if_present.iter().map(String::as_str).collect();
         if opts.exclude_caches {
@@ -221,9 +224,11 @@ impl Excluder {
             }
             let mut map = HashMap::new();
             for root in &opts.roots {
-                let abs = std::path::absolute(root).map_err(|e| SourceError::io("absolute", root, e))?;
+                let abs =
+                    std::path::absolute(root).map_err(|e| SourceError::io("absolute", root, e))?;
                 let abs = clean_path(&abs);
-                let md = std::fs::symlink_metadata(&abs).map_err(|e| SourceError::io("lstat", &abs, e))?;
+                let md = std::fs::symlink_metadata(&abs)
+                    .map_err(|e| SourceError::io("lstat", &abs, e))?;
                 map.insert(abs, std::os::unix::fs::MetadataExt::dev(&md));
             }
             Some(map)
@@ -292,7 +297,10 @@ impl Excluder {
             Some(_) => {
                 // keep mount points: a directory whose parent is allowed
                 let parent = parent(&path);
-                match (std::fs::symlink_metadata(&parent), self.device_of_root(&parent)) {
+                match (
+                    std::fs::symlink_metadata(&parent),
+                    self.device_of_root(&parent),
+                ) {
                     (Ok(md), Some(dev)) => std::os::unix::fs::MetadataExt::dev(&md) == dev,
                     _ => false,
                 }

@@ -193,7 +193,10 @@ fn cachedir_tag_and_if_present() {
     });
     let check = |p: PathBuf| ex.excluded(&p, &lstat_meta(&p, false).unwrap());
     assert!(check(cache.join("data")));
-    assert!(!check(cache.join("CACHEDIR.TAG")), "tag file itself is kept");
+    assert!(
+        !check(cache.join("CACHEDIR.TAG")),
+        "tag file itself is kept"
+    );
     assert!(!check(cache.clone()), "the directory itself is kept");
     assert!(!check(fake.join("data")), "wrong signature");
     assert!(check(marked.join("data")));

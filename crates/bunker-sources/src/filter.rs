@@ -14,7 +14,10 @@ enum Tok {
     Byte(u8),
     AnyRune,
     Star,
-    Class { negated: bool, ranges: Vec<(u32, u32)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(u32, u32)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,9 +266,12 @@ fn match_parts(parts: &[&Part], strs: &[&[u8]]) -> bool {
     } else if strs[0] == b"/" {
         min_off = 1;
     }
-    (min_off..=max_off)
-        .rev()
-        .any(|off| parts.iter().enumerate().all(|(i, p)| part_matches(p, strs[off + i])))
+    (min_off..=max_off).rev().any(|off| {
+        parts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| part_matches(p, strs[off + i]))
+    })
 }
 
 impl Pattern {

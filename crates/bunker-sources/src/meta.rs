@@ -66,6 +66,9 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFCHR: u32 = 0o020000;
 const S_IFIFO: u32 = 0o010000;
 
+/// Extended attributes as (name, value) pairs.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Metadata of one file-system object, not following symlinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsMeta {
@@ -102,7 +105,7 @@ pub struct FsMeta {
     /// Target of a symlink, raw bytes.
     pub link_target: Option<Vec<u8>>,
     /// Extended attributes sorted by name (only when requested).
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
 }
 
 impl FsMeta {
@@ -167,7 +170,7 @@ fn xattr_unsupported(e: &std::io::Error) -> bool {
 
 /// List all extended attributes of `path` (not following symlinks), sorted by
 /// name. Attributes that vanish between listing and reading are skipped.
-pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SourceError> {
+pub fn read_xattrs(path: &Path) -> Result<Xattrs, SourceError> {
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if xattr_unsupported(&e) => return Ok(Vec::new()),
@@ -188,7 +191,11 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SourceError> 
 
 type NameCache = Mutex<HashMap<u32, Option<String>>>;
 
-fn cached(cache: &'static OnceLock<NameCache>, id: u32, lookup: impl FnOnce(u32) -> Option<String>) -> Option<String> {
+fn cached(
+    cache: &'static OnceLock<NameCache>,
+    id: u32,
+    lookup: impl FnOnce(u32) -> Option<String>,
+) -> Option<String> {
     let map = cache.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(guard) = map.lock() {
         if let Some(v) = guard.get(&id) {

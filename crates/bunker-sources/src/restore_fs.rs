@@ -161,8 +161,13 @@ impl TargetDir {
         }
         let mut cur = Dir::Root(self.root.as_fd());
         for (i, comp) in dirs.iter().enumerate() {
-            let fd = rustix::fs::openat(cur.as_fd(), OsStr::from_bytes(comp), dir_flags(), Mode::empty())
-                .map_err(|e| SourceError::errno("openat", rel_display(&rel[..=i]), e))?;
+            let fd = rustix::fs::openat(
+                cur.as_fd(),
+                OsStr::from_bytes(comp),
+                dir_flags(),
+                Mode::empty(),
+            )
+            .map_err(|e| SourceError::errno("openat", rel_display(&rel[..=i]), e))?;
             cur = Dir::Sub(fd);
         }
         Ok((cur, last))
@@ -199,7 +204,8 @@ impl TargetDir {
     pub fn create_file(&self, rel: &[&[u8]], overwrite: bool) -> Result<File, SourceError> {
         let (dir, name) = self.parent(rel)?;
         let name = OsStr::from_bytes(name);
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(0o600);
         match rustix::fs::openat(&dir, name, flags, mode) {
             Ok(fd) => return Ok(File::from(fd)),
@@ -247,7 +253,13 @@ impl TargetDir {
     }
 
     /// Create a device node, FIFO or socket node.
-    pub fn mknod(&self, rel: &[&[u8]], kind: FileKind, mode: u32, rdev: u64) -> Result<(), SourceError> {
+    pub fn mknod(
+        &self,
+        rel: &[&[u8]],
+        kind: FileKind,
+        mode: u32,
+        rdev: u64,
+    ) -> Result<(), SourceError> {
         let ft = match kind {
             FileKind::BlockDev => FileType::BlockDevice,
             FileKind::CharDev => FileType::CharacterDevice,
@@ -261,9 +273,19 @@ impl TargetDir {
             }
         };
         let (dir, name) = self.parent(rel)?;
-        let rdev = if matches!(kind, FileKind::BlockDev | FileKind::CharDev) { rdev } else { 0 };
-        rustix::fs::mknodat(&dir, OsStr::from_bytes(name), ft, Mode::from_raw_mode(mode & 0o7777), rdev as _)
-            .map_err(|e| SourceError::errno("mknodat", rel_display(rel), e))
+        let rdev = if matches!(kind, FileKind::BlockDev | FileKind::CharDev) {
+            rdev
+        } else {
+            0
+        };
+        rustix::fs::mknodat(
+            &dir,
+            OsStr::from_bytes(name),
+            ft,
+            Mode::from_raw_mode(mode & 0o7777),
+            rdev as _,
+        )
+        .map_err(|e| SourceError::errno("mknodat", rel_display(rel), e))
     }
 
     /// Create a FIFO.
@@ -290,7 +312,12 @@ impl TargetDir {
     /// (chown clears setuid bits, so chmod comes after it; times come last).
     /// `is_symlink` must match what is on disk. Directories should get their
     /// metadata after their children were restored.
-    pub fn apply_meta(&self, rel: &[&[u8]], meta: &RestoreMeta, is_symlink: bool) -> Result<(), SourceError> {
+    pub fn apply_meta(
+        &self,
+        rel: &[&[u8]],
+        meta: &RestoreMeta,
+        is_symlink: bool,
+    ) -> Result<(), SourceError> {
         let (dir, name) = self.parent(rel)?;
         let name_os = OsStr::from_bytes(name);
         let st = rustix::fs::statat(&dir, name_os, AtFlags::SYMLINK_NOFOLLOW)
@@ -299,13 +326,18 @@ impl TargetDir {
         if (ft == FileType::Symlink) != is_symlink {
             return Err(SourceError::UnexpectedType {
                 path: rel_display(rel),
-                message: if is_symlink { "expected a symlink" } else { "unexpected symlink" },
+                message: if is_symlink {
+                    "expected a symlink"
+                } else {
+                    "unexpected symlink"
+                },
             });
         }
 
         let owner = Some(rustix::process::Uid::from_raw(meta.uid));
         let group = Some(rustix::process::Gid::from_raw(meta.gid));
-        if let Err(e) = rustix::fs::chownat(&dir, name_os, owner, group, AtFlags::SYMLINK_NOFOLLOW) {
+        if let Err(e) = rustix::fs::chownat(&dir, name_os, owner, group, AtFlags::SYMLINK_NOFOLLOW)
+        {
             if rustix::process::geteuid().is_root() || !(e == Errno::PERM || e == Errno::INVAL) {
                 return Err(SourceError::errno("lchown", rel_display(rel), e));
             }
@@ -317,8 +349,13 @@ impl TargetDir {
         }
 
         if !is_symlink {
-            rustix::fs::chmodat(&dir, name_os, Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty())
-                .map_err(|e| SourceError::errno("chmod", rel_display(rel), e))?;
+            rustix::fs::chmodat(
+                &dir,
+                name_os,
+                Mode::from_raw_mode(meta.mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|e| SourceError::errno("chmod", rel_display(rel), e))?;
         }
 
         let times = Timestamps {
@@ -342,7 +379,11 @@ impl TargetDir {
         // following symlinks. Others (symlinks, devices, FIFOs): by name
         // relative to the already-opened parent, via its /proc fd link.
         let fd = if matches!(ft, FileType::RegularFile | FileType::Directory) {
-            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+            let flags = OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::CLOEXEC;
             rustix::fs::openat(dir, name_os, flags, Mode::empty()).ok()
         } else {
             None

@@ -11,16 +11,24 @@ fn setup() -> (tempfile::TempDir, TargetDir) {
 
 /// A directory outside the target, in the system temp dir, with a random name.
 fn outside() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("outside-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("outside-")
+        .tempdir()
+        .unwrap()
 }
 
 fn dir_entries(p: &Path) -> Vec<std::ffi::OsString> {
-    let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut v: Vec<_> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     v.sort();
     v
 }
 
-const UNSAFE: &[&[u8]] = &[b"", b".", b"..", b"a/b", b"/", b"/etc", b"../x", b"x/..", b"a\0b", b"\0"];
+const UNSAFE: &[&[u8]] = &[
+    b"", b".", b"..", b"a/b", b"/", b"/etc", b"../x", b"x/..", b"a\0b", b"\0",
+];
 
 #[test]
 fn unsafe_names_are_rejected() {
@@ -65,8 +73,10 @@ fn symlinked_parent_is_never_followed() {
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o640)).unwrap();
     let before = std::fs::metadata(&victim).unwrap();
 
-    t.symlink(&[b"evil"], out.path().as_os_str().as_bytes()).unwrap();
-    t.symlink(&[b"evilfile"], victim.as_os_str().as_bytes()).unwrap();
+    t.symlink(&[b"evil"], out.path().as_os_str().as_bytes())
+        .unwrap();
+    t.symlink(&[b"evilfile"], victim.as_os_str().as_bytes())
+        .unwrap();
     let under: &[&[u8]] = &[b"evil", b"x"];
     let on_victim: &[&[u8]] = &[b"evil", b"victim"];
     assert!(t.mkdir(under, 0o777).is_err());
@@ -91,7 +101,10 @@ fn symlinked_parent_is_never_followed() {
     assert!(t.apply_meta(&[b"evilfile"], &meta, false).is_err());
     t.apply_meta(&[b"evilfile"], &meta, true).unwrap();
 
-    assert_eq!(dir_entries(out.path()), vec![std::ffi::OsString::from("victim")]);
+    assert_eq!(
+        dir_entries(out.path()),
+        vec![std::ffi::OsString::from("victim")]
+    );
     let after = std::fs::metadata(&victim).unwrap();
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert_eq!(after.mode(), before.mode());
@@ -112,7 +125,10 @@ fn hardlinks_stay_inside() {
     let (_tmp, t) = setup();
     t.mkdir(&[b"a"], 0o755).unwrap();
     t.mkdir(&[b"b"], 0o755).unwrap();
-    t.create_file(&[b"a", b"f"], false).unwrap().write_all(b"data").unwrap();
+    t.create_file(&[b"a", b"f"], false)
+        .unwrap()
+        .write_all(b"data")
+        .unwrap();
     t.hardlink(&[b"a", b"f"], &[b"b", b"g"]).unwrap();
     let f = lstat_meta(&t.path().join("a/f"), false).unwrap();
     let g = lstat_meta(&t.path().join("b/g"), false).unwrap();
@@ -120,9 +136,13 @@ fn hardlinks_stay_inside() {
     assert_eq!(g.nlink, 2);
     // linking a symlink links the link, not its target
     let out = outside();
-    t.symlink(&[b"l"], out.path().as_os_str().as_bytes()).unwrap();
+    t.symlink(&[b"l"], out.path().as_os_str().as_bytes())
+        .unwrap();
     t.hardlink(&[b"l"], &[b"l2"]).unwrap();
-    assert_eq!(lstat_meta(&t.path().join("l2"), false).unwrap().kind, FileKind::Symlink);
+    assert_eq!(
+        lstat_meta(&t.path().join("l2"), false).unwrap().kind,
+        FileKind::Symlink
+    );
     assert!(t.hardlink(&[b"a", b"f"], &[b"..", b"escape"]).is_err());
     assert!(t.hardlink(&[b"a", b"f"], &[b"l", b"escape"]).is_err());
     assert!(dir_entries(out.path()).is_empty());
@@ -131,11 +151,17 @@ fn hardlinks_stay_inside() {
 #[test]
 fn create_file_overwrite_rules() {
     let (_tmp, t) = setup();
-    t.create_file(&[b"f"], false).unwrap().write_all(b"one").unwrap();
+    t.create_file(&[b"f"], false)
+        .unwrap()
+        .write_all(b"one")
+        .unwrap();
     assert!(t.create_file(&[b"f"], false).is_err());
     // an existing hard link elsewhere keeps the old content
     t.hardlink(&[b"f"], &[b"keep"]).unwrap();
-    t.create_file(&[b"f"], true).unwrap().write_all(b"two").unwrap();
+    t.create_file(&[b"f"], true)
+        .unwrap()
+        .write_all(b"two")
+        .unwrap();
     assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"two");
     assert_eq!(std::fs::read(t.path().join("keep")).unwrap(), b"one");
     t.mkdir(&[b"d"], 0o755).unwrap();
@@ -166,13 +192,23 @@ fn exists_reports() {
 fn metadata_round_trip() {
     let (_tmp, t) = setup();
     t.mkdir(&[b"sticky"], 0o700).unwrap();
-    t.create_file(&[b"sticky", b"suid"], false).unwrap().write_all(b"#!").unwrap();
+    t.create_file(&[b"sticky", b"suid"], false)
+        .unwrap()
+        .write_all(b"#!")
+        .unwrap();
     t.symlink(&[b"sticky", b"link"], b"suid").unwrap();
     t.mkfifo(&[b"fifo"], 0o600).unwrap();
 
     let xattr_ok = xattr::set(t.path().join("sticky/suid"), "user.probe", b"1").is_ok();
     let root = rustix::process::geteuid().is_root();
-    let (uid, gid) = if root { (1234, 5678) } else { (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()) };
+    let (uid, gid) = if root {
+        (1234, 5678)
+    } else {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    };
     let file_meta = RestoreMeta {
         mode: 0o4755,
         uid,
@@ -197,11 +233,27 @@ fn metadata_round_trip() {
         mtime: (1_234_567_891, 987_654_321),
         xattrs: vec![(b"user.on-link".to_vec(), b"x".to_vec())],
     };
-    t.apply_meta(&[b"sticky", b"suid"], &file_meta, false).unwrap();
-    t.apply_meta(&[b"sticky", b"link"], &link_meta, true).unwrap();
-    t.apply_meta(&[b"fifo"], &RestoreMeta { mode: 0o640, uid, gid, mtime: (7, 7), atime: (7, 7), xattrs: vec![] }, false).unwrap();
+    t.apply_meta(&[b"sticky", b"suid"], &file_meta, false)
+        .unwrap();
+    t.apply_meta(&[b"sticky", b"link"], &link_meta, true)
+        .unwrap();
+    t.apply_meta(
+        &[b"fifo"],
+        &RestoreMeta {
+            mode: 0o640,
+            uid,
+            gid,
+            mtime: (7, 7),
+            atime: (7, 7),
+            xattrs: vec![],
+        },
+        false,
+    )
+    .unwrap();
     t.apply_meta(&[b"sticky"], &dir_meta, false).unwrap();
-    assert!(t.apply_meta(&[b"sticky", b"link"], &link_meta, false).is_err());
+    assert!(t
+        .apply_meta(&[b"sticky", b"link"], &link_meta, false)
+        .is_err());
 
     let f = lstat_meta(&t.path().join("sticky/suid"), true).unwrap();
     assert_eq!(f.permissions(), 0o4755, "setuid survives chown");
@@ -216,10 +268,15 @@ fn metadata_round_trip() {
     assert_eq!(l.mtime, (1_234_567_891, 987_654_321));
     assert_eq!(l.link_target.as_deref(), Some(&b"suid"[..]));
     let p = lstat_meta(&t.path().join("fifo"), false).unwrap();
-    assert_eq!((p.kind, p.permissions(), p.mtime), (FileKind::Fifo, 0o640, (7, 7)));
+    assert_eq!(
+        (p.kind, p.permissions(), p.mtime),
+        (FileKind::Fifo, 0o640, (7, 7))
+    );
 
     if xattr_ok {
-        assert!(f.xattrs.contains(&(b"user.bunker".to_vec(), b"\x00\xffvalue".to_vec())));
+        assert!(f
+            .xattrs
+            .contains(&(b"user.bunker".to_vec(), b"\x00\xffvalue".to_vec())));
         assert!(d.xattrs.contains(&(b"user.dir".to_vec(), b"d".to_vec())));
         // user.* xattrs are not allowed on symlinks on Linux: counted, not fatal
         assert!(t.stats().xattrs_skipped >= 1);
@@ -241,11 +298,18 @@ fn device_nodes_when_permitted() {
             assert_eq!(m.kind, FileKind::CharDev);
             assert_eq!(m.rdev, null.rdev);
         }
-        Err(e) => assert_eq!(e.kind(), crate::error::SourceErrorKind::PermissionDenied, "{e}"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            crate::error::SourceErrorKind::PermissionDenied,
+            "{e}"
+        ),
     }
     assert!(t.mknod(&[b"x"], FileKind::File, 0o644, 0).is_err());
     t.mknod(&[b"sock"], FileKind::Socket, 0o600, 0).unwrap();
-    assert_eq!(lstat_meta(&t.path().join("sock"), false).unwrap().kind, FileKind::Socket);
+    assert_eq!(
+        lstat_meta(&t.path().join("sock"), false).unwrap().kind,
+        FileKind::Socket
+    );
 }
 
 use std::os::unix::fs::PermissionsExt;

@@ -44,7 +44,10 @@ pub struct SqliteBackupInfo {
     pub duration: Duration,
 }
 
-fn sql_err(op: &'static str, path: &Path) -> impl FnOnce(rusqlite::Error) -> SourceError + '_ {
+fn sql_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(rusqlite::Error) -> SourceError + 'a {
     move |source| SourceError::Sqlite {
         op,
         path: path.to_path_buf(),
@@ -126,7 +129,11 @@ fn copy_pages(
     let mut busy = 0u32;
     let mut last_remaining: Option<i32> = None;
     loop {
-        let pages = if restarts >= MAX_RESTARTS { -1 } else { PAGES_PER_STEP };
+        let pages = if restarts >= MAX_RESTARTS {
+            -1
+        } else {
+            PAGES_PER_STEP
+        };
         let result = backup.step(pages).map_err(sql_err("backup step", src))?;
         let p = backup.progress();
         let total = u64::try_from(p.pagecount).unwrap_or(0);

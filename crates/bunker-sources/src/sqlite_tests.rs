@@ -9,7 +9,9 @@ fn payload(id: i64) -> Vec<u8> {
 
 fn create_wal_db(path: &Path, rows: i64) -> Connection {
     let conn = Connection::open(path).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     conn.execute_batch(
         "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v BLOB NOT NULL);
@@ -18,7 +20,8 @@ fn create_wal_db(path: &Path, rows: i64) -> Connection {
     .unwrap();
     let tx = conn.unchecked_transaction().unwrap();
     for id in 1..=rows {
-        tx.execute("INSERT INTO t (v) VALUES (?1)", [payload(id)]).unwrap();
+        tx.execute("INSERT INTO t (v) VALUES (?1)", [payload(id)])
+            .unwrap();
     }
     tx.commit().unwrap();
     conn
@@ -27,7 +30,9 @@ fn create_wal_db(path: &Path, rows: i64) -> Connection {
 /// Checks the copy: ids are exactly 1..=k with the writer's payloads.
 fn verify_copy(path: &Path) -> i64 {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "delete");
     let mut stmt = conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
     let rows = stmt
@@ -86,7 +91,10 @@ fn concurrent_writer_backups_are_consistent_prefixes() {
         assert!(info.pages > 100);
         assert_eq!(info.bytes, info.pages * info.page_size);
         let k = verify_copy(&dest);
-        assert!(k >= before, "copy has {k} rows, {before} were committed before");
+        assert!(
+            k >= before,
+            "copy has {k} rows, {before} were committed before"
+        );
         seen.push(k);
         for suffix in ["-wal", "-shm", "-journal"] {
             let mut p = dest.as_os_str().to_owned();
@@ -124,9 +132,17 @@ fn concurrent_writer_backups_are_consistent_prefixes() {
 #[test]
 fn missing_source_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
-    let err = backup_sqlite(&dir.path().join("nope.db"), &dir.path().join("c.db"), |_, _| {}).unwrap_err();
+    let err = backup_sqlite(
+        &dir.path().join("nope.db"),
+        &dir.path().join("c.db"),
+        |_, _| {},
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), SourceErrorKind::NotFound);
-    assert!(!dir.path().join("nope.db").exists(), "source must not be created");
+    assert!(
+        !dir.path().join("nope.db").exists(),
+        "source must not be created"
+    );
 }
 
 #[test]
@@ -138,8 +154,11 @@ fn rollback_journal_source_and_existing_dest() {
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL);")
             .unwrap();
         for id in 1..=50 {
-            conn.execute("INSERT INTO t (id, v) VALUES (?1, ?2)", rusqlite::params![id, payload(id)])
-                .unwrap();
+            conn.execute(
+                "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                rusqlite::params![id, payload(id)],
+            )
+            .unwrap();
         }
     }
     let dest = dir.path().join("copy.db");
@@ -162,8 +181,11 @@ fn corrupt_source_fails() {
         .unwrap();
         let tx = conn.unchecked_transaction().unwrap();
         for id in 1..=2000 {
-            tx.execute("INSERT INTO t (id, v) VALUES (?1, ?2)", rusqlite::params![id, payload(id)])
-                .unwrap();
+            tx.execute(
+                "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                rusqlite::params![id, payload(id)],
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -177,7 +199,10 @@ fn corrupt_source_fails() {
     std::fs::write(&src, data).unwrap();
     let err = backup_sqlite(&src, &dir.path().join("copy.db"), |_, _| {}).unwrap_err();
     assert!(
-        matches!(err, SourceError::Integrity { .. } | SourceError::Sqlite { .. }),
+        matches!(
+            err,
+            SourceError::Integrity { .. } | SourceError::Sqlite { .. }
+        ),
         "{err}"
     );
 }

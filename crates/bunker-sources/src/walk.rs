@@ -28,7 +28,16 @@ mod tests {
     #[test]
     fn sorted_by_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let names: Vec<&[u8]> = vec![b"b", b"B", b"a", b"\xff\xfe", b"_x", b"a.b", b"aa", b"\xc3\xa9"];
+        let names: Vec<&[u8]> = vec![
+            b"b",
+            b"B",
+            b"a",
+            b"\xff\xfe",
+            b"_x",
+            b"a.b",
+            b"aa",
+            b"\xc3\xa9",
+        ];
         for n in &names {
             let p = dir.path().join(OsString::from_vec(n.to_vec()));
             std::fs::write(p, b"").unwrap();

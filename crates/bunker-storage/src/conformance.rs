@@ -31,7 +31,9 @@ fn expect_kind<T: std::fmt::Debug>(
 }
 
 fn content(tag: &str, len: usize) -> Bytes {
-    let seed = tag.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    let seed = tag
+        .bytes()
+        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
     Bytes::from(
         (0..len)
             .map(|i| seed.wrapping_add((i % 251) as u8))
@@ -55,17 +57,30 @@ pub fn run(s: &dyn Storage) -> Result<(), String> {
     }
 
     // Missing files.
-    check(s.stat(FileType::Config, "").map_err(e("stat"))?.is_none(), || {
-        "stat(config) on empty repo is not None".into()
-    })?;
-    expect_kind(s.read(FileType::Config, ""), ErrorKind::NotFound, "read missing config")?;
-    expect_kind(s.read(FileType::Index, "0000"), ErrorKind::NotFound, "read missing")?;
+    check(
+        s.stat(FileType::Config, "").map_err(e("stat"))?.is_none(),
+        || "stat(config) on empty repo is not None".into(),
+    )?;
+    expect_kind(
+        s.read(FileType::Config, ""),
+        ErrorKind::NotFound,
+        "read missing config",
+    )?;
+    expect_kind(
+        s.read(FileType::Index, "0000"),
+        ErrorKind::NotFound,
+        "read missing",
+    )?;
     expect_kind(
         s.read_range(FileType::Pack, "0000", 0, 1),
         ErrorKind::NotFound,
         "read_range missing",
     )?;
-    expect_kind(s.remove(FileType::Snapshot, "0000"), ErrorKind::NotFound, "remove missing")?;
+    expect_kind(
+        s.remove(FileType::Snapshot, "0000"),
+        ErrorKind::NotFound,
+        "remove missing",
+    )?;
 
     // Invalid names are rejected, never mapped outside the layout.
     for bad in ["", ".hidden", "../escape", "a/b"] {
@@ -78,13 +93,18 @@ pub fn run(s: &dyn Storage) -> Result<(), String> {
 
     // Config.
     let cfg = content("config", 155);
-    s.write(FileType::Config, "", cfg.clone()).map_err(e("write config"))?;
-    check(s.read(FileType::Config, "").map_err(e("read config"))? == cfg, || {
-        "config read back differs".into()
-    })?;
+    s.write(FileType::Config, "", cfg.clone())
+        .map_err(e("write config"))?;
+    check(
+        s.read(FileType::Config, "").map_err(e("read config"))? == cfg,
+        || "config read back differs".into(),
+    )?;
     let l = s.list(FileType::Config).map_err(e("list config"))?;
     check(
-        l == vec![FileInfo { name: "config".into(), size: cfg.len() as u64 }],
+        l == vec![FileInfo {
+            name: "config".into(),
+            size: cfg.len() as u64,
+        }],
         || format!("list(config) = {l:?}"),
     )?;
 
@@ -94,27 +114,46 @@ pub fn run(s: &dyn Storage) -> Result<(), String> {
         let mut expected = Vec::new();
         for (i, n) in names.iter().enumerate() {
             let data = content(n, 1000 * i + 17);
-            s.write(t, n, data.clone()).map_err(e(&format!("write {t} {n}")))?;
-            expected.push(FileInfo { name: n.to_string(), size: data.len() as u64 });
+            s.write(t, n, data.clone())
+                .map_err(e(&format!("write {t} {n}")))?;
+            expected.push(FileInfo {
+                name: n.to_string(),
+                size: data.len() as u64,
+            });
         }
         expected.sort();
         let mut l = s.list(t).map_err(e("list"))?;
         l.sort();
-        check(l == expected, || format!("{t}: list {l:?}, expected {expected:?}"))?;
-        for other in FileType::ALL.into_iter().filter(|o| *o != t && *o != FileType::Config) {
+        check(l == expected, || {
+            format!("{t}: list {l:?}, expected {expected:?}")
+        })?;
+        for other in FileType::ALL
+            .into_iter()
+            .filter(|o| *o != t && *o != FileType::Config)
+        {
             let l = s.list(other).map_err(e("list other"))?;
-            check(l.is_empty(), || format!("{t} files leak into list({other}): {l:?}"))?;
+            check(l.is_empty(), || {
+                format!("{t} files leak into list({other}): {l:?}")
+            })?;
         }
 
         let n = names[2];
         let data = content(n, 2017);
-        check(s.read(t, n).map_err(e("read"))? == data, || format!("{t}: read differs"))?;
-        check(s.stat(t, n).map_err(e("stat"))? == Some(2017), || format!("{t}: stat size"))?;
+        check(s.read(t, n).map_err(e("read"))? == data, || {
+            format!("{t}: read differs")
+        })?;
+        check(s.stat(t, n).map_err(e("stat"))? == Some(2017), || {
+            format!("{t}: stat size")
+        })?;
         let r = s.read_range(t, n, 100, 50).map_err(e("read_range"))?;
-        check(r == data.slice(100..150), || format!("{t}: read_range differs"))?;
+        check(r == data.slice(100..150), || {
+            format!("{t}: read_range differs")
+        })?;
         let r = s.read_range(t, n, 0, 2017).map_err(e("read_range full"))?;
         check(r == data, || format!("{t}: full read_range differs"))?;
-        let r = s.read_range(t, n, 2017, 0).map_err(e("read_range empty at end"))?;
+        let r = s
+            .read_range(t, n, 2017, 0)
+            .map_err(e("read_range empty at end"))?;
         check(r.is_empty(), || format!("{t}: empty range returned data"))?;
         match s.read_range(t, n, 2000, 100) {
             Ok(b) => return Err(format!("{t}: read past end returned {} bytes", b.len())),
@@ -124,33 +163,39 @@ pub fn run(s: &dyn Storage) -> Result<(), String> {
         }
 
         // Empty files are valid.
-        s.write(t, "0empty", Bytes::new()).map_err(e("write empty"))?;
-        check(s.read(t, "0empty").map_err(e("read empty"))?.is_empty(), || {
-            format!("{t}: empty file not empty")
-        })?;
-        check(s.stat(t, "0empty").map_err(e("stat empty"))? == Some(0), || {
-            format!("{t}: empty stat")
-        })?;
+        s.write(t, "0empty", Bytes::new())
+            .map_err(e("write empty"))?;
+        check(
+            s.read(t, "0empty").map_err(e("read empty"))?.is_empty(),
+            || format!("{t}: empty file not empty"),
+        )?;
+        check(
+            s.stat(t, "0empty").map_err(e("stat empty"))? == Some(0),
+            || format!("{t}: empty stat"),
+        )?;
         s.remove(t, "0empty").map_err(e("remove empty"))?;
 
         // Overwrite replaces.
         let newer = content("newer", 33);
         s.write(t, n, newer.clone()).map_err(e("overwrite"))?;
-        check(s.read(t, n).map_err(e("read overwritten"))? == newer, || {
-            format!("{t}: overwrite not visible")
-        })?;
+        check(
+            s.read(t, n).map_err(e("read overwritten"))? == newer,
+            || format!("{t}: overwrite not visible"),
+        )?;
 
         // write_new.
         let fresh = content("fresh", 64);
-        s.write_new(t, "aa0new", fresh.clone()).map_err(e("write_new"))?;
+        s.write_new(t, "aa0new", fresh.clone())
+            .map_err(e("write_new"))?;
         expect_kind(
             s.write_new(t, "aa0new", content("other", 10)),
             ErrorKind::AlreadyExists,
             &format!("{t}: write_new over existing"),
         )?;
-        check(s.read(t, "aa0new").map_err(e("read after conflict"))? == fresh, || {
-            format!("{t}: write_new conflict changed the file")
-        })?;
+        check(
+            s.read(t, "aa0new").map_err(e("read after conflict"))? == fresh,
+            || format!("{t}: write_new conflict changed the file"),
+        )?;
 
         // remove.
         for n in names.iter().copied().chain(["aa0new"]) {
@@ -165,8 +210,11 @@ pub fn run(s: &dyn Storage) -> Result<(), String> {
     }
 
     s.remove(FileType::Config, "").map_err(e("remove config"))?;
-    check(s.list(FileType::Config).map_err(e("list config"))?.is_empty(), || {
-        "config listed after remove".into()
-    })?;
+    check(
+        s.list(FileType::Config)
+            .map_err(e("list config"))?
+            .is_empty(),
+        || "config listed after remove".into(),
+    )?;
     Ok(())
 }

@@ -21,9 +21,11 @@ mod fault;
 mod file_type;
 mod local;
 mod location;
-mod opendal_backend;
 mod open;
+mod opendal_backend;
+mod options;
 mod retry;
+mod s3;
 
 use bytes::Bytes;
 
@@ -32,9 +34,10 @@ pub use error::{ErrorKind, StorageError};
 pub use fault::{FaultConfig, FaultStats, FaultStorage, FAULTS_ENV};
 pub use file_type::{FileInfo, FileType};
 pub use local::LocalStorage;
-pub use location::{parse_location, Location, S3Location};
+pub use location::{parse_location, Location, S3Location, SUPPORTED_FORMS};
+pub use open::{open, open_backend};
 pub use opendal_backend::OpendalStorage;
-pub use open::{open, open_backend, Options};
+pub use options::{BucketLookup, Options, S3Options};
 pub use retry::{RetryConfig, RetryStorage};
 
 /// A repository storage backend or layer. All methods block.

@@ -64,7 +64,10 @@ impl LocalStorage {
             ErrorKind::NotFound,
             &self.label,
             rel,
-            format!("repository directory {} does not exist", self.root.display()),
+            format!(
+                "repository directory {} does not exist",
+                self.root.display()
+            ),
         )
     }
 
@@ -202,7 +205,12 @@ impl Storage for LocalStorage {
             }
         }
         create_dirs(Path::new(""), &self.root).map_err(|e| self.err(&e, ""))?;
-        for t in [FileType::Key, FileType::Snapshot, FileType::Index, FileType::Lock] {
+        for t in [
+            FileType::Key,
+            FileType::Snapshot,
+            FileType::Index,
+            FileType::Lock,
+        ] {
             create_dirs(&self.root, &self.root.join(t.dir())).map_err(|e| self.err(&e, t.dir()))?;
         }
         let data = self.root.join(FileType::Pack.dir());
@@ -380,12 +388,23 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let (_d, s) = repo();
         s.create().expect("create");
-        for d in ["keys", "snapshots", "index", "locks", "data/00", "data/7f", "data/ff"] {
+        for d in [
+            "keys",
+            "snapshots",
+            "index",
+            "locks",
+            "data/00",
+            "data/7f",
+            "data/ff",
+        ] {
             let m = fs::metadata(s.root().join(d)).expect(d);
             assert!(m.is_dir());
             assert_eq!(m.permissions().mode() & 0o777, DIR_MODE, "{d}");
         }
-        assert_eq!(fs::read_dir(s.root().join("data")).map(|r| r.count()).ok(), Some(256));
+        assert_eq!(
+            fs::read_dir(s.root().join("data")).map(|r| r.count()).ok(),
+            Some(256)
+        );
         assert!(!s.root().join("config").exists());
         assert!(!s.root().join("tmp").exists());
         s.write(FileType::Pack, "abcdef", Bytes::from_static(b"x"))
@@ -423,7 +442,8 @@ mod tests {
         // Overwrite replaces atomically: a reader sees old or new, never a prefix.
         let big_a = Bytes::from(vec![b'a'; 1 << 20]);
         let big_b = Bytes::from(vec![b'b'; 1 << 20]);
-        s.write(FileType::Index, "idx", big_a.clone()).expect("write");
+        s.write(FileType::Index, "idx", big_a.clone())
+            .expect("write");
         std::thread::scope(|sc| {
             let writer = sc.spawn(|| {
                 for i in 0..20 {
@@ -433,7 +453,11 @@ mod tests {
             });
             for _ in 0..200 {
                 let got = s.read(FileType::Index, "idx").expect("read");
-                assert!(got == big_a || got == big_b, "saw a partial file ({} bytes)", got.len());
+                assert!(
+                    got == big_a || got == big_b,
+                    "saw a partial file ({} bytes)",
+                    got.len()
+                );
             }
             writer.join().expect("writer thread");
         });
@@ -457,8 +481,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::AlreadyExists);
         assert_eq!(s.read(FileType::Lock, "l1").expect("read"), &b"one"[..]);
-        let leftovers = fs::read_dir(s.root().join("locks")).expect("readdir").count();
-        assert_eq!(leftovers, 1, "temp file of the losing writer must be removed");
+        let leftovers = fs::read_dir(s.root().join("locks"))
+            .expect("readdir")
+            .count();
+        assert_eq!(
+            leftovers, 1,
+            "temp file of the losing writer must be removed"
+        );
     }
 
     #[test]
@@ -501,7 +530,9 @@ mod tests {
         let e = s.read_range(FileType::Pack, "aa11", 8, 5).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
         assert!(!e.is_retryable());
-        let e = s.read_range(FileType::Pack, "aa11", u64::MAX, 2).unwrap_err();
+        let e = s
+            .read_range(FileType::Pack, "aa11", u64::MAX, 2)
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
     }
 

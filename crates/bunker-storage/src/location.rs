@@ -80,15 +80,26 @@ pub fn parse_location(location: &str) -> Result<Location, StorageError> {
         "s3" => parse_s3(location, rest).map(Location::S3),
         "opendal" => {
             let scheme = rest.trim_matches('/');
-            if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                Err(invalid(location, "expected opendal:SCHEME, e.g. opendal:fs or opendal:azblob"))
+            if scheme.is_empty()
+                || !scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                Err(invalid(
+                    location,
+                    "expected opendal:SCHEME, e.g. opendal:fs or opendal:azblob",
+                ))
             } else {
-                Ok(Location::Opendal { scheme: scheme.to_ascii_lowercase() })
+                Ok(Location::Opendal {
+                    scheme: scheme.to_ascii_lowercase(),
+                })
             }
         }
         other if UNSUPPORTED_SCHEMES.contains(&other) => Err(invalid(
             location,
-            &format!("the restic backend `{other}:` is not supported by bunker (try opendal:SCHEME)"),
+            &format!(
+                "the restic backend `{other}:` is not supported by bunker (try opendal:SCHEME)"
+            ),
         )),
         other => Err(invalid(location, &format!("unknown scheme `{other}:`"))),
     }
@@ -100,7 +111,10 @@ fn split_scheme(s: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = s.split_once(':')?;
     let looks_like_scheme = scheme.len() >= 2
         && scheme.chars().all(|c| c.is_ascii_alphanumeric())
-        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        && scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic());
     looks_like_scheme.then_some((scheme, rest))
 }
 
@@ -110,7 +124,10 @@ fn parse_s3(location: &str, rest: &str) -> Result<S3Location, StorageError> {
     } else if let Some(r) = rest.strip_prefix("http://") {
         ("http", r)
     } else if rest.contains("://") {
-        return Err(invalid(location, "s3 endpoints must use http:// or https://"));
+        return Err(invalid(
+            location,
+            "s3 endpoints must use http:// or https://",
+        ));
     } else {
         ("https", rest)
     };
@@ -119,7 +136,10 @@ fn parse_s3(location: &str, rest: &str) -> Result<S3Location, StorageError> {
         return Err(invalid(location, "missing S3 host"));
     }
     if host.contains(['@', '?', '#', ' ']) {
-        return Err(invalid(location, "the S3 host must not contain credentials, queries or spaces"));
+        return Err(invalid(
+            location,
+            "the S3 host must not contain credentials, queries or spaces",
+        ));
     }
     if let Some((_, port)) = host.rsplit_once(':') {
         if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
@@ -129,14 +149,23 @@ fn parse_s3(location: &str, rest: &str) -> Result<S3Location, StorageError> {
     let path = path.trim_matches('/');
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
     if bucket.is_empty() {
-        return Err(invalid(location, "missing bucket name (s3:HOST/BUCKET[/PREFIX])"));
+        return Err(invalid(
+            location,
+            "missing bucket name (s3:HOST/BUCKET[/PREFIX])",
+        ));
     }
     if !valid_bucket(bucket) {
-        return Err(invalid(location, &format!("{bucket:?} is not a valid bucket name")));
+        return Err(invalid(
+            location,
+            &format!("{bucket:?} is not a valid bucket name"),
+        ));
     }
     let prefix = prefix.trim_matches('/').to_string();
     if prefix.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(invalid(location, "the prefix must not contain . or .. segments"));
+        return Err(invalid(
+            location,
+            "the prefix must not contain . or .. segments",
+        ));
     }
     let hostname = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
     Ok(S3Location {
@@ -199,8 +228,18 @@ mod tests {
                 s3("https://garage.lan:3900", "bucket", "a/b", false),
             ),
             ("s3:host/bucket", s3("https://host", "bucket", "", false)),
-            ("opendal:memory", Location::Opendal { scheme: "memory".into() }),
-            ("opendal:AzBlob", Location::Opendal { scheme: "azblob".into() }),
+            (
+                "opendal:memory",
+                Location::Opendal {
+                    scheme: "memory".into(),
+                },
+            ),
+            (
+                "opendal:AzBlob",
+                Location::Opendal {
+                    scheme: "azblob".into(),
+                },
+            ),
         ];
         for (input, want) in cases {
             let got = parse_location(input).unwrap_or_else(|e| panic!("{input}: {e}"));

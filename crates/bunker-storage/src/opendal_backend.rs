@@ -40,6 +40,8 @@ pub struct OpendalStorage {
     label: String,
     conditional: AtomicBool,
     fs_like: bool,
+    /// The memory service panics on ranges past the end; check sizes first there.
+    range_precheck: bool,
 }
 
 impl std::fmt::Debug for OpendalStorage {
@@ -97,7 +99,10 @@ impl OpendalStorage {
         let region = match &o.s3.region {
             Some(r) => r.clone(),
             None if loc.aws => rt
-                .block_on(opendal::services::S3::detect_region(&loc.endpoint, &loc.bucket))
+                .block_on(opendal::services::S3::detect_region(
+                    &loc.endpoint,
+                    &loc.bucket,
+                ))
                 .unwrap_or_else(|| s3::DEFAULT_REGION.to_string()),
             None => s3::DEFAULT_REGION.to_string(),
         };
@@ -120,7 +125,10 @@ impl OpendalStorage {
     pub fn service(scheme: &str, o: &Options) -> Result<Self, StorageError> {
         let mut label = format!("opendal:{scheme}");
         for (k, v) in &o.service {
-            if matches!(k.as_str(), "root" | "bucket" | "container" | "endpoint" | "name") {
+            if matches!(
+                k.as_str(),
+                "root" | "bucket" | "container" | "endpoint" | "name"
+            ) {
                 label.push_str(&format!(" {k}={v}"));
             }
         }
@@ -175,6 +183,7 @@ impl OpendalStorage {
             label,
             conditional: AtomicBool::new(conditional && cap.write_with_if_not_exists),
             fs_like,
+            range_precheck: info.scheme() == Scheme::Memory,
         }
     }
 
@@ -235,7 +244,12 @@ impl OpendalStorage {
     }
 
     fn already_exists(&self, path: &str) -> StorageError {
-        StorageError::new(ErrorKind::AlreadyExists, &self.label, path, "file already exists")
+        StorageError::new(
+            ErrorKind::AlreadyExists,
+            &self.label,
+            path,
+            "file already exists",
+        )
     }
 }
 
@@ -264,7 +278,9 @@ pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageEr
         | K::NotADirectory
         | K::RangeNotSatisfied
         | K::IsSameFile => ErrorKind::Invalid,
-        _ if lower.contains("no space left") || lower.contains("quotaexceeded") => ErrorKind::NoSpace,
+        _ if lower.contains("no space left") || lower.contains("quotaexceeded") => {
+            ErrorKind::NoSpace
+        }
         _ if lower.contains("timeout") || lower.contains("timed out") => ErrorKind::Timeout,
         _ if e.is_temporary() => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
@@ -296,12 +312,17 @@ impl Storage for OpendalStorage {
         if t == FileType::Config {
             return Ok(self
                 .stat_path("config")?
-                .map(|size| FileInfo { name: "config".into(), size })
+                .map(|size| FileInfo {
+                    name: "config".into(),
+                    size,
+                })
                 .into_iter()
                 .collect());
         }
         let dir = format!("{}/", t.dir());
-        let entries = match self.block_on(self.op.list_with(&dir).recursive(t == FileType::Pack)) {
+        let entries = match self
+            .block_on(async { self.op.list_with(&dir).recursive(t == FileType::Pack).await })
+        {
             Ok(v) => v,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(self.err(e, &dir)),
@@ -313,7 +334,10 @@ impl Storage for OpendalStorage {
                 continue;
             }
             let name = path.rsplit('/').next().unwrap_or(path);
-            if name.is_empty() || name.starts_with('.') || t.path(name) != path.trim_start_matches('/') {
+            if name.is_empty()
+                || name.starts_with('.')
+                || t.path(name) != path.trim_start_matches('/')
+            {
                 continue;
             }
             let mut size = entry.metadata().content_length();
@@ -324,7 +348,10 @@ impl Storage for OpendalStorage {
                     None => continue,
                 }
             }
-            out.push(FileInfo { name: name.to_string(), size });
+            out.push(FileInfo {
+                name: name.to_string(),
+                size,
+            });
         }
         out.sort();
         Ok(out)
@@ -358,14 +385,22 @@ impl Storage for OpendalStorage {
         let Some(end) = offset.checked_add(length) else {
             return Err(past_end(u64::MAX));
         };
-        if length == 0 {
-            return match self.stat_path(&path)? {
-                None => Err(StorageError::new(ErrorKind::NotFound, &self.label, &path, "file not found")),
-                Some(size) if size < offset => Err(past_end(size)),
-                Some(_) => Ok(Bytes::new()),
-            };
+        if length == 0 || self.range_precheck {
+            match self.stat_path(&path)? {
+                None => {
+                    return Err(StorageError::new(
+                        ErrorKind::NotFound,
+                        &self.label,
+                        &path,
+                        "file not found",
+                    ))
+                }
+                Some(size) if size < end => return Err(past_end(size)),
+                Some(_) if length == 0 => return Ok(Bytes::new()),
+                Some(_) => {}
+            }
         }
-        let res = self.block_on(self.op.read_with(&path).range(offset..end));
+        let res = self.block_on(async { self.op.read_with(&path).range(offset..end).await });
         let data = match res {
             Ok(b) => b.to_bytes(),
             Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
@@ -383,7 +418,10 @@ impl Storage for OpendalStorage {
                 ErrorKind::Unavailable,
                 &self.label,
                 &path,
-                format!("short read: got {} of {length} bytes at offset {offset}", data.len()),
+                format!(
+                    "short read: got {} of {length} bytes at offset {offset}",
+                    data.len()
+                ),
             )),
         }
     }
@@ -401,14 +439,25 @@ impl Storage for OpendalStorage {
             return Err(self.already_exists(&path));
         }
         if self.conditional.load(Ordering::Relaxed) {
-            let res = self.block_on(self.op_for(t).write_with(&path, data.clone()).if_not_exists(true));
+            let res = self.block_on(async {
+                self.op_for(t)
+                    .write_with(&path, data.clone())
+                    .if_not_exists(true)
+                    .await
+            });
             match res {
                 Ok(_) => return Ok(()),
-                Err(e) if matches!(e.kind(), opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists
+                    ) =>
+                {
                     return Err(self.already_exists(&path));
                 }
-                Err(e) if e.kind() == opendal::ErrorKind::Unsupported
-                    || e.to_string().contains("NotImplemented") =>
+                Err(e)
+                    if e.kind() == opendal::ErrorKind::Unsupported
+                        || e.to_string().contains("NotImplemented") =>
                 {
                     tracing::warn!(location = %self.label, "conditional writes unsupported; falling back to check-then-write");
                     self.conditional.store(false, Ordering::Relaxed);
@@ -425,7 +474,12 @@ impl Storage for OpendalStorage {
         let path = self.path(t, name)?;
         // Object-store deletes are idempotent; the contract reports missing files.
         if self.stat_path(&path)?.is_none() {
-            return Err(StorageError::new(ErrorKind::NotFound, &self.label, &path, "file not found"));
+            return Err(StorageError::new(
+                ErrorKind::NotFound,
+                &self.label,
+                &path,
+                "file not found",
+            ));
         }
         self.block_on(self.op.delete(&path))
             .map_err(|e| self.err(e, &path))
@@ -444,7 +498,10 @@ mod tests {
 
     fn service(scheme: &str, kv: &[(&str, &str)]) -> OpendalStorage {
         let o = Options {
-            service: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            service: kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Options::default()
         };
         OpendalStorage::service(scheme, &o).unwrap_or_else(|e| panic!("{scheme}: {e}"))
@@ -465,24 +522,41 @@ mod tests {
         assert!(dir.path().join("data/ff").is_dir());
         assert!(dir.path().join("keys").is_dir());
         // Files written through OpenDAL are readable by the local backend and vice versa.
-        s.write(FileType::Pack, "abcd", Bytes::from_static(b"pack")).expect("write");
+        s.write(FileType::Pack, "abcd", Bytes::from_static(b"pack"))
+            .expect("write");
         let local = crate::LocalStorage::new(dir.path());
-        assert_eq!(local.read(FileType::Pack, "abcd").expect("read"), &b"pack"[..]);
-        local.write(FileType::Index, "i1", Bytes::from_static(b"idx")).expect("write");
-        assert_eq!(s.list(FileType::Index).expect("list"), vec![FileInfo { name: "i1".into(), size: 3 }]);
+        assert_eq!(
+            local.read(FileType::Pack, "abcd").expect("read"),
+            &b"pack"[..]
+        );
+        local
+            .write(FileType::Index, "i1", Bytes::from_static(b"idx"))
+            .expect("write");
+        assert_eq!(
+            s.list(FileType::Index).expect("list"),
+            vec![FileInfo {
+                name: "i1".into(),
+                size: 3
+            }]
+        );
     }
 
     #[test]
     fn works_from_inside_a_tokio_runtime() {
         let s = service("memory", &[]);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         rt.block_on(async {
-            s.write(FileType::Key, "k", Bytes::from_static(b"key")).expect("write");
+            s.write(FileType::Key, "k", Bytes::from_static(b"key"))
+                .expect("write");
             assert_eq!(s.stat(FileType::Key, "k").expect("stat"), Some(3));
         });
         drop(rt);
         // Dropping the storage inside a runtime must not panic either.
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         rt.block_on(async move { drop(s) });
     }
 
@@ -499,14 +573,35 @@ mod tests {
         use opendal::{Error, ErrorKind as K};
         let cases = [
             (Error::new(K::NotFound, "x"), ErrorKind::NotFound),
-            (Error::new(K::ConditionNotMatch, "x"), ErrorKind::AlreadyExists),
-            (Error::new(K::PermissionDenied, "AccessDenied"), ErrorKind::PermissionDenied),
-            (Error::new(K::PermissionDenied, "InvalidAccessKeyId"), ErrorKind::Unauthenticated),
-            (Error::new(K::RateLimited, "SlowDown"), ErrorKind::Unavailable),
-            (Error::new(K::Unexpected, "operation timeout reached").set_temporary(), ErrorKind::Timeout),
-            (Error::new(K::Unexpected, "connection refused").set_temporary(), ErrorKind::Unavailable),
+            (
+                Error::new(K::ConditionNotMatch, "x"),
+                ErrorKind::AlreadyExists,
+            ),
+            (
+                Error::new(K::PermissionDenied, "AccessDenied"),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                Error::new(K::PermissionDenied, "InvalidAccessKeyId"),
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                Error::new(K::RateLimited, "SlowDown"),
+                ErrorKind::Unavailable,
+            ),
+            (
+                Error::new(K::Unexpected, "operation timeout reached").set_temporary(),
+                ErrorKind::Timeout,
+            ),
+            (
+                Error::new(K::Unexpected, "connection refused").set_temporary(),
+                ErrorKind::Unavailable,
+            ),
             (Error::new(K::Unexpected, "weird"), ErrorKind::Other),
-            (Error::new(K::ConfigInvalid, "NoSuchBucket"), ErrorKind::Invalid),
+            (
+                Error::new(K::ConfigInvalid, "NoSuchBucket"),
+                ErrorKind::Invalid,
+            ),
         ];
         for (e, kind) in cases {
             let m = map_err(e, "s3:https://h/b", "p");

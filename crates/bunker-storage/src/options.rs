@@ -201,7 +201,10 @@ impl Options {
                     }
                     return Err(bad(
                         k,
-                        format!("unknown option for this backend; valid: {}", valid.join(", ")),
+                        format!(
+                            "unknown option for this backend; valid: {}",
+                            valid.join(", ")
+                        ),
                     ));
                 }
             }
@@ -216,7 +219,9 @@ mod tests {
     use crate::location::parse_location;
 
     fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -250,7 +255,10 @@ mod tests {
         assert_eq!(s3.access_key_id.as_deref(), Some("from-option"));
         assert_eq!(s3.secret_access_key.as_deref(), Some("s3cret"));
         assert_eq!(s3.region.as_deref(), Some("garage"));
-        assert!(!format!("{s3:?}").contains("s3cret"), "Debug must redact secrets");
+        assert!(
+            !format!("{s3:?}").contains("s3cret"),
+            "Debug must redact secrets"
+        );
     }
 
     #[test]
@@ -277,8 +285,11 @@ mod tests {
     #[test]
     fn opendal_passes_service_keys_through() {
         let loc = parse_location("opendal:fs").expect("loc");
-        let o = Options::parse(&pairs(&[("root", "/r"), ("opendal.bucket", "b"), ("timeout", "5")]), &loc)
-            .expect("parse");
+        let o = Options::parse(
+            &pairs(&[("root", "/r"), ("opendal.bucket", "b"), ("timeout", "5")]),
+            &loc,
+        )
+        .expect("parse");
         assert_eq!(o.service, pairs(&[("root", "/r"), ("bucket", "b")]));
         assert_eq!(o.timeout, Some(Duration::from_secs(5)));
     }

@@ -62,7 +62,9 @@ mod tests {
     }
 
     fn get<'a>(cfg: &'a [(String, String)], k: &str) -> Option<&'a str> {
-        cfg.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        cfg.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]

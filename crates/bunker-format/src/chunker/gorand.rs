@@ -51,12 +51,20 @@ impl GoRand {
                 vec[i as usize] = u;
             }
         }
-        GoRand { tap: 0, feed: LEN - TAP, vec }
+        GoRand {
+            tap: 0,
+            feed: LEN - TAP,
+            vec,
+        }
     }
 
     fn uint64(&mut self) -> u64 {
         self.tap = if self.tap == 0 { LEN - 1 } else { self.tap - 1 };
-        self.feed = if self.feed == 0 { LEN - 1 } else { self.feed - 1 };
+        self.feed = if self.feed == 0 {
+            LEN - 1
+        } else {
+            self.feed - 1
+        };
         let x = self.vec[self.feed].wrapping_add(self.vec[self.tap]);
         self.vec[self.feed] = x;
         x as u64

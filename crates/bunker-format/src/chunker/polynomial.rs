@@ -146,7 +146,9 @@ impl<'de> Deserialize<'de> for Polynomial {
         let s = std::borrow::Cow::<str>::deserialize(d)?;
         let t: &str = &s;
         if t.starts_with("0x") {
-            return Err(serde::de::Error::custom("polynomial must be hex without 0x"));
+            return Err(serde::de::Error::custom(
+                "polynomial must be hex without 0x",
+            ));
         }
         Polynomial::from_hex(t).map_err(serde::de::Error::custom)
     }

@@ -12,12 +12,30 @@ use crate::schedule::{Schedule, ScheduleError};
 use serde_yaml::{Mapping, Value};
 
 const ITEM_KEYS: &[&str] = &[
-    "name", "kind", "paths", "excludes", "schedule", "retention", "priority", "rpo", "targets", "tags",
-    "hooks", "postgres", "sqlite", "command",
+    "name",
+    "kind",
+    "paths",
+    "excludes",
+    "schedule",
+    "retention",
+    "priority",
+    "rpo",
+    "targets",
+    "tags",
+    "hooks",
+    "postgres",
+    "sqlite",
+    "command",
 ];
 
-const RETENTION_COUNTS: &[&str] =
-    &["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"];
+const RETENTION_COUNTS: &[&str] = &[
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+];
 
 const RETENTION_WITHIN: &[&str] = &[
     "keep_within",
@@ -29,7 +47,15 @@ const RETENTION_WITHIN: &[&str] = &[
 ];
 
 const HOOK_KEYS: &[&str] = &["before", "after", "on_failure", "timeout"];
-const POSTGRES_KEYS: &[&str] = &["host", "port", "user", "database", "dsn", "password_env", "mode"];
+const POSTGRES_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "user",
+    "database",
+    "dsn",
+    "password_env",
+    "mode",
+];
 const SQLITE_KEYS: &[&str] = &["path"];
 const COMMAND_KEYS: &[&str] = &["command", "stdin_filename"];
 
@@ -62,7 +88,8 @@ pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<
         };
         let mut item = parse_item(cx, m, &ipath, i, &primaries);
         if item.kind == ItemKind::Files {
-            item.excludes.extend(policy.exclude_patterns.iter().cloned());
+            item.excludes
+                .extend(policy.exclude_patterns.iter().cloned());
         }
         out.push(item);
         idx.push(i);
@@ -72,7 +99,12 @@ pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<
 
 fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: &[String]) -> Item {
     let name = match m.get("name") {
-        Some(v) => cx.string(v, &key(path, "name"), "name", &format!("in item #{}", i + 1)),
+        Some(v) => cx.string(
+            v,
+            &key(path, "name"),
+            "name",
+            &format!("in item #{}", i + 1),
+        ),
         None => {
             cx.err(path, format!("item #{} has no \"name\"", i + 1), None);
             None
@@ -171,7 +203,9 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
             match sm.get("path") {
                 Some(v) => {
                     if let Some(s) = cx.string(v, &key(&p, "path"), "path", &w) {
-                        item.sqlite = Some(SqliteConfig { path: cx.resolve(&s) });
+                        item.sqlite = Some(SqliteConfig {
+                            path: cx.resolve(&s),
+                        });
                     }
                 }
                 None => cx.err_key(&p, format!("\"path\" is required {w}"), None),
@@ -206,9 +240,21 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
 fn schedule(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], wher: &str) -> Option<Schedule> {
     let (text, p) = match v {
         Value::Mapping(m) => {
-            cx.check_keys(m, path, &["every", "cron"], &format!("in schedule of {}", wher.strip_prefix("in ").unwrap_or(wher)));
+            cx.check_keys(
+                m,
+                path,
+                &["every", "cron"],
+                &format!(
+                    "in schedule of {}",
+                    wher.strip_prefix("in ").unwrap_or(wher)
+                ),
+            );
             if m.len() != 1 {
-                cx.err(path, format!("\"schedule\" {wher} needs exactly one of \"every\" or \"cron\""), None);
+                cx.err(
+                    path,
+                    format!("\"schedule\" {wher} needs exactly one of \"every\" or \"cron\""),
+                    None,
+                );
                 return None;
             }
             if let Some(e) = m.get("every") {
@@ -270,7 +316,11 @@ fn retention(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Re
             continue;
         }
         let Ok(n) = i32::try_from(n) else {
-            cx.err(&p, format!("value {n} for \"{field}\" {wher} is too large"), None);
+            cx.err(
+                &p,
+                format!("value {n} for \"{field}\" {wher} is too large"),
+                None,
+            );
             continue;
         };
         let slot = match i {
@@ -287,10 +337,16 @@ fn retention(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Re
     for (i, field) in RETENTION_WITHIN.iter().enumerate() {
         let Some(v) = m.get(*field) else { continue };
         let p = key(path, field);
-        let Some(s) = cx.string(v, &p, field, &wher) else { continue };
+        let Some(s) = cx.string(v, &p, field, &wher) else {
+            continue;
+        };
         let d = match KeepDuration::parse_policy(&s) {
             Ok(d) if d.years < 0 || d.months < 0 || d.days < 0 || d.hours < 0 => {
-                cx.err(&p, format!("negative duration \"{s}\" for \"{field}\" {wher}"), None);
+                cx.err(
+                    &p,
+                    format!("negative duration \"{s}\" for \"{field}\" {wher}"),
+                    None,
+                );
                 continue;
             }
             Ok(d) => d,
@@ -381,7 +437,8 @@ fn postgres(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Pos
     let m = cx.mapping(v, path, "postgres", &format!("in item \"{item}\""))?;
     cx.check_keys(m, path, POSTGRES_KEYS, &wher);
     let mut pg = PostgresConfig::default();
-    let mut text = |cx: &mut Ctx<'_>, k: &str| m.get(k).and_then(|v| cx.string(v, &key(path, k), k, &wher));
+    let text =
+        |cx: &mut Ctx<'_>, k: &str| m.get(k).and_then(|v| cx.string(v, &key(path, k), k, &wher));
     pg.host = text(cx, "host");
     pg.user = text(cx, "user");
     pg.database = text(cx, "database");
@@ -403,7 +460,11 @@ fn postgres(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Pos
         if let Some(n) = cx.int(v, &p, "port", &wher) {
             match u16::try_from(n) {
                 Ok(port) if port > 0 => pg.port = Some(port),
-                _ => cx.err(&p, format!("invalid port {n} {wher}"), Some("expected 1-65535".into())),
+                _ => cx.err(
+                    &p,
+                    format!("invalid port {n} {wher}"),
+                    Some("expected 1-65535".into()),
+                ),
             }
         }
     }

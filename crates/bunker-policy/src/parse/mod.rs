@@ -59,7 +59,8 @@ pub(crate) fn resolve_path(base: Option<&Path>, p: &str) -> PathBuf {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                let last_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                let last_normal =
+                    matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if last_normal {
                     out.pop();
                 } else {
@@ -103,7 +104,10 @@ impl<'a> Ctx<'a> {
     fn wrong_type(&mut self, path: &[Seg], field: &str, wher: &str, expected: &str, v: &Value) {
         self.err(
             path,
-            format!("wrong type for \"{field}\" {wher}: expected {expected}, found {}", type_name(v)),
+            format!(
+                "wrong type for \"{field}\" {wher}: expected {expected}, found {}",
+                type_name(v)
+            ),
             None,
         );
     }
@@ -139,7 +143,11 @@ impl<'a> Ctx<'a> {
             };
             if !allowed.contains(&name.as_str()) {
                 let hint = did_you_mean(&name, allowed).map(|s| format!("did you mean \"{s}\"?"));
-                self.err_key(&key(path, &name), format!("unknown key \"{name}\" {wher}"), hint);
+                self.err_key(
+                    &key(path, &name),
+                    format!("unknown key \"{name}\" {wher}"),
+                    hint,
+                );
             }
         }
     }
@@ -154,8 +162,10 @@ impl<'a> Ctx<'a> {
             Err(SubstError::Missing(name)) => {
                 self.err(
                     path,
-                    format!("environment variable \"{name}\" is not set (used by \"{field}\" {wher})"),
-                    Some("write $${ for a literal ${".to_string()),
+                    format!(
+                        "environment variable \"{name}\" is not set (used by \"{field}\" {wher})"
+                    ),
+                    Some("set it, or write \"$${\" for a literal \"${\"".to_string()),
                 );
                 None
             }
@@ -172,7 +182,13 @@ impl<'a> Ctx<'a> {
 
     /// A string value (numbers and booleans are taken as their text), with
     /// `${VAR}` substituted.
-    pub(crate) fn string(&mut self, v: &Value, path: &[Seg], field: &str, wher: &str) -> Option<String> {
+    pub(crate) fn string(
+        &mut self,
+        v: &Value,
+        path: &[Seg],
+        field: &str,
+        wher: &str,
+    ) -> Option<String> {
         match scalar_text(v) {
             Some(s) => self.subst(&s, path, field, wher),
             None => {
@@ -183,7 +199,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// A list of strings; a single string is taken as a one-element list.
-    pub(crate) fn strings(&mut self, v: &Value, path: &[Seg], field: &str, wher: &str) -> Vec<String> {
+    pub(crate) fn strings(
+        &mut self,
+        v: &Value,
+        path: &[Seg],
+        field: &str,
+        wher: &str,
+    ) -> Vec<String> {
         match v {
             Value::Null => Vec::new(),
             Value::Sequence(seq) => {
@@ -217,7 +239,11 @@ impl<'a> Ctx<'a> {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Some(i),
                 None => {
-                    self.err(path, format!("\"{field}\" {wher} must be a whole number, found {n}"), None);
+                    self.err(
+                        path,
+                        format!("\"{field}\" {wher} must be a whole number, found {n}"),
+                        None,
+                    );
                     None
                 }
             },
@@ -243,7 +269,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// A positive duration like `24h`.
-    pub(crate) fn duration(&mut self, v: &Value, path: &[Seg], field: &str, wher: &str) -> Option<Duration> {
+    pub(crate) fn duration(
+        &mut self,
+        v: &Value,
+        path: &[Seg],
+        field: &str,
+        wher: &str,
+    ) -> Option<Duration> {
         let s = self.string(v, path, field, wher)?;
         match parse_duration(&s) {
             Ok(d) => Some(d),
@@ -251,12 +283,42 @@ impl<'a> Ctx<'a> {
                 self.err(
                     path,
                     format!("invalid duration \"{s}\" for \"{field}\" {wher}"),
-                    Some("expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\"".to_string()),
+                    Some(
+                        "expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\"".to_string(),
+                    ),
                 );
                 None
             }
         }
     }
+}
+
+/// Removes every " at line N column M" from a YAML error message (the
+/// position is reported separately).
+fn strip_locations(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let skip_num = |s: &str| {
+            s.trim_start_matches(|c: char| c.is_ascii_digit())
+                .to_string()
+        };
+        let after_line = skip_num(after);
+        match after_line.strip_prefix(" column ") {
+            Some(col) if after_line.len() < after.len() => {
+                let tail_len = skip_num(col).len();
+                rest = &rest[rest.len() - tail_len..];
+            }
+            _ => {
+                out.push_str(" at line ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The text of a scalar (string, number, boolean), `None` otherwise.
@@ -283,11 +345,7 @@ pub(crate) fn parse_policy(
         Ok(v) => v,
         Err(e) => {
             let loc = e.location();
-            let msg = e.to_string();
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
+            let msg = strip_locations(&e.to_string());
             return Err(vec![Diagnostic {
                 file: file.to_string(),
                 line: loc.as_ref().map_or(0, |l| l.line()),
@@ -313,7 +371,12 @@ pub(crate) fn parse_policy(
         Value::Mapping(m) => {
             cx.check_keys(m, &root_path, TOP_KEYS, wher);
             if let Some(v) = m.get("exclude_patterns") {
-                policy.exclude_patterns = cx.strings(v, &key(&root_path, "exclude_patterns"), "exclude_patterns", wher);
+                policy.exclude_patterns = cx.strings(
+                    v,
+                    &key(&root_path, "exclude_patterns"),
+                    "exclude_patterns",
+                    wher,
+                );
             }
             if let Some(v) = m.get("repositories") {
                 policy.repositories = repos::parse_repositories(&mut cx, v);
@@ -324,7 +387,11 @@ pub(crate) fn parse_policy(
                 item_index = idx;
             }
         }
-        Value::Null => cx.err_at(Pos { line: 1, column: 1 }, "the policy file is empty".to_string(), None),
+        Value::Null => cx.err_at(
+            Pos { line: 1, column: 1 },
+            "the policy file is empty".to_string(),
+            None,
+        ),
         other => cx.err_at(
             Pos { line: 1, column: 1 },
             format!("the policy must be a mapping, found {}", type_name(other)),
@@ -339,7 +406,9 @@ pub(crate) fn parse_policy(
         item_index,
     };
     let mut diags = cx.diags;
-    diags.extend(policy.check());
+    if root.is_mapping() {
+        diags.extend(policy.check());
+    }
     if diags.is_empty() {
         policy.origin.errored.clear();
         Ok(policy)
@@ -360,8 +429,20 @@ mod tests {
         assert_eq!(resolve_path(b, "../var/repo"), PathBuf::from("var/repo"));
         assert_eq!(resolve_path(b, "/abs"), PathBuf::from("/abs"));
         assert_eq!(resolve_path(Some(Path::new("")), "./x"), PathBuf::from("x"));
-        assert_eq!(resolve_path(Some(Path::new("")), "../x"), PathBuf::from("../x"));
+        assert_eq!(
+            resolve_path(Some(Path::new("")), "../x"),
+            PathBuf::from("../x")
+        );
         assert_eq!(resolve_path(None, "./x"), PathBuf::from("./x"));
         assert_eq!(resolve_path(b, ".."), PathBuf::from("."));
+    }
+
+    #[test]
+    fn strips_yaml_error_locations() {
+        assert_eq!(
+            strip_locations("did not find expected key at line 4 column 4, while parsing a block mapping at line 2 column 3"),
+            "did not find expected key, while parsing a block mapping"
+        );
+        assert_eq!(strip_locations("odd at line x"), "odd at line x");
     }
 }

@@ -17,9 +17,17 @@ const REPO_KEYS: &[&str] = &[
     "fallbacks",
 ];
 
-const PASSWORD_KEYS: &[&str] = &["password_file", "password_env", "password_command", "password"];
+const PASSWORD_KEYS: &[&str] = &[
+    "password_file",
+    "password_env",
+    "password_command",
+    "password",
+];
 
-pub(super) fn parse_repositories(cx: &mut Ctx<'_>, v: &Value) -> BTreeMap<String, RepositoryConfig> {
+pub(super) fn parse_repositories(
+    cx: &mut Ctx<'_>,
+    v: &Value,
+) -> BTreeMap<String, RepositoryConfig> {
     let path: NodePath = vec![Seg::Key("repositories".into())];
     let mut out = BTreeMap::new();
     let Some(m) = cx.mapping(v, &path, "repositories", "at top level") else {
@@ -34,7 +42,12 @@ pub(super) fn parse_repositories(cx: &mut Ctx<'_>, v: &Value) -> BTreeMap<String
     out
 }
 
-fn parse_repository(cx: &mut Ctx<'_>, name: &str, v: &Value, path: &[Seg]) -> Option<RepositoryConfig> {
+fn parse_repository(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    v: &Value,
+    path: &[Seg],
+) -> Option<RepositoryConfig> {
     let wher = format!("in repository \"{name}\"");
     let Some(m) = cx.mapping(v, path, name, "in \"repositories\"") else {
         if v.is_null() {
@@ -54,7 +67,11 @@ fn parse_repository(cx: &mut Ctx<'_>, name: &str, v: &Value, path: &[Seg]) -> Op
     let location = match m.get("location") {
         Some(v) => cx.string(v, &key(path, "location"), "location", &wher),
         None => {
-            cx.err_key(path, format!("repository \"{name}\" has no \"location\""), None);
+            cx.err_key(
+                path,
+                format!("repository \"{name}\" has no \"location\""),
+                None,
+            );
             None
         }
     };
@@ -66,13 +83,19 @@ fn parse_repository(cx: &mut Ctx<'_>, name: &str, v: &Value, path: &[Seg]) -> Op
         }
     });
 
-    let present: Vec<&str> = PASSWORD_KEYS.iter().copied().filter(|k| m.contains_key(*k)).collect();
+    let present: Vec<&str> = PASSWORD_KEYS
+        .iter()
+        .copied()
+        .filter(|k| m.contains_key(*k))
+        .collect();
     let mut password = None;
     match present.as_slice() {
         [] => cx.err_key(
             path,
             format!("repository \"{name}\" has no password source"),
-            Some("set exactly one of password_file, password_env, password_command, password".into()),
+            Some(
+                "set exactly one of password_file, password_env, password_command, password".into(),
+            ),
         ),
         [one] => {
             let p = key(path, one);

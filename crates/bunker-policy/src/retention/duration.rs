@@ -194,14 +194,29 @@ mod tests {
         let d = KeepDuration::parse_restic("1y5m7d2h").expect("valid");
         assert_eq!((d.years, d.months, d.days, d.hours), (1, 5, 7, 2));
         assert_eq!(d.to_string(), "1y5m7d2h");
-        assert_eq!(KeepDuration::parse_policy("30d"), Ok(KeepDuration::days(30)));
+        assert_eq!(
+            KeepDuration::parse_policy("30d"),
+            Ok(KeepDuration::days(30))
+        );
         assert_eq!(KeepDuration::parse_policy("2w"), Ok(KeepDuration::days(14)));
         let d = KeepDuration::parse_policy("1 year 6mo").expect("valid");
         assert_eq!((d.years, d.months), (1, 6));
-        assert_eq!(KeepDuration::parse_policy("90m"), Err(KeepDurationError::AmbiguousMinutes));
-        assert!(matches!(KeepDuration::parse_restic("2w"), Err(KeepDurationError::BadUnit { .. })));
-        assert_eq!(KeepDuration::parse_restic("5"), Err(KeepDurationError::NoUnit(5)));
-        assert_eq!(KeepDuration::parse_policy(""), Err(KeepDurationError::Empty));
+        assert_eq!(
+            KeepDuration::parse_policy("90m"),
+            Err(KeepDurationError::AmbiguousMinutes)
+        );
+        assert!(matches!(
+            KeepDuration::parse_restic("2w"),
+            Err(KeepDurationError::BadUnit { .. })
+        ));
+        assert_eq!(
+            KeepDuration::parse_restic("5"),
+            Err(KeepDurationError::NoUnit(5))
+        );
+        assert_eq!(
+            KeepDuration::parse_policy(""),
+            Err(KeepDurationError::Empty)
+        );
         assert!(KeepDuration::parse_policy("d").is_err());
         assert!(KeepDuration::parse_policy("99999999999d").is_err());
     }
@@ -209,16 +224,41 @@ mod tests {
     #[test]
     fn subtracts_like_go_add_date() {
         // March 31 minus one month normalises Feb 31 to March 3 (non-leap).
-        let d = KeepDuration { months: 1, ..Default::default() };
-        assert_eq!(d.before(t("2023-03-31T10:00:00+02:00")), Some(t("2023-03-03T10:00:00+02:00")));
+        let d = KeepDuration {
+            months: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            d.before(t("2023-03-31T10:00:00+02:00")),
+            Some(t("2023-03-03T10:00:00+02:00"))
+        );
         // Leap year: Feb 31 2024 -> March 2.
-        assert_eq!(d.before(t("2024-03-31T10:00:00Z")), Some(t("2024-03-02T10:00:00Z")));
+        assert_eq!(
+            d.before(t("2024-03-31T10:00:00Z")),
+            Some(t("2024-03-02T10:00:00Z"))
+        );
         // Days crossing a year, hours are absolute.
-        let d = KeepDuration { days: 2, hours: 5, ..Default::default() };
-        assert_eq!(d.before(t("2024-01-01T03:00:00Z")), Some(t("2023-12-29T22:00:00Z")));
-        let d = KeepDuration { years: 1, ..Default::default() };
-        assert_eq!(d.before(t("2024-02-29T00:00:00Z")), Some(t("2023-03-01T00:00:00Z")));
-        let huge = KeepDuration { years: i32::MAX, ..Default::default() };
+        let d = KeepDuration {
+            days: 2,
+            hours: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            d.before(t("2024-01-01T03:00:00Z")),
+            Some(t("2023-12-29T22:00:00Z"))
+        );
+        let d = KeepDuration {
+            years: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            d.before(t("2024-02-29T00:00:00Z")),
+            Some(t("2023-03-01T00:00:00Z"))
+        );
+        let huge = KeepDuration {
+            years: i32::MAX,
+            ..Default::default()
+        };
         assert_eq!(huge.before(t("2024-02-29T00:00:00Z")), None);
     }
 }

@@ -101,9 +101,16 @@ impl KeepPolicy {
     /// True if nothing is configured (restic then keeps everything).
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty()
-            && [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly]
-                .iter()
-                .all(|c| *c == 0)
+            && [
+                self.last,
+                self.hourly,
+                self.daily,
+                self.weekly,
+                self.monthly,
+                self.yearly,
+            ]
+            .iter()
+            .all(|c| *c == 0)
             && [
                 &self.within,
                 &self.within_hourly,
@@ -260,11 +267,7 @@ pub fn apply(snapshots: &[SnapInfo], policy: &KeepPolicy, now: DateTime<Utc>) ->
         reason,
     });
 
-    let latest = list
-        .iter()
-        .map(|s| s.time)
-        .filter(|t| *t < now)
-        .max();
+    let latest = list.iter().map(|s| s.time).filter(|t| *t < now).max();
 
     let mut within_buckets: Vec<WithinBucket> = [
         (&policy.within_hourly, ymdh as Bucker, "hourly within"),
@@ -315,7 +318,9 @@ pub fn apply(snapshots: &[SnapInfo], policy: &KeepPolicy, now: DateTime<Utc>) ->
         }
 
         for b in within_buckets.iter_mut() {
-            let cutoff = *b.cutoff.get_or_insert_with(|| latest.and_then(|l| b.within.before(l)));
+            let cutoff = *b
+                .cutoff
+                .get_or_insert_with(|| latest.and_then(|l| b.within.before(l)));
             let inside = match (latest, cutoff) {
                 (Some(_), Some(c)) => cur.time > c,
                 _ => true,

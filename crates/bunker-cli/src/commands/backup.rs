@@ -1,0 +1,280 @@
+//! `bunker backup`: save files and directories (or stdin) as a new snapshot.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bunker_repo::backup::{self, BackupOptions, BackupSummary};
+use bunker_sources::ExcludeOptions;
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::GlobalOpts;
+use crate::exit::Status;
+use crate::output;
+use crate::progress::Reporter;
+use crate::repo;
+
+const LONG_ABOUT: &str = "\
+Back up files and directories into a new snapshot. As with restic, the snapshot stores every \
+path under its full absolute path, so `bunker backup ./docs` run in /home/a saves /home/a/docs.
+
+Files that did not change since the parent snapshot (same type, size, modification time, \
+change time and inode) are not read again. The parent is the newest snapshot of this host \
+with the same paths, or the one given with --parent; --force reads everything.
+
+Exclusion follows restic's rules: patterns are matched against absolute paths; a pattern \
+without a leading `/` matches at any depth; `*` does not cross `/`, `**` does; a leading `!` \
+re-includes. Files that cannot be read are reported and left out; the snapshot is still \
+written and the exit status is 3.";
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    bunker backup /home /etc --exclude-caches --exclude '*.o' --tag daily
+    bunker backup ~/src --exclude-file ~/.bunker-excludes --one-file-system
+    pg_dump mydb | bunker backup --stdin --stdin-filename mydb.sql
+    bunker backup --dry-run -v /srv/data";
+
+/// Create a snapshot of files and directories
+#[derive(Args, Debug)]
+#[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    pub paths: Vec<PathBuf>,
+    /// Exclude paths matching PATTERN (repeatable)
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Like --exclude, but case-insensitive (repeatable)
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Like --exclude-file, but case-insensitive (repeatable)
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    pub iexclude_files: Vec<PathBuf>,
+    /// Exclude directories containing a valid CACHEDIR.TAG (except the tag file)
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Exclude directories containing a file NAME[:HEADER] (repeatable)
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude files larger than SIZE (e.g. 500M, 2G)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Do not cross file-system boundaries below the given paths
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Add TAG to the snapshot (repeatable; `a,b` adds both)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this host)
+    #[arg(long, short = 'H')]
+    pub host: Option<String>,
+    /// Snapshot time instead of now ("2006-01-02 15:04:05" local, or RFC 3339)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub time: Option<DateTime<FixedOffset>>,
+    /// Use this snapshot (id, prefix or `latest`) as the parent
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read all files, even unchanged ones (ignore any parent)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Do not use the change time to detect changed files
+    #[arg(long)]
+    pub ignore_ctime: bool,
+    /// Do not use the inode number to detect changed files
+    #[arg(long)]
+    pub ignore_inode: bool,
+    /// Back up standard input as one file
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// File name for --stdin
+    #[arg(long, value_name = "NAME", default_value = "stdin", requires = "stdin")]
+    pub stdin_filename: String,
+    /// Do everything but write nothing to the repository
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Worker threads for reading and compressing (0 = one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub read_concurrency: usize,
+}
+
+/// `--time`: restic's `2006-01-02 15:04:05` (local time) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .map_err(|_| format!("{s:?} is not a time: use \"2006-01-02 15:04:05\" or RFC 3339"))?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.fixed_offset())
+        .ok_or_else(|| format!("{s:?} does not exist in the local time zone"))
+}
+
+/// restic's JSON `summary` message.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    message_type: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    dirs_new: u64,
+    dirs_changed: u64,
+    dirs_unmodified: u64,
+    data_blobs: u64,
+    tree_blobs: u64,
+    data_added: u64,
+    data_added_packed: u64,
+    total_files_processed: u64,
+    total_bytes_processed: u64,
+    total_duration: f64,
+    backup_start: &'a DateTime<FixedOffset>,
+    backup_end: &'a DateTime<FixedOffset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_id: Option<String>,
+    error_count: usize,
+}
+
+fn elapsed(s: &BackupSummary) -> Duration {
+    (s.backup_end - s.backup_start).to_std().unwrap_or_default()
+}
+
+fn json_summary(s: &BackupSummary) -> JsonSummary<'_> {
+    JsonSummary {
+        message_type: "summary",
+        dry_run: s.dry_run,
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        dirs_new: s.dirs_new,
+        dirs_changed: s.dirs_changed,
+        dirs_unmodified: s.dirs_unmodified,
+        data_blobs: s.data_blobs,
+        tree_blobs: s.tree_blobs,
+        data_added: s.data_added,
+        data_added_packed: s.data_added_packed,
+        total_files_processed: s.total_files_processed,
+        total_bytes_processed: s.total_bytes_processed,
+        total_duration: elapsed(s).as_secs_f64(),
+        backup_start: &s.backup_start,
+        backup_end: &s.backup_end,
+        snapshot_id: s.snapshot_id.map(|id| id.to_string()),
+        error_count: s.errors.len(),
+    }
+}
+
+/// The human-readable summary, as restic prints it.
+fn text_summary(s: &BackupSummary) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Files:       {:>6} new, {:>6} changed, {:>6} unmodified\n",
+        s.files_new, s.files_changed, s.files_unmodified
+    ));
+    out.push_str(&format!(
+        "Dirs:        {:>6} new, {:>6} changed, {:>6} unmodified\n",
+        s.dirs_new, s.dirs_changed, s.dirs_unmodified
+    ));
+    let verb = if s.dry_run { "Would add" } else { "Added" };
+    out.push_str(&format!(
+        "{verb} to the repository: {} ({} stored)\n\n",
+        output::bytes(s.data_added),
+        output::bytes(s.data_added_packed)
+    ));
+    out.push_str(&format!(
+        "processed {} files, {} in {}\n",
+        s.total_files_processed,
+        output::bytes(s.total_bytes_processed),
+        output::duration(elapsed(s))
+    ));
+    match s.snapshot_id {
+        Some(id) => out.push_str(&format!("snapshot {} saved\n", id.short())),
+        None if s.dry_run => out.push_str("dry run: no snapshot saved\n"),
+        None => {}
+    }
+    out
+}
+
+pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
+    if args.stdin && !args.paths.is_empty() {
+        bail!("--stdin cannot be combined with paths");
+    }
+    let tags: Vec<String> = args
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let excludes = ExcludeOptions {
+        excludes: args.excludes,
+        iexcludes: args.iexcludes,
+        exclude_files: args.exclude_files,
+        iexclude_files: args.iexclude_files,
+        exclude_caches: args.exclude_caches,
+        exclude_if_present: args.exclude_if_present,
+        one_file_system: args.one_file_system,
+        roots: Vec::new(),
+        exclude_larger_than: args.exclude_larger_than,
+    };
+    let stdin: Option<(Box<dyn std::io::Read + Send>, String)> = if args.stdin {
+        Some((Box::new(std::io::stdin()), args.stdin_filename))
+    } else {
+        None
+    };
+    let opts = BackupOptions {
+        paths: args.paths,
+        excludes,
+        tags,
+        host: args.host,
+        time: args.time,
+        parent: args.parent,
+        force: args.force,
+        ignore_ctime: args.ignore_ctime,
+        ignore_inode: args.ignore_inode,
+        stdin,
+        dry_run: args.dry_run,
+        read_concurrency: args.read_concurrency,
+    };
+    let r = repo::open(g)?;
+    let reporter = Reporter::new(g, "files", "archival");
+    let summary = backup::backup(&r, opts, &reporter).context("backup failed")?;
+    reporter.finish();
+    if g.json {
+        output::json_line(&json_summary(&summary))?;
+    } else if !g.quiet {
+        print!("{}", text_summary(&summary));
+    }
+    if summary.errors.is_empty() {
+        Ok(Status::Success)
+    } else {
+        if !g.json {
+            eprintln!(
+                "warning: {} item(s) could not be read and are missing from the snapshot",
+                summary.errors.len()
+            );
+        }
+        Ok(Status::Incomplete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_formats() {
+        let t = parse_time("2024-03-01T10:20:30+02:00").expect("rfc3339");
+        assert_eq!(t.to_rfc3339(), "2024-03-01T10:20:30+02:00");
+        let t = parse_time("2024-03-01 10:20:30").expect("restic format");
+        assert_eq!(t.format("%Y-%m-%d %H:%M:%S").to_string(), "2024-03-01 10:20:30");
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2024-13-01 10:20:30").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! One module per verb. [`Command`] is the subcommand enum; later verbs (run,
+//! forget, prune, copy, config check, status, pg, daemon) are added here as
+//! modules of their own.
+
+use anyhow::Result;
+use bunker_repo::snapshots::SnapshotFilter;
+use clap::{Args, Subcommand};
+
+use crate::cli::GlobalOpts;
+use crate::exit::Status;
+
+pub mod backup;
+pub mod cat;
+pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod unlock;
+pub mod version;
+
+/// The verbs of `bunker`.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Init(init::InitArgs),
+    Backup(backup::BackupArgs),
+    Snapshots(snapshots::SnapshotsArgs),
+    Ls(ls::LsArgs),
+    Restore(restore::RestoreArgs),
+    Dump(dump::DumpArgs),
+    Diff(diff::DiffArgs),
+    Check(check::CheckArgs),
+    Key(key::KeyArgs),
+    Cat(cat::CatArgs),
+    Unlock(unlock::UnlockArgs),
+    Version(version::VersionArgs),
+}
+
+/// Run one verb.
+pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
+    match cmd {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Key(a) => key::run(g, a),
+        Command::Cat(a) => cat::run(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
+        Command::Version(a) => version::run(g, a),
+    }
+}
+
+/// `--host`, `--tag`, `--path`: which snapshots `latest` (or a listing) considers.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags: `a,b` needs both, repeating means either (repeatable)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: SnapshotFilter::tag_groups(&self.tags),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+/// Split `SNAPSHOT[:SUBPATH]` (restic's syntax for restore/dump/ls).
+pub fn split_snapshot_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((id, sub)) if !sub.is_empty() => (id, Some(sub)),
+        Some((id, _)) => (id, None),
+        None => (spec, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_spec_with_and_without_subpath() {
+        assert_eq!(split_snapshot_spec("latest"), ("latest", None));
+        assert_eq!(split_snapshot_spec("abc123:/home/x"), ("abc123", Some("/home/x")));
+        assert_eq!(split_snapshot_spec("abc123:"), ("abc123", None));
+    }
+
+    #[test]
+    fn tag_groups_from_filter_args() {
+        let f = FilterArgs {
+            hosts: vec!["h".into()],
+            tags: vec!["a,b".into(), "c".into()],
+            paths: vec![],
+        }
+        .filter();
+        assert_eq!(f.tags, vec![vec!["a".to_string(), "b".to_string()], vec!["c".to_string()]]);
+        assert_eq!(f.hosts, vec!["h".to_string()]);
+    }
+}

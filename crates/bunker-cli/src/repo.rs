@@ -1,0 +1,103 @@
+//! Opening the repository named by the global options, and locking it.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bunker_repo::lock::RepoLock;
+use bunker_repo::{RepoOptions, Repository};
+use bunker_storage::DynStorage;
+
+use crate::cli::GlobalOpts;
+use crate::exit::LockFailed;
+
+/// Engine tunables from `--compression`, `--pack-size` and `-o connections=N`.
+pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
+    let mut o = RepoOptions::default();
+    if let Some(c) = g.compression {
+        o.compression = c;
+    }
+    if let Some(mib) = g.pack_size {
+        o.pack_size = mib * 1024 * 1024;
+    }
+    for (k, v) in &g.options {
+        if k == "connections" {
+            o.connections = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("option connections={v}: expected a positive number"))?;
+        }
+    }
+    Ok(o)
+}
+
+/// The repository location; an error when none is given.
+pub fn location(g: &GlobalOpts) -> Result<&str> {
+    g.repo
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .context("no repository given: use -r/--repo or set BUNKER_REPOSITORY")
+}
+
+/// The storage stack for the repository location.
+pub fn storage(g: &GlobalOpts) -> Result<DynStorage> {
+    let loc = location(g)?;
+    bunker_storage::open(loc, &g.options).with_context(|| format!("opening repository {loc}"))
+}
+
+/// Open the repository (password from the usual sources). The index is not loaded.
+pub fn open(g: &GlobalOpts) -> Result<Arc<Repository>> {
+    let storage = storage(g)?;
+    let options = repo_options(g)?;
+    let password = crate::password::for_open(g)?;
+    let repo = Repository::open(storage, &password, options)?;
+    crate::interrupt::register(&repo);
+    tracing::info!("opened repository {}", repo.storage().location());
+    Ok(repo)
+}
+
+/// Open the repository and load its index.
+pub fn open_with_index(g: &GlobalOpts) -> Result<Arc<Repository>> {
+    let repo = open(g)?;
+    repo.load_index().context("loading the index")?;
+    Ok(repo)
+}
+
+/// Take a shared or exclusive lock (exit status 11 on failure).
+pub fn lock(repo: &Arc<Repository>, exclusive: bool) -> Result<RepoLock> {
+    RepoLock::acquire(repo, exclusive).context(LockFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_format::compression::Compression;
+    use clap::Parser;
+
+    fn global(args: &[&str]) -> GlobalOpts {
+        let mut v = vec!["bunker"];
+        v.extend_from_slice(args);
+        v.push("unlock");
+        crate::cli::Cli::try_parse_from(v).expect("parses").global
+    }
+
+    #[test]
+    fn options_map_to_engine_tunables() {
+        let g = global(&["--pack-size", "8", "--compression", "off", "-o", "connections=3"]);
+        let o = repo_options(&g).expect("valid");
+        assert_eq!(o.pack_size, 8 * 1024 * 1024);
+        assert_eq!(o.compression, Compression::Off);
+        assert_eq!(o.connections, 3);
+        let g = global(&["-o", "connections=none"]);
+        assert!(repo_options(&g).is_err());
+    }
+
+    #[test]
+    fn missing_location_is_a_clear_error() {
+        let mut g = global(&[]);
+        g.repo = None;
+        let e = location(&g).expect_err("no repo");
+        assert!(e.to_string().contains("BUNKER_REPOSITORY"));
+    }
+}

@@ -1,0 +1,330 @@
+//! Content-defined chunking with Rabin fingerprints, cut-point compatible with
+//! restic's chunker (github.com/restic/chunker).
+//!
+//! A 64-byte window slides over the data; its fingerprint modulo the
+//! repository polynomial decides the cut points: a chunk ends after the byte
+//! at which the low 20 bits of the digest are zero (1 MiB average), but never
+//! before [`MIN_SIZE`] bytes and always at [`MAX_SIZE`] bytes. As in restic,
+//! the first `MIN_SIZE - WINDOW_SIZE` bytes of every chunk are skipped
+//! without hashing, and the digest restarts from the state "one byte 0x01
+//! slid in" after each cut.
+
+mod polynomial;
+
+#[cfg(test)]
+mod gorand;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use polynomial::Polynomial;
+
+use crate::error::FormatError;
+
+/// Minimum chunk size (except for the last chunk of a file).
+pub const MIN_SIZE: usize = 512 * 1024;
+/// Maximum chunk size.
+pub const MAX_SIZE: usize = 8 * 1024 * 1024;
+/// Size of the sliding window.
+pub const WINDOW_SIZE: usize = 64;
+/// A cut happens where `digest & SPLIT_MASK == 0` (average chunk size 1 MiB).
+pub const SPLIT_MASK: u64 = (1 << 20) - 1;
+/// Read size used by [`ChunkIter`].
+pub const READ_BLOCK_SIZE: usize = 1024 * 1024;
+
+struct Tables {
+    out: [u64; 256],
+    modt: [u64; 256],
+}
+
+fn append_byte(hash: u64, b: u8, pol: Polynomial) -> u64 {
+    Polynomial((hash << 8) | u64::from(b)).modulo(pol).0
+}
+
+impl Tables {
+    fn new(pol: Polynomial) -> Tables {
+        let mut out = [0u64; 256];
+        let mut modt = [0u64; 256];
+        let k = pol.deg();
+        if !(9..=53).contains(&k) {
+            // Unusable polynomial: tables stay zero, the chunker then only
+            // cuts at MAX_SIZE. `Chunker::try_new` rejects such polynomials.
+            return Tables { out, modt };
+        }
+        for b in 0..256usize {
+            // out[b] = fingerprint of b followed by WINDOW_SIZE-1 zero bytes
+            let mut h = append_byte(0, b as u8, pol);
+            for _ in 0..WINDOW_SIZE - 1 {
+                h = append_byte(h, 0, pol);
+            }
+            out[b] = h;
+            // modt[b] = (b·x^k mod pol) | b·x^k: one XOR reduces the top byte
+            let shifted = (b as u64) << k;
+            modt[b] = Polynomial(shifted).modulo(pol).0 | shifted;
+        }
+        Tables { out, modt }
+    }
+
+    fn cached(pol: Polynomial) -> Arc<Tables> {
+        static CACHE: OnceLock<Mutex<HashMap<u64, Arc<Tables>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut map = match cache.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(pol.0)
+            .or_insert_with(|| Arc::new(Tables::new(pol)))
+            .clone()
+    }
+}
+
+/// Streaming Rabin chunker. Cloning is cheap (the tables are shared).
+#[derive(Clone)]
+pub struct Chunker {
+    tables: Arc<Tables>,
+    pol: Polynomial,
+    pol_shift: u32,
+    min_size: usize,
+    max_size: usize,
+    split_mask: u64,
+    window: [u8; WINDOW_SIZE],
+    wpos: usize,
+    digest: u64,
+    /// bytes still to skip before hashing starts in the current chunk
+    pre: usize,
+    /// bytes of the current chunk seen so far
+    count: usize,
+}
+
+impl std::fmt::Debug for Chunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunker")
+            .field("pol", &self.pol)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl Chunker {
+    /// A chunker with restic's parameters. `pol` should be a validated
+    /// repository polynomial (irreducible, degree 53); see [`Chunker::try_new`].
+    pub fn new(pol: Polynomial) -> Chunker {
+        Chunker::with_params(pol, MIN_SIZE, MAX_SIZE, 20)
+    }
+
+    /// Like [`Chunker::new`] but rejects polynomials that cannot be used.
+    pub fn try_new(pol: Polynomial) -> Result<Chunker, FormatError> {
+        if !(9..=53).contains(&pol.deg()) {
+            return Err(FormatError::Polynomial(format!(
+                "{pol} has degree {}, expected at most 53",
+                pol.deg()
+            )));
+        }
+        Ok(Chunker::new(pol))
+    }
+
+    /// Custom boundaries and average size (`2^average_bits`). Anything other
+    /// than the defaults produces chunks restic would never produce
+    /// (deduplication against restic then stops working); for tests and
+    /// experiments.
+    pub fn with_params(
+        pol: Polynomial,
+        min_size: usize,
+        max_size: usize,
+        average_bits: u32,
+    ) -> Chunker {
+        let min_size = min_size.max(WINDOW_SIZE);
+        let mut c = Chunker {
+            tables: Tables::cached(pol),
+            pol,
+            pol_shift: (pol.deg().clamp(9, 53) - 8) as u32,
+            min_size,
+            max_size: max_size.max(min_size),
+            split_mask: (1u64 << average_bits.min(63)) - 1,
+            window: [0; WINDOW_SIZE],
+            wpos: 0,
+            digest: 0,
+            pre: 0,
+            count: 0,
+        };
+        c.reset();
+        c
+    }
+
+    /// The polynomial this chunker uses.
+    pub fn polynomial(&self) -> Polynomial {
+        self.pol
+    }
+
+    /// Starts a new chunk (e.g. at the beginning of the next file).
+    pub fn reset(&mut self) {
+        self.window = [0; WINDOW_SIZE];
+        self.count = 0;
+        // restic slides a single 0x01 byte into the empty window.
+        self.wpos = 1;
+        self.window[0] = 1;
+        let index = 0usize; // digest >> shift of the zero digest
+        self.digest = 1 ^ self.tables.modt[index];
+        self.pre = self.min_size - WINDOW_SIZE;
+    }
+
+    /// Bytes of the current (unfinished) chunk seen so far.
+    pub fn current_len(&self) -> usize {
+        self.count
+    }
+
+    /// Continues the current chunk with `buf`. Returns `Some(n)` when the
+    /// chunk ends after `buf[..n]` (the chunker is then reset; pass `&buf[n..]`
+    /// next), or `None` when all of `buf` belongs to the current chunk. At end
+    /// of input the remaining bytes form the last chunk.
+    pub fn next_boundary(&mut self, buf: &[u8]) -> Option<usize> {
+        self.next_boundary_with_cut(buf).map(|(n, _)| n)
+    }
+
+    /// Like [`Chunker::next_boundary`], also returning the fingerprint at the
+    /// cut (what restic reports as `Chunk.Cut`).
+    pub fn next_boundary_with_cut(&mut self, buf: &[u8]) -> Option<(usize, u64)> {
+        let mut start = 0;
+        if self.pre > 0 {
+            if self.pre >= buf.len() {
+                self.pre -= buf.len();
+                self.count += buf.len();
+                return None;
+            }
+            start = self.pre;
+            self.count += self.pre;
+            self.pre = 0;
+        }
+
+        let tables: &Tables = &self.tables;
+        let out_t = &tables.out;
+        let mod_t = &tables.modt;
+        let shift = self.pol_shift;
+        let mask = self.split_mask;
+        let min = self.min_size;
+        let max = self.max_size;
+        let mut digest = self.digest;
+        let mut win = self.window;
+        let mut wpos = self.wpos;
+        let mut add = self.count;
+
+        let data = &buf[start..];
+        for (i, &b) in data.iter().enumerate() {
+            let slot = wpos % WINDOW_SIZE;
+            let out = win[slot];
+            win[slot] = b;
+            wpos = slot + 1;
+            digest ^= out_t[out as usize];
+            let index = (digest >> shift) as u8;
+            digest = ((digest << 8) | u64::from(b)) ^ mod_t[index as usize];
+            add += 1;
+            if (digest & mask) == 0 || add >= max {
+                if add < min {
+                    continue;
+                }
+                self.reset();
+                return Some((start + i + 1, digest));
+            }
+        }
+        self.digest = digest;
+        self.window = win;
+        self.wpos = wpos % WINDOW_SIZE;
+        self.count += data.len();
+        None
+    }
+}
+
+/// Splits a reader into chunks, reading in [`READ_BLOCK_SIZE`] blocks.
+pub struct ChunkIter<R: Read> {
+    reader: R,
+    chunker: Chunker,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> ChunkIter<R> {
+    /// Chunks `reader` starting with a fresh chunk.
+    pub fn new(reader: R, mut chunker: Chunker) -> ChunkIter<R> {
+        chunker.reset();
+        ChunkIter {
+            reader,
+            chunker,
+            buf: vec![0; READ_BLOCK_SIZE],
+            pos: 0,
+            filled: 0,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Returns the reader and the chunker.
+    pub fn into_inner(self) -> (R, Chunker) {
+        (self.reader, self.chunker)
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        self.pos = 0;
+        self.filled = 0;
+        while self.filled < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for ChunkIter<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<io::Result<Vec<u8>>> {
+        if self.done {
+            return None;
+        }
+        let mut data = Vec::new();
+        loop {
+            if self.pos >= self.filled {
+                if self.eof {
+                    self.done = true;
+                    return if data.is_empty() {
+                        None
+                    } else {
+                        Some(Ok(data))
+                    };
+                }
+                if let Err(e) = self.fill() {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            let avail = &self.buf[self.pos..self.filled];
+            match self.chunker.next_boundary(avail) {
+                Some(n) => {
+                    data.extend_from_slice(&avail[..n]);
+                    self.pos += n;
+                    return Some(Ok(data));
+                }
+                None => {
+                    if data.is_empty() {
+                        data.reserve(MIN_SIZE.min(avail.len() * 2));
+                    }
+                    data.extend_from_slice(avail);
+                    self.pos = self.filled;
+                }
+            }
+        }
+    }
+}

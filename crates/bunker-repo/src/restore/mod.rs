@@ -1,0 +1,520 @@
+//! Restoring a snapshot into a target directory, restic-compatibly.
+//!
+//! The snapshot tree nests absolute paths (`/home/a/b` is the node `b` in
+//! the tree of `a` in the tree of `home`), and `restore` recreates them below
+//! the target. A snapshot's contents are untrusted: every file-system
+//! operation goes through [`TargetDir`], which validates each name and never
+//! follows a symlink, and the walker additionally rejects invalid and
+//! duplicate names, so nothing outside the target can be created, changed or
+//! deleted. Problems with single entries (bad names, damaged blobs, existing
+//! files) are recorded in the [`RestoreSummary`] and the restore goes on.
+//!
+//! Order: the walker creates directories, symlinks, special files, hard links
+//! and empty regular files as it goes, and queues regular files in batches
+//! whose contents are then written in parallel ([`files`]); file metadata is
+//! applied once a file is complete; directory metadata is applied last,
+//! children before parents, so restoring contents does not disturb it.
+
+pub mod files;
+pub mod select;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bunker_format::node::{Node, NodeType};
+use bunker_sources::{validate_name, FileKind, RestoreMeta, SourceError, TargetDir};
+use serde::Serialize;
+
+use crate::error::{RepoError, Result};
+use crate::progress::Progress;
+use crate::snapshots::SnapshotEntry;
+use crate::walk::{find_subtree, walk_tree_with, TreeVisitor, WalkAction};
+use crate::Repository;
+use files::{BatchConfig, FileJob};
+use select::Selector;
+
+/// Files per batch (each holds an open descriptor until its batch is done).
+pub const BATCH_FILES: usize = 256;
+/// Blobs per batch (bounds the per-batch plan).
+pub const BATCH_BLOBS: usize = 65_536;
+/// At most this many skipped paths are listed in the summary (all are counted).
+pub const MAX_LISTED_SKIPS: usize = 10_000;
+
+/// What to restore and how.
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub iinclude: Vec<String>,
+    pub iexclude: Vec<String>,
+    /// Replace existing files, symlinks and special files.
+    pub overwrite: bool,
+    /// Re-read restored files and check every blob hash.
+    pub verify: bool,
+    /// Walk and count only; change nothing on disk.
+    pub dry_run: bool,
+    /// Restore only this directory of the snapshot (its contents go directly into `target`).
+    pub sub_path: Option<String>,
+    /// Keep runs of zeros as holes.
+    pub sparse: bool,
+    /// Parallel file writers (0 = from the repository's connection count).
+    pub workers: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            target: PathBuf::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            iinclude: Vec::new(),
+            iexclude: Vec::new(),
+            overwrite: false,
+            verify: false,
+            dry_run: false,
+            sub_path: None,
+            sparse: true,
+            workers: 0,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    /// Symbolic links.
+    pub links: u64,
+    /// Hard links to files restored earlier in this run.
+    pub hardlinks: u64,
+    /// FIFOs, devices, sockets.
+    pub specials: u64,
+    /// Content bytes of restored files.
+    pub bytes: u64,
+    /// Existing entries left alone (no `overwrite`).
+    pub skipped_existing: u64,
+    /// Their paths (at most [`MAX_LISTED_SKIPS`]).
+    pub skipped_paths: Vec<String>,
+    pub verified_files: u64,
+    /// Extended attributes the target file system refused.
+    pub xattrs_skipped: u64,
+    /// Ownership changes skipped because we are not root.
+    pub chown_skipped: u64,
+    /// (path in the snapshot, what went wrong).
+    pub errors: Vec<(String, String)>,
+}
+
+/// Metadata of a node, as the target directory applies it.
+pub fn restore_meta(node: &Node) -> RestoreMeta {
+    let ts =
+        |t: &chrono::DateTime<chrono::FixedOffset>| (t.timestamp(), t.timestamp_subsec_nanos());
+    RestoreMeta {
+        mode: node.unix_perm(),
+        uid: node.uid,
+        gid: node.gid,
+        atime: ts(&node.atime),
+        mtime: ts(&node.mtime),
+        xattrs: node
+            .extended_attributes
+            .iter()
+            .map(|x| (x.name.as_bytes().to_vec(), x.value.clone()))
+            .collect(),
+    }
+}
+
+fn is_exists(e: &SourceError) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error())
+}
+
+/// Restore `snap` (or its `sub_path`) into `opts.target`. The repository's
+/// index must be loaded. Per-entry problems end up in `errors`; the result is
+/// `Err` only when the restore cannot start or the snapshot cannot be read.
+pub fn restore(
+    repo: &Arc<Repository>,
+    snap: &SnapshotEntry,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let selector = Selector::new(&opts.include, &opts.iinclude, &opts.exclude, &opts.iexclude)?;
+    let tree = match &opts.sub_path {
+        Some(p) => find_subtree(repo, &snap.snapshot.tree, p)?,
+        None => snap.snapshot.tree,
+    };
+    let target = if opts.dry_run {
+        // Only to report what exists already; a missing target is fine.
+        TargetDir::open(&opts.target, false).ok()
+    } else {
+        Some(
+            TargetDir::open(&opts.target, true)
+                .map_err(|e| RepoError::Io(format!("restore target: {e}")))?,
+        )
+    };
+    let workers = if opts.workers > 0 {
+        opts.workers
+    } else {
+        repo.options().connections.max(2)
+    };
+    let mut r = Restorer {
+        repo,
+        opts,
+        target: target.as_ref(),
+        selector,
+        progress,
+        cfg: BatchConfig {
+            workers,
+            sparse: opts.sparse,
+            verify: opts.verify,
+        },
+        stack: vec![DirState {
+            rel: Vec::new(),
+            node: None,
+            created: true,
+            names: HashSet::new(),
+        }],
+        batch: Vec::new(),
+        batch_blobs: 0,
+        queued: (0, 0),
+        hardlinks: HashMap::new(),
+        dir_meta: Vec::new(),
+        summary: RestoreSummary::default(),
+    };
+    walk_tree_with(repo, &tree, b"/", &mut r)?;
+    r.flush();
+    if let Some(t) = r.target {
+        for (rel, meta, display) in std::mem::take(&mut r.dir_meta) {
+            let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
+            if let Err(e) = t.apply_meta(&parts, &meta, false) {
+                r.error(display, e.to_string());
+            }
+        }
+        let st = t.stats();
+        r.summary.xattrs_skipped = st.xattrs_skipped;
+        r.summary.chown_skipped = st.chown_skipped;
+    }
+    Ok(r.summary)
+}
+
+struct DirState {
+    rel: Vec<Vec<u8>>,
+    /// The directory's node (`None` for the restore root).
+    node: Option<Node>,
+    /// Whether the directory exists in the target (created or merged).
+    created: bool,
+    /// Names seen in this directory (duplicates are refused).
+    names: HashSet<Vec<u8>>,
+}
+
+struct Restorer<'a> {
+    repo: &'a Arc<Repository>,
+    opts: &'a RestoreOptions,
+    target: Option<&'a TargetDir>,
+    selector: Selector,
+    progress: &'a dyn Progress,
+    cfg: BatchConfig,
+    stack: Vec<DirState>,
+    batch: Vec<FileJob>,
+    batch_blobs: usize,
+    /// Files and bytes queued so far (progress totals).
+    queued: (u64, u64),
+    /// (device, inode) of restored multiply-linked files -> (path, content).
+    hardlinks: HashMap<(u64, u64), (Vec<Vec<u8>>, Vec<bunker_format::BlobId>)>,
+    /// Directories whose metadata is applied at the end, in post-order.
+    dir_meta: Vec<(Vec<Vec<u8>>, RestoreMeta, String)>,
+    summary: RestoreSummary,
+}
+
+fn parts(rel: &[Vec<u8>]) -> Vec<&[u8]> {
+    rel.iter().map(Vec::as_slice).collect()
+}
+
+impl Restorer<'_> {
+    fn error(&mut self, path: String, msg: String) {
+        self.progress.warn(&format!("{path}: {msg}"));
+        self.summary.errors.push((path, msg));
+    }
+
+    fn skipped(&mut self, path: String) {
+        self.summary.skipped_existing += 1;
+        if self.summary.skipped_paths.len() < MAX_LISTED_SKIPS {
+            self.summary.skipped_paths.push(path);
+        }
+    }
+
+    /// Create the parents of a selected node that were only passed through.
+    fn ensure_parents(&mut self) -> std::result::Result<(), String> {
+        for i in 0..self.stack.len() {
+            if self.stack[i].created {
+                continue;
+            }
+            if let Some(t) = self.target {
+                t.mkdir(&parts(&self.stack[i].rel), 0o700)
+                    .map_err(|e| e.to_string())?;
+            }
+            self.stack[i].created = true;
+            self.summary.dirs += 1;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(&mut self.batch);
+        self.batch_blobs = 0;
+        let Some(t) = self.target else { return };
+        let res = files::run_batch(self.repo, t, jobs, self.cfg, self.progress);
+        self.summary.files += res.files_ok;
+        self.summary.bytes += res.bytes;
+        self.summary.verified_files += res.verified;
+        self.summary.errors.extend(res.errors);
+    }
+
+    /// Create `rel` with `create`; an existing entry is skipped, or replaced
+    /// with `overwrite`. Returns whether the entry was created.
+    fn create_leaf(
+        &mut self,
+        rel: &[Vec<u8>],
+        display: &str,
+        create: &dyn Fn(&TargetDir, &[&[u8]]) -> std::result::Result<(), SourceError>,
+    ) -> bool {
+        let Some(t) = self.target else { return true };
+        let p = parts(rel);
+        let res = match create(t, &p) {
+            Err(e) if is_exists(&e) && self.opts.overwrite => {
+                t.remove(&p).and_then(|_| create(t, &p))
+            }
+            other => other,
+        };
+        match res {
+            Ok(()) => true,
+            Err(e) if is_exists(&e) => {
+                self.skipped(display.to_string());
+                false
+            }
+            Err(e) => {
+                self.error(display.to_string(), e.to_string());
+                false
+            }
+        }
+    }
+
+    fn restore_file(&mut self, rel: Vec<Vec<u8>>, display: String, node: &Node) {
+        let content = node.content.clone().unwrap_or_default();
+        let key = (node.device_id, node.inode);
+        if node.links > 1 && node.inode != 0 {
+            if let Some((first, first_content)) = self.hardlinks.get(&key) {
+                if *first_content == content {
+                    let first = first.clone();
+                    let link = |t: &TargetDir, p: &[&[u8]]| t.hardlink(&parts(&first), p);
+                    if self.create_leaf(&rel, &display, &link) {
+                        self.summary.hardlinks += 1;
+                    }
+                    return;
+                }
+            }
+        }
+        // Plan the contents before creating anything.
+        let mut blobs = Vec::with_capacity(content.len());
+        let mut size = 0u64;
+        {
+            let index = self.repo.index().read();
+            for id in &content {
+                match index.get(id) {
+                    Some(e) if e.blob_type == bunker_format::BlobType::Data => {
+                        blobs.push((*id, e, size));
+                        size += u64::from(e.plain_len());
+                    }
+                    _ => {
+                        drop(index);
+                        let msg = RepoError::BlobNotFound {
+                            blob: id.to_string(),
+                        }
+                        .to_string();
+                        self.error(display, msg);
+                        return;
+                    }
+                }
+            }
+        }
+        self.queued.0 += 1;
+        self.queued.1 += size;
+        self.progress.current(&display);
+        if self.opts.dry_run {
+            if t_exists(self.target, &rel) && !self.opts.overwrite {
+                self.skipped(display);
+            } else {
+                self.summary.files += 1;
+                self.summary.bytes += size;
+            }
+            return;
+        }
+        let Some(t) = self.target else { return };
+        let file = match t.create_file(&parts(&rel), self.opts.overwrite) {
+            Ok(f) => f,
+            Err(e) if is_exists(&e) => {
+                self.skipped(display);
+                return;
+            }
+            Err(e) => {
+                self.error(display, e.to_string());
+                return;
+            }
+        };
+        if node.links > 1 && node.inode != 0 {
+            self.hardlinks
+                .entry(key)
+                .or_insert_with(|| (rel.clone(), content.clone()));
+        }
+        self.progress.set_total(self.queued.0, self.queued.1);
+        self.batch_blobs += blobs.len();
+        self.batch.push(FileJob {
+            rel,
+            display,
+            file,
+            blobs,
+            size,
+            meta: restore_meta(node),
+        });
+        if self.batch.len() >= BATCH_FILES || self.batch_blobs >= BATCH_BLOBS {
+            self.flush();
+        }
+    }
+
+    fn restore_leaf(&mut self, rel: Vec<Vec<u8>>, display: String, node: &Node) {
+        let kind = match node.node_type {
+            NodeType::File => return self.restore_file(rel, display, node),
+            NodeType::Dir => {
+                self.error(
+                    display,
+                    "internal error: directory restored as a leaf".into(),
+                );
+                return;
+            }
+            NodeType::Symlink => None,
+            NodeType::Dev => Some(FileKind::BlockDev),
+            NodeType::CharDev => Some(FileKind::CharDev),
+            NodeType::Fifo => Some(FileKind::Fifo),
+            NodeType::Socket => Some(FileKind::Socket),
+            NodeType::Irregular => {
+                self.error(display, "irregular files cannot be restored".into());
+                return;
+            }
+        };
+        if self.opts.dry_run {
+            if t_exists(self.target, &rel) && !self.opts.overwrite {
+                self.skipped(display);
+            } else if kind.is_none() {
+                self.summary.links += 1;
+            } else {
+                self.summary.specials += 1;
+            }
+            return;
+        }
+        let mode = node.unix_perm();
+        let (rdev, target_bytes) = (node.device, node.link_target.clone());
+        let create = |t: &TargetDir, p: &[&[u8]]| match kind {
+            None => t.symlink(p, &target_bytes),
+            Some(k) => t.mknod(p, k, mode, rdev),
+        };
+        if !self.create_leaf(&rel, &display, &create) {
+            return;
+        }
+        if kind.is_none() {
+            self.summary.links += 1;
+        } else {
+            self.summary.specials += 1;
+        }
+        if let Some(t) = self.target {
+            if let Err(e) = t.apply_meta(&parts(&rel), &restore_meta(node), kind.is_none()) {
+                self.error(display, e.to_string());
+            }
+        }
+    }
+}
+
+fn t_exists(t: Option<&TargetDir>, rel: &[Vec<u8>]) -> bool {
+    t.is_some_and(|t| t.exists(&parts(rel)).unwrap_or(false))
+}
+
+impl TreeVisitor for Restorer<'_> {
+    fn visit(&mut self, path: &[u8], node: &Node) -> Result<WalkAction> {
+        let display = String::from_utf8_lossy(path).into_owned();
+        if let Err(e) = validate_name(&node.name) {
+            self.error(display, format!("refusing unsafe name: {e}"));
+            return Ok(WalkAction::SkipSubtree);
+        }
+        let parent = self
+            .stack
+            .last_mut()
+            .ok_or_else(|| RepoError::Invalid("restore walker lost its place".into()))?;
+        let duplicate = !parent.names.insert(node.name.clone());
+        let mut rel = parent.rel.clone();
+        if duplicate {
+            self.error(
+                display,
+                "duplicate name in the same directory; later entry ignored".into(),
+            );
+            return Ok(WalkAction::SkipSubtree);
+        }
+        rel.push(node.name.clone());
+        let is_dir = node.node_type == NodeType::Dir;
+        let (selected, descend) = self.selector.select(path, is_dir);
+        if !selected && !descend {
+            return Ok(WalkAction::SkipSubtree);
+        }
+        if selected {
+            if let Err(msg) = self.ensure_parents() {
+                self.error(display, format!("cannot create parent directory: {msg}"));
+                return Ok(WalkAction::SkipSubtree);
+            }
+        }
+        if !is_dir {
+            self.restore_leaf(rel, display, node);
+            return Ok(WalkAction::SkipSubtree);
+        }
+        let mut created = false;
+        if selected {
+            if let (Some(t), false) = (self.target, self.opts.dry_run) {
+                if let Err(e) = t.mkdir(&parts(&rel), 0o700) {
+                    self.error(display, e.to_string());
+                    return Ok(WalkAction::SkipSubtree);
+                }
+            }
+            created = true;
+            self.summary.dirs += 1;
+        }
+        if node.subtree.is_none() {
+            if created {
+                self.dir_meta.push((rel, restore_meta(node), display));
+            }
+            return Ok(WalkAction::SkipSubtree);
+        }
+        self.stack.push(DirState {
+            rel,
+            node: Some(node.clone()),
+            created,
+            names: HashSet::new(),
+        });
+        Ok(WalkAction::Continue)
+    }
+
+    fn leave_dir(&mut self, path: &[u8], _node: &Node) -> Result<()> {
+        let Some(d) = self.stack.pop() else {
+            return Err(RepoError::Invalid("restore walker lost its place".into()));
+        };
+        if d.created && !self.opts.dry_run {
+            if let Some(node) = &d.node {
+                self.dir_meta.push((
+                    d.rel,
+                    restore_meta(node),
+                    String::from_utf8_lossy(path).into_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
