@@ -64,7 +64,13 @@ EXIT STATUS:
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOpts {
     /// Repository location: a directory, local:PATH, s3:URL or opendal:SCHEME
-    #[arg(short = 'r', long = "repo", env = "BUNKER_REPOSITORY", global = true, value_name = "REPOSITORY")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "BUNKER_REPOSITORY",
+        global = true,
+        value_name = "REPOSITORY"
+    )]
     pub repo: Option<String>,
 
     /// Read the repository password from the first line of FILE
@@ -72,7 +78,12 @@ pub struct GlobalOpts {
     pub password_file: Option<PathBuf>,
 
     /// Run COMMAND with `sh -c` and use its standard output as the password
-    #[arg(long, env = "BUNKER_PASSWORD_COMMAND", global = true, value_name = "COMMAND")]
+    #[arg(
+        long,
+        env = "BUNKER_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND"
+    )]
     pub password_command: Option<String>,
 
     /// Print machine-readable JSON instead of human-readable text

@@ -124,7 +124,8 @@ mod tests {
             location: "x".into(),
         });
         assert_eq!(code_for(&e), NO_REPOSITORY);
-        let e = anyhow::Error::new(RepoError::WrongPassword { tried: 1 }).context("opening repository");
+        let e =
+            anyhow::Error::new(RepoError::WrongPassword { tried: 1 }).context("opening repository");
         assert_eq!(code_for(&e), WRONG_PASSWORD);
         let e = anyhow::Error::new(RepoError::Locked {
             kind: "exclusively",

@@ -49,7 +49,10 @@ pub fn release_locks() {
 
 /// Start the signal-watching thread.
 pub fn install() {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::debug!("no SIGINT handler: {e}");
@@ -57,7 +60,9 @@ pub fn install() {
         }
     };
     // Register the handler before returning, so an early Ctrl-C is not lost.
-    let signal = rt.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) });
+    let signal = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    });
     let mut signal = match signal {
         Ok(s) => s,
         Err(e) => {

@@ -34,7 +34,11 @@ fn init_logging(g: &cli::GlobalOpts) {
     let spec = std::env::var("BUNKER_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
         .unwrap_or_else(|| default.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -51,7 +55,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print to stdout and succeed; usage errors are fatal (1).
-            let code = if e.use_stderr() { exit::FATAL } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::FATAL
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

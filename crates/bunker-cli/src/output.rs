@@ -35,7 +35,9 @@ pub fn duration(d: Duration) -> String {
 
 /// A snapshot time in the local zone, `2006-01-02 15:04:05`.
 pub fn local_time(t: &DateTime<FixedOffset>) -> String {
-    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// Write one value as a line of compact JSON to stdout.
@@ -97,7 +99,12 @@ impl Table {
             let height = row.iter().map(Vec::len).max().unwrap_or(0).max(1);
             for l in 0..height {
                 let cells: Vec<&str> = (0..cols)
-                    .map(|i| row.get(i).and_then(|c| c.get(l)).map(String::as_str).unwrap_or(""))
+                    .map(|i| {
+                        row.get(i)
+                            .and_then(|c| c.get(l))
+                            .map(String::as_str)
+                            .unwrap_or("")
+                    })
                     .collect();
                 out.push_str(&fmt_line(&cells));
                 out.push('\n');

@@ -15,7 +15,8 @@ use crate::cli::GlobalOpts;
 
 pub const PASSWORD_ENV: &str = "BUNKER_PASSWORD";
 
-const NO_PASSWORD: &str = "no password: set BUNKER_PASSWORD_FILE, BUNKER_PASSWORD or --password-command";
+const NO_PASSWORD: &str =
+    "no password: set BUNKER_PASSWORD_FILE, BUNKER_PASSWORD or --password-command";
 
 /// Strip one trailing line ending (`\n` or `\r\n`).
 fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
@@ -30,12 +31,16 @@ fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
 
 /// The first line of a password file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
     let first = match bytes.iter().position(|&b| b == b'\n') {
         Some(i) => bytes[..=i].to_vec(),
         None => bytes,
     };
-    non_empty(strip_newline(first), &format!("password file {}", path.display()))
+    non_empty(
+        strip_newline(first),
+        &format!("password file {}", path.display()),
+    )
 }
 
 /// Run `sh -c COMMAND`; its standard output minus the trailing newline.
@@ -50,7 +55,10 @@ pub fn run_command(command: &str) -> Result<Vec<u8>> {
     if !out.status.success() {
         bail!("password command {command:?} failed ({})", out.status);
     }
-    non_empty(strip_newline(out.stdout), &format!("password command {command:?}"))
+    non_empty(
+        strip_newline(out.stdout),
+        &format!("password command {command:?}"),
+    )
 }
 
 fn non_empty(pw: Vec<u8>, source: &str) -> Result<Vec<u8>> {
@@ -63,7 +71,9 @@ fn non_empty(pw: Vec<u8>, source: &str) -> Result<Vec<u8>> {
 /// The password from flags or environment, without prompting.
 fn configured(g: &GlobalOpts, env: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
     match (&g.password_command, &g.password_file) {
-        (Some(_), Some(_)) => bail!("--password-command and --password-file are mutually exclusive"),
+        (Some(_), Some(_)) => {
+            bail!("--password-command and --password-file are mutually exclusive")
+        }
         (Some(cmd), None) => Ok(Some(run_command(cmd)?)),
         (None, Some(file)) => Ok(Some(read_file(file)?)),
         (None, None) => Ok(env.filter(|p| !p.is_empty())),
@@ -173,13 +183,22 @@ mod tests {
         let f = dir.path().join("pw");
         std::fs::write(&f, b"fromfile\n").expect("write");
         let mut g = opts();
-        assert_eq!(configured(&g, Some(b"fromenv".to_vec())).expect("ok"), Some(b"fromenv".to_vec()));
+        assert_eq!(
+            configured(&g, Some(b"fromenv".to_vec())).expect("ok"),
+            Some(b"fromenv".to_vec())
+        );
         assert_eq!(configured(&g, Some(Vec::new())).expect("ok"), None);
         g.password_file = Some(f);
-        assert_eq!(configured(&g, Some(b"fromenv".to_vec())).expect("ok"), Some(b"fromfile".to_vec()));
+        assert_eq!(
+            configured(&g, Some(b"fromenv".to_vec())).expect("ok"),
+            Some(b"fromfile".to_vec())
+        );
         g.password_command = Some("echo cmd".into());
         assert!(configured(&g, None).is_err(), "file and command together");
         g.password_file = None;
-        assert_eq!(configured(&g, Some(b"fromenv".to_vec())).expect("ok"), Some(b"cmd".to_vec()));
+        assert_eq!(
+            configured(&g, Some(b"fromenv".to_vec())).expect("ok"),
+            Some(b"cmd".to_vec())
+        );
     }
 }

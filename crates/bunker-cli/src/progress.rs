@@ -30,7 +30,10 @@ struct Counters {
 enum Display {
     None,
     Bar(ProgressBar),
-    Json { last: Mutex<Instant>, current: Mutex<String> },
+    Json {
+        last: Mutex<Instant>,
+        current: Mutex<String>,
+    },
 }
 
 /// The CLI's implementation of the engine's progress hooks.
@@ -133,7 +136,10 @@ impl Reporter {
             *l = Instant::now();
         }
         let c = &self.counts;
-        let (tb, b) = (c.total_bytes.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed));
+        let (tb, b) = (
+            c.total_bytes.load(Ordering::Relaxed),
+            c.bytes.load(Ordering::Relaxed),
+        );
         let cur = current.lock().map(|s| s.clone()).unwrap_or_default();
         let status = JsonStatus {
             message_type: "status",
@@ -144,7 +150,11 @@ impl Reporter {
             total_bytes: tb,
             bytes_done: b,
             error_count: c.warnings.load(Ordering::Relaxed),
-            current_files: if cur.is_empty() { vec![] } else { vec![cur.as_str()] },
+            current_files: if cur.is_empty() {
+                vec![]
+            } else {
+                vec![cur.as_str()]
+            },
         };
         let _ = output::json_line(&status);
     }
@@ -157,21 +167,29 @@ fn make_bar(counts: &Arc<Counters>, unit: &'static str) -> ProgressBar {
         "[{elapsed}] {percent:>3}% {items} {bytes_done} {rate} ETA {eta} {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .with_key("items", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let done = c.items.load(Ordering::Relaxed);
-        let total = c.total_items.load(Ordering::Relaxed);
-        let _ = if total > 0 {
-            write!(w, "{done}/{total} {unit}")
-        } else {
-            write!(w, "{done} {unit}")
-        };
-    })
-    .with_key("bytes_done", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let _ = match s.len() {
-            Some(len) if len > 0 => write!(w, "{} / {}", output::bytes(s.pos()), output::bytes(len)),
-            _ => write!(w, "{}", output::bytes(s.pos())),
-        };
-    })
+    .with_key(
+        "items",
+        move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let done = c.items.load(Ordering::Relaxed);
+            let total = c.total_items.load(Ordering::Relaxed);
+            let _ = if total > 0 {
+                write!(w, "{done}/{total} {unit}")
+            } else {
+                write!(w, "{done} {unit}")
+            };
+        },
+    )
+    .with_key(
+        "bytes_done",
+        |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = match s.len() {
+                Some(len) if len > 0 => {
+                    write!(w, "{} / {}", output::bytes(s.pos()), output::bytes(len))
+                }
+                _ => write!(w, "{}", output::bytes(s.pos())),
+            };
+        },
+    )
     .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
         let _ = write!(w, "{}/s", output::bytes(s.per_sec() as u64));
     })
@@ -281,8 +299,14 @@ mod tests {
 
     #[test]
     fn json_status_only_with_verbose() {
-        assert!(matches!(Reporter::new(&g(true, 0), "files", "x").display, Display::None));
-        assert!(matches!(Reporter::new(&g(true, 1), "files", "x").display, Display::Json { .. }));
+        assert!(matches!(
+            Reporter::new(&g(true, 0), "files", "x").display,
+            Display::None
+        ));
+        assert!(matches!(
+            Reporter::new(&g(true, 1), "files", "x").display,
+            Display::Json { .. }
+        ));
     }
 
     #[test]

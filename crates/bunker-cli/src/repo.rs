@@ -84,7 +84,14 @@ mod tests {
 
     #[test]
     fn options_map_to_engine_tunables() {
-        let g = global(&["--pack-size", "8", "--compression", "off", "-o", "connections=3"]);
+        let g = global(&[
+            "--pack-size",
+            "8",
+            "--compression",
+            "off",
+            "-o",
+            "connections=3",
+        ]);
         let o = repo_options(&g).expect("valid");
         assert_eq!(o.pack_size, 8 * 1024 * 1024);
         assert_eq!(o.compression, Compression::Off);

@@ -11,7 +11,13 @@ fn root_help_documents_environment_and_exit_status() {
     let out = env.bare().arg("--help").output().expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for section in ["EXAMPLES:", "ENVIRONMENT:", "EXIT STATUS:", "BUNKER_PASSWORD_COMMAND", "130"] {
+    for section in [
+        "EXAMPLES:",
+        "ENVIRONMENT:",
+        "EXIT STATUS:",
+        "BUNKER_PASSWORD_COMMAND",
+        "130",
+    ] {
         assert!(text.contains(section), "--help lacks {section:?}:\n{text}");
     }
 }
@@ -20,13 +26,30 @@ fn root_help_documents_environment_and_exit_status() {
 fn every_command_has_long_help_with_examples() {
     let env = Env::new();
     for cmd in [
-        "init", "backup", "snapshots", "ls", "restore", "dump", "diff", "check", "key", "cat", "unlock", "version",
+        "init",
+        "backup",
+        "snapshots",
+        "ls",
+        "restore",
+        "dump",
+        "diff",
+        "check",
+        "key",
+        "cat",
+        "unlock",
+        "version",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("EXAMPLES:"), "{cmd} --help lacks EXAMPLES:\n{text}");
-        assert!(text.lines().count() > 8, "{cmd} --help is too short:\n{text}");
+        assert!(
+            text.contains("EXAMPLES:"),
+            "{cmd} --help lacks EXAMPLES:\n{text}"
+        );
+        assert!(
+            text.lines().count() > 8,
+            "{cmd} --help is too short:\n{text}"
+        );
     }
 }
 
@@ -47,8 +70,13 @@ fn version_prints_target_and_repository_versions() {
         .arg("version")
         .assert()
         .success()
-        .stdout(predicate::str::contains(format!("bunker {}", env!("CARGO_PKG_VERSION"))))
-        .stdout(predicate::str::contains("repository versions: reads 1 and 2, creates 2"));
+        .stdout(predicate::str::contains(format!(
+            "bunker {}",
+            env!("CARGO_PKG_VERSION")
+        )))
+        .stdout(predicate::str::contains(
+            "repository versions: reads 1 and 2, creates 2",
+        ));
     let v = env.json(&["version"]);
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["repository_versions"], serde_json::json!([1, 2]));
@@ -64,7 +92,12 @@ fn init_creates_a_repository_once() {
         .success()
         .stdout(predicate::str::contains("created bunker repository"));
     assert!(env.repo.join("config").is_file());
-    assert_eq!(std::fs::read_dir(env.repo.join("keys")).expect("keys").count(), 1);
+    assert_eq!(
+        std::fs::read_dir(env.repo.join("keys"))
+            .expect("keys")
+            .count(),
+        1
+    );
     env.bunker()
         .arg("init")
         .assert()
@@ -174,7 +207,10 @@ fn password_from_file_env_and_command() {
         .success();
     env.bare()
         .env("BUNKER_REPOSITORY", &env.repo)
-        .env("BUNKER_PASSWORD_COMMAND", format!("cat '{}'", pwfile.display()))
+        .env(
+            "BUNKER_PASSWORD_COMMAND",
+            format!("cat '{}'", pwfile.display()),
+        )
         .arg("snapshots")
         .assert()
         .success();

@@ -11,7 +11,11 @@ use predicates::prelude::*;
 
 fn lock_count(env: &Env) -> usize {
     std::fs::read_dir(env.repo.join("locks"))
-        .map(|rd| rd.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -29,7 +33,10 @@ fn start_holder(env: &Env) -> Child {
     let child = c.spawn().expect("spawn");
     let start = Instant::now();
     while lock_count(env) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "holder never locked");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "holder never locked"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -41,7 +48,15 @@ fn keys_add_list_passwd_remove() {
     let newpw = env.path("newpw");
     std::fs::write(&newpw, "second password\n").expect("write");
     env.bunker()
-        .args(["key", "add", "--user", "alice", "--host", "laptop", "--new-password-file"])
+        .args([
+            "key",
+            "add",
+            "--user",
+            "alice",
+            "--host",
+            "laptop",
+            "--new-password-file",
+        ])
         .arg(&newpw)
         .assert()
         .success()
@@ -49,7 +64,9 @@ fn keys_add_list_passwd_remove() {
     let keys = env.json(&["key", "list"]);
     let keys = keys.as_array().expect("array");
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().any(|k| k["username"] == "alice" && k["hostname"] == "laptop" && k["current"] == false));
+    assert!(keys
+        .iter()
+        .any(|k| k["username"] == "alice" && k["hostname"] == "laptop" && k["current"] == false));
     let table = env.stdout(&["key", "list"]);
     assert!(table.lines().any(|l| l.starts_with('*')), "{table}");
 
@@ -67,7 +84,10 @@ fn keys_add_list_passwd_remove() {
         .and_then(|k| k["id"].as_str())
         .expect("alice's key")
         .to_string();
-    env.bunker().args(["key", "remove", &alice[..10]]).assert().success();
+    env.bunker()
+        .args(["key", "remove", &alice[..10]])
+        .assert()
+        .success();
     env.bunker()
         .env("BUNKER_PASSWORD", "second password")
         .arg("snapshots")
@@ -76,7 +96,10 @@ fn keys_add_list_passwd_remove() {
     // The key in use cannot be removed.
     let own = env.json(&["key", "list"]);
     let own_id = own[0]["id"].as_str().expect("id").to_string();
-    env.bunker().args(["key", "remove", &own_id]).assert().code(1);
+    env.bunker()
+        .args(["key", "remove", &own_id])
+        .assert()
+        .code(1);
 
     // passwd replaces the current key.
     env.bunker()
@@ -116,7 +139,12 @@ fn unlock_and_lock_conflicts() {
         .stdout(predicate::str::contains("removed 1 lock"));
     assert_eq!(lock_count(&env), 0);
 
-    holder.stdin.take().expect("stdin").write_all(b"data").expect("write");
+    holder
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"data")
+        .expect("write");
     let _ = holder.wait().expect("wait");
 }
 
@@ -135,7 +163,10 @@ fn sigint_releases_locks_and_exits_130() {
         if let Some(st) = holder.try_wait().expect("wait") {
             break st.code();
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "did not exit on SIGINT");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "did not exit on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(130));

@@ -97,7 +97,7 @@ impl Policy {
     /// Items ordered by priority (critical first), then file order.
     pub fn items_by_priority(&self) -> Vec<&Item> {
         let mut v: Vec<&Item> = self.items.iter().collect();
-        v.sort_by(|a, b| b.priority.cmp(&a.priority));
+        v.sort_by_key(|i| std::cmp::Reverse(i.priority));
         v
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 /// An item's schedule.
+// `Cron` holds croner's parsed pattern by value as the public contract.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Schedule {
     /// Run when this much time has passed since the last success.
@@ -119,7 +121,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
-            Schedule::Cron(c) => write!(f, "{}", c.pattern.to_string()),
+            Schedule::Cron(c) => write!(f, "{}", c.pattern),
             Schedule::OnChange => write!(f, "on_change"),
         }
     }

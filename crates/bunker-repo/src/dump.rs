@@ -23,16 +23,18 @@ use crate::Repository;
 /// Streams a file's content blob by blob.
 pub struct ContentReader<'a> {
     repo: &'a Repository,
-    blobs: std::vec::IntoIter<BlobId>,
+    blobs: &'a [BlobId],
+    next: usize,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl<'a> ContentReader<'a> {
-    pub fn new(repo: &'a Repository, content: &[BlobId]) -> ContentReader<'a> {
+    pub fn new(repo: &'a Repository, content: &'a [BlobId]) -> ContentReader<'a> {
         ContentReader {
             repo,
-            blobs: content.to_vec().into_iter(),
+            blobs: content,
+            next: 0,
             buf: Vec::new(),
             pos: 0,
         }
@@ -42,12 +44,13 @@ impl<'a> ContentReader<'a> {
 impl Read for ContentReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.buf.len() {
-            let Some(id) = self.blobs.next() else {
+            let Some(id) = self.blobs.get(self.next) else {
                 return Ok(0);
             };
+            self.next += 1;
             self.buf = self
                 .repo
-                .read_blob(BlobType::Data, &id)
+                .read_blob(BlobType::Data, id)
                 .map_err(|e| io::Error::other(e.to_string()))?;
             self.pos = 0;
         }

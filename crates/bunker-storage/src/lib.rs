@@ -23,6 +23,7 @@ mod local;
 mod location;
 mod open;
 mod opendal_backend;
+mod opendal_error;
 mod options;
 mod retry;
 mod s3;

@@ -12,6 +12,7 @@ use opendal::{Operator, Scheme};
 use crate::error::{ErrorKind, StorageError};
 use crate::file_type::{FileInfo, FileType};
 use crate::location::S3Location;
+use crate::opendal_error::map_err;
 use crate::options::Options;
 use crate::s3;
 use crate::Storage;
@@ -251,41 +252,6 @@ impl OpendalStorage {
             "file already exists",
         )
     }
-}
-
-/// Classifies an OpenDAL error.
-pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageError {
-    use opendal::ErrorKind as K;
-    let msg = e.to_string();
-    let lower = msg.to_ascii_lowercase();
-    let auth_markers = [
-        "invalidaccesskeyid",
-        "signaturedoesnotmatch",
-        "expiredtoken",
-        "invalidtoken",
-        "loading credential",
-        "401 unauthorized",
-    ];
-    let kind = match e.kind() {
-        _ if auth_markers.iter().any(|m| lower.contains(m)) => ErrorKind::Unauthenticated,
-        K::NotFound => ErrorKind::NotFound,
-        K::AlreadyExists | K::ConditionNotMatch => ErrorKind::AlreadyExists,
-        K::PermissionDenied => ErrorKind::PermissionDenied,
-        K::RateLimited => ErrorKind::Unavailable,
-        K::ConfigInvalid
-        | K::Unsupported
-        | K::IsADirectory
-        | K::NotADirectory
-        | K::RangeNotSatisfied
-        | K::IsSameFile => ErrorKind::Invalid,
-        _ if lower.contains("no space left") || lower.contains("quotaexceeded") => {
-            ErrorKind::NoSpace
-        }
-        _ if lower.contains("timeout") || lower.contains("timed out") => ErrorKind::Timeout,
-        _ if e.is_temporary() => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
-    };
-    StorageError::new(kind, backend, path, msg)
 }
 
 impl Storage for OpendalStorage {
@@ -565,47 +531,6 @@ mod tests {
         for scheme in ["nosuchservice", "redis"] {
             let e = OpendalStorage::service(scheme, &Options::default()).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Invalid, "{scheme}: {e}");
-        }
-    }
-
-    #[test]
-    fn error_classification() {
-        use opendal::{Error, ErrorKind as K};
-        let cases = [
-            (Error::new(K::NotFound, "x"), ErrorKind::NotFound),
-            (
-                Error::new(K::ConditionNotMatch, "x"),
-                ErrorKind::AlreadyExists,
-            ),
-            (
-                Error::new(K::PermissionDenied, "AccessDenied"),
-                ErrorKind::PermissionDenied,
-            ),
-            (
-                Error::new(K::PermissionDenied, "InvalidAccessKeyId"),
-                ErrorKind::Unauthenticated,
-            ),
-            (
-                Error::new(K::RateLimited, "SlowDown"),
-                ErrorKind::Unavailable,
-            ),
-            (
-                Error::new(K::Unexpected, "operation timeout reached").set_temporary(),
-                ErrorKind::Timeout,
-            ),
-            (
-                Error::new(K::Unexpected, "connection refused").set_temporary(),
-                ErrorKind::Unavailable,
-            ),
-            (Error::new(K::Unexpected, "weird"), ErrorKind::Other),
-            (
-                Error::new(K::ConfigInvalid, "NoSuchBucket"),
-                ErrorKind::Invalid,
-            ),
-        ];
-        for (e, kind) in cases {
-            let m = map_err(e, "s3:https://h/b", "p");
-            assert_eq!(m.kind, kind, "{m}");
         }
     }
 

@@ -273,7 +273,10 @@ mod tests {
         let t = parse_time("2024-03-01T10:20:30+02:00").expect("rfc3339");
         assert_eq!(t.to_rfc3339(), "2024-03-01T10:20:30+02:00");
         let t = parse_time("2024-03-01 10:20:30").expect("restic format");
-        assert_eq!(t.format("%Y-%m-%d %H:%M:%S").to_string(), "2024-03-01 10:20:30");
+        assert_eq!(
+            t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            "2024-03-01 10:20:30"
+        );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2024-13-01 10:20:30").is_err());
     }

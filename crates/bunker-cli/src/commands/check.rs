@@ -56,7 +56,8 @@ pub fn parse_subset(s: &str) -> Result<ReadData, String> {
     } else {
         None
     };
-    let rd = parsed.ok_or_else(|| format!("{s:?}: expected n/m (e.g. 1/5) or a percentage (e.g. 10%)"))?;
+    let rd = parsed
+        .ok_or_else(|| format!("{s:?}: expected n/m (e.g. 1/5) or a percentage (e.g. 10%)"))?;
     rd.validate().map_err(|e| e.to_string())?;
     Ok(rd)
 }

@@ -40,7 +40,8 @@ pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    dump::dump(&r, &snap, &args.file, &mut out).with_context(|| format!("dumping {}", args.file))?;
+    dump::dump(&r, &snap, &args.file, &mut out)
+        .with_context(|| format!("dumping {}", args.file))?;
     out.flush().context("writing to stdout")?;
     Ok(Status::Success)
 }

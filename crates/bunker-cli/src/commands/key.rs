@@ -79,6 +79,13 @@ fn current_user() -> String {
         .unwrap_or_default()
 }
 
+/// A key's creation time in the local zone (as stored when it does not parse).
+fn created(raw: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| output::local_time(&t))
+        .unwrap_or_else(|_| raw.to_string())
+}
+
 fn report(g: &GlobalOpts, action: &'static str, id: &str, human: String) -> Result<()> {
     if g.json {
         output::json_line(&KeyChange {
@@ -111,7 +118,7 @@ pub fn run(g: &GlobalOpts, args: KeyArgs) -> Result<Status> {
                         vec![format!("{mark}{short}")],
                         vec![k.username.clone()],
                         vec![k.hostname.clone()],
-                        vec![k.created.clone()],
+                        vec![created(&k.created)],
                     ]);
                 }
                 print!("{}", t.render());
@@ -124,10 +131,17 @@ pub fn run(g: &GlobalOpts, args: KeyArgs) -> Result<Status> {
         } => {
             let _lock = repo::lock(&r, false)?;
             let pw = password::new_password(new_password_file.as_deref())?;
-            let host = host.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+            let host =
+                host.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
             let user = user.unwrap_or_else(current_user);
-            let id = keys::add(&r, &pw, KdfParams::from_env(), &user, &host).context("adding key")?;
-            report(g, "added", &id.to_string(), format!("saved new key as {id}"))?;
+            let id =
+                keys::add(&r, &pw, KdfParams::from_env(), &user, &host).context("adding key")?;
+            report(
+                g,
+                "added",
+                &id.to_string(),
+                format!("saved new key as {id}"),
+            )?;
         }
         KeyAction::Remove { id } => {
             let _lock = repo::lock(&r, true)?;
@@ -138,7 +152,12 @@ pub fn run(g: &GlobalOpts, args: KeyArgs) -> Result<Status> {
             let _lock = repo::lock(&r, true)?;
             let pw = password::new_password(new_password_file.as_deref())?;
             let id = keys::passwd(&r, &pw, KdfParams::from_env()).context("changing password")?;
-            report(g, "changed", &id.to_string(), format!("saved new key as {id}; the old key was removed"))?;
+            report(
+                g,
+                "changed",
+                &id.to_string(),
+                format!("saved new key as {id}; the old key was removed"),
+            )?;
         }
     }
     Ok(Status::Success)

@@ -95,7 +95,8 @@ pub fn run(g: &GlobalOpts, args: LsArgs) -> Result<Status> {
         if args.long {
             writeln!(out, "{}", long_line(e))
         } else {
-            out.write_all(&e.path_bytes).and_then(|()| out.write_all(b"\n"))
+            out.write_all(&e.path_bytes)
+                .and_then(|()| out.write_all(b"\n"))
         }
         .context("writing to stdout")?;
     }

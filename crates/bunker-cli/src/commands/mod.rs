@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn snapshot_spec_with_and_without_subpath() {
         assert_eq!(split_snapshot_spec("latest"), ("latest", None));
-        assert_eq!(split_snapshot_spec("abc123:/home/x"), ("abc123", Some("/home/x")));
+        assert_eq!(
+            split_snapshot_spec("abc123:/home/x"),
+            ("abc123", Some("/home/x"))
+        );
         assert_eq!(split_snapshot_spec("abc123:"), ("abc123", None));
     }
 
@@ -109,7 +112,13 @@ mod tests {
             paths: vec![],
         }
         .filter();
-        assert_eq!(f.tags, vec![vec!["a".to_string(), "b".to_string()], vec!["c".to_string()]]);
+        assert_eq!(
+            f.tags,
+            vec![
+                vec!["a".to_string(), "b".to_string()],
+                vec!["c".to_string()]
+            ]
+        );
         assert_eq!(f.hosts, vec!["h".to_string()]);
     }
 }

@@ -151,14 +151,20 @@ pub fn run(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     } else {
         // Errors were already shown as they happened (progress warnings).
         if !summary.errors.is_empty() {
-            eprintln!("warning: {} item(s) could not be restored", summary.errors.len());
+            eprintln!(
+                "warning: {} item(s) could not be restored",
+                summary.errors.len()
+            );
         }
         if summary.skipped_existing > 0 {
             for p in summary.skipped_paths.iter().take(MAX_SHOWN_SKIPS) {
                 eprintln!("skipped existing: {p}");
             }
             if summary.skipped_existing > MAX_SHOWN_SKIPS as u64 {
-                eprintln!("... and {} more", summary.skipped_existing - MAX_SHOWN_SKIPS as u64);
+                eprintln!(
+                    "... and {} more",
+                    summary.skipped_existing - MAX_SHOWN_SKIPS as u64
+                );
             }
             eprintln!(
                 "warning: {} existing item(s) were not overwritten (use --overwrite to replace them)",
@@ -166,7 +172,11 @@ pub fn run(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
             );
         }
         if !g.quiet {
-            let verb = if args.dry_run { "Would restore" } else { "Restored" };
+            let verb = if args.dry_run {
+                "Would restore"
+            } else {
+                "Restored"
+            };
             println!(
                 "Summary: {verb} {} files/dirs ({}) in {}",
                 items(&summary),

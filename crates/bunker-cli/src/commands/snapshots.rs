@@ -85,7 +85,8 @@ fn table(entries: &[SnapshotEntry], compact: bool) -> Table {
 pub fn run(g: &GlobalOpts, args: SnapshotsArgs) -> Result<Status> {
     let r = repo::open(g)?;
     let _lock = repo::lock(&r, false)?;
-    let list = snapshots::filtered(&r, &args.filter.filter(), args.latest).context("listing snapshots")?;
+    let list =
+        snapshots::filtered(&r, &args.filter.filter(), args.latest).context("listing snapshots")?;
     if g.json {
         let values = list.iter().map(snapshot_json).collect::<Result<Vec<_>>>()?;
         output::json_line(&values)?;

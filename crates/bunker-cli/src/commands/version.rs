@@ -46,7 +46,10 @@ pub fn run(g: &GlobalOpts, _args: VersionArgs) -> Result<Status> {
     if g.json {
         output::json_line(&v)?;
     } else {
-        println!("bunker {} ({}, built with {})", v.version, v.target, v.rustc);
+        println!(
+            "bunker {} ({}, built with {})",
+            v.version, v.target, v.rustc
+        );
         println!(
             "repository versions: reads {}, creates {}",
             v.repository_versions.map(|x| x.to_string()).join(" and "),

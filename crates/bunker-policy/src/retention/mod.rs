@@ -239,7 +239,7 @@ fn after_cutoff(
 /// returned newest first (the order restic evaluates them in).
 pub fn apply(snapshots: &[SnapInfo], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<Decision> {
     let mut list: Vec<&SnapInfo> = snapshots.iter().collect();
-    list.sort_by(|a, b| b.time.cmp(&a.time));
+    list.sort_by_key(|s| std::cmp::Reverse(s.time));
 
     if policy.is_empty() {
         return list

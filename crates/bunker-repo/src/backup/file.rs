@@ -158,3 +158,139 @@ impl Archiver<'_> {
         Ok(Content { blobs, size })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::stats::Stats;
+    use crate::packer::BlobSaver;
+    use crate::progress::NoProgress;
+    use crate::{RepoOptions, Repository};
+    use bunker_format::chunker::{ChunkIter, MAX_SIZE};
+    use bunker_format::keyfile::KdfParams;
+    use bunker_format::Id;
+    use rand::{RngCore, SeedableRng};
+    use std::sync::atomic::AtomicUsize;
+
+    /// Reads in odd-sized pieces to exercise block reassembly.
+    struct Jagged<'a>(&'a [u8], usize);
+
+    impl Read for Jagged<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = self.1 % 7919 + 1013;
+            let n = buf.len().min(self.0.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunks_match_the_chunker_and_all_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = bunker_storage::open(&dir.path().to_string_lossy(), &[]).unwrap();
+        let repo = Repository::init(
+            storage,
+            b"pw",
+            RepoOptions::default(),
+            KdfParams {
+                n: 1024,
+                r: 8,
+                p: 1,
+            },
+        )
+        .unwrap();
+        let mut data = vec![0u8; 3 * MAX_SIZE + 4321];
+        rand::rngs::StdRng::seed_from_u64(3).fill_bytes(&mut data[..2 * MAX_SIZE]);
+        // The zero tail forces MAX_SIZE cuts.
+
+        let saver = BlobSaver::new(repo.clone());
+        let chunker = Chunker::new(repo.config().chunker_polynomial);
+        let arch = Archiver {
+            repo: &repo,
+            saver: &saver,
+            excluder: None,
+            chunker: chunker.clone(),
+            ignore_ctime: false,
+            ignore_inode: false,
+            progress: &NoProgress,
+            stats: Stats::default(),
+            inflight: AtomicUsize::new(0),
+            // Small limit: some chunks are saved inline, some by other workers.
+            inflight_limit: MAX_SIZE,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let got = pool
+            .install(|| arch.save_content(&mut Jagged(&data, 0), data.len() as u64))
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        let want: Vec<BlobId> = ChunkIter::new(&data[..], chunker)
+            .map(|c| BlobId::from(Id::hash(&c.unwrap())))
+            .collect();
+        assert!(want.len() >= 4);
+        assert_eq!(got.blobs, want);
+        assert_eq!(got.size, data.len() as u64);
+        assert_eq!(arch.inflight.load(Ordering::Relaxed), 0);
+        saver.finish().unwrap();
+        let mut back = Vec::new();
+        for id in &got.blobs {
+            back.extend(repo.read_blob(BlobType::Data, id).unwrap());
+        }
+        assert!(back == data);
+
+        // Small input: one blob; empty input: no blob.
+        let small = arch
+            .save_content(&mut &b"tiny"[..], 4)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        assert_eq!(small.blobs, vec![BlobId::from(Id::hash(b"tiny"))]);
+        let empty = arch
+            .save_content(&mut &b""[..], 0)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        assert_eq!((empty.blobs.len(), empty.size), (0, 0));
+    }
+
+    #[test]
+    fn read_errors_skip_the_item() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let storage = bunker_storage::open(&dir.path().to_string_lossy(), &[]).unwrap();
+        let repo = Repository::init(
+            storage,
+            b"pw",
+            RepoOptions::default(),
+            KdfParams {
+                n: 1024,
+                r: 8,
+                p: 1,
+            },
+        )
+        .unwrap();
+        let saver = BlobSaver::new(repo.clone());
+        let arch = Archiver {
+            repo: &repo,
+            saver: &saver,
+            excluder: None,
+            chunker: Chunker::new(repo.config().chunker_polynomial),
+            ignore_ctime: false,
+            ignore_inode: false,
+            progress: &NoProgress,
+            stats: Stats::default(),
+            inflight: AtomicUsize::new(0),
+            inflight_limit: MAX_SIZE,
+        };
+        match arch.save_content(&mut Failing, 10) {
+            Err(ItemError::Skip(msg)) => assert!(msg.contains("disk on fire"), "{msg}"),
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
+}

@@ -83,3 +83,87 @@ pub fn file_unchanged(meta: &FsMeta, prev: &Node, ignore_ctime: bool, ignore_ino
         && (ignore_ctime || prev.ctime == local_time(meta.ctime))
         && (ignore_inode || prev.inode == meta.inode)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_format::node::{MODE_DIR, MODE_NAMED_PIPE, MODE_SYMLINK};
+    use bunker_sources::lstat_meta;
+
+    #[test]
+    fn nodes_per_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"12345").unwrap();
+        let meta = lstat_meta(&f, false).unwrap();
+        let n = node_from_meta(b"f", &meta);
+        assert_eq!(n.node_type, NodeType::File);
+        assert_eq!((n.size, n.links), (5, 1));
+        assert_eq!(n.mode & 0o777, meta.mode & 0o777);
+        assert_eq!(n.content, Some(vec![]));
+        assert_eq!(n.atime, n.mtime);
+        assert_eq!(n.mtime.timestamp(), meta.mtime.0);
+        assert_eq!(n.mtime.timestamp_subsec_nanos(), meta.mtime.1);
+        assert_eq!(n.inode, meta.inode);
+
+        let l = dir.path().join("l");
+        std::os::unix::fs::symlink("f", &l).unwrap();
+        let n = node_from_meta(b"l", &lstat_meta(&l, false).unwrap());
+        assert_eq!(n.node_type, NodeType::Symlink);
+        assert_ne!(n.mode & MODE_SYMLINK, 0);
+        assert_eq!(n.link_target, b"f");
+        assert_eq!((n.size, n.content), (0, None));
+
+        let d = node_from_meta(b"d", &lstat_meta(dir.path(), false).unwrap());
+        assert_eq!(d.node_type, NodeType::Dir);
+        assert_ne!(d.mode & MODE_DIR, 0);
+        assert_eq!((d.size, d.links), (0, 0));
+
+        let p = dir.path().join("p");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let n = node_from_meta(b"p", &lstat_meta(&p, false).unwrap());
+        assert_eq!(n.node_type, NodeType::Fifo);
+        assert_ne!(n.mode & MODE_NAMED_PIPE, 0);
+    }
+
+    #[test]
+    fn change_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        let meta = lstat_meta(&f, false).unwrap();
+        let prev = node_from_meta(b"f", &meta);
+        assert!(file_unchanged(&meta, &prev, false, false));
+
+        let mut other = prev.clone();
+        other.size = 4;
+        assert!(!file_unchanged(&meta, &other, true, true));
+        let mut other = prev.clone();
+        other.mtime = local_time((meta.mtime.0, meta.mtime.1.wrapping_add(1) % 1_000_000_000));
+        assert!(!file_unchanged(&meta, &other, true, true));
+        let mut other = prev.clone();
+        other.ctime = local_time((meta.ctime.0 - 10, 0));
+        assert!(!file_unchanged(&meta, &other, false, false));
+        assert!(file_unchanged(&meta, &other, true, false));
+        let mut other = prev.clone();
+        other.inode += 1;
+        assert!(!file_unchanged(&meta, &other, false, false));
+        assert!(file_unchanged(&meta, &other, false, true));
+        let mut other = prev.clone();
+        other.node_type = NodeType::Symlink;
+        assert!(!file_unchanged(&meta, &other, true, true));
+        // The same instant in another offset is the same time.
+        let mut other = prev;
+        other.mtime = other
+            .mtime
+            .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
+        assert!(file_unchanged(&meta, &other, false, false));
+    }
+}

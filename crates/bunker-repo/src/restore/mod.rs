@@ -197,6 +197,11 @@ pub fn restore(
     Ok(r.summary)
 }
 
+/// A path relative to the target, as name components.
+type Rel = Vec<Vec<u8>>;
+/// Creates one entry at a relative path.
+type CreateFn<'f> = dyn Fn(&TargetDir, &[&[u8]]) -> std::result::Result<(), SourceError> + 'f;
+
 struct DirState {
     rel: Vec<Vec<u8>>,
     /// The directory's node (`None` for the restore root).
@@ -220,9 +225,9 @@ struct Restorer<'a> {
     /// Files and bytes queued so far (progress totals).
     queued: (u64, u64),
     /// (device, inode) of restored multiply-linked files -> (path, content).
-    hardlinks: HashMap<(u64, u64), (Vec<Vec<u8>>, Vec<bunker_format::BlobId>)>,
+    hardlinks: HashMap<(u64, u64), (Rel, Vec<bunker_format::BlobId>)>,
     /// Directories whose metadata is applied at the end, in post-order.
-    dir_meta: Vec<(Vec<Vec<u8>>, RestoreMeta, String)>,
+    dir_meta: Vec<(Rel, RestoreMeta, String)>,
     summary: RestoreSummary,
 }
 
@@ -275,12 +280,7 @@ impl Restorer<'_> {
 
     /// Create `rel` with `create`; an existing entry is skipped, or replaced
     /// with `overwrite`. Returns whether the entry was created.
-    fn create_leaf(
-        &mut self,
-        rel: &[Vec<u8>],
-        display: &str,
-        create: &dyn Fn(&TargetDir, &[&[u8]]) -> std::result::Result<(), SourceError>,
-    ) -> bool {
+    fn create_leaf(&mut self, rel: &[Vec<u8>], display: &str, create: &CreateFn<'_>) -> bool {
         let Some(t) = self.target else { return true };
         let p = parts(rel);
         let res = match create(t, &p) {
