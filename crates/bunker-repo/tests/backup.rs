@@ -362,7 +362,7 @@ fn unreadable_file_is_recorded() {
     let t = setup();
     let f = t.src.join("secret");
     std::fs::write(&f, b"no access").unwrap();
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
     let s = backup(&t.repo, opts(&[&t.src]), &NoProgress).unwrap();
     assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
     assert!(s.snapshot_id.is_some());

@@ -107,7 +107,7 @@ mod tests {
         let e = open("ftp:host/x", &[]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
         assert!(e.to_string().contains("supported forms"));
-        let e = open("/tmp/x", &kv(&[("s3.region", "x")])).unwrap_err();
+        let e = open("/srv/x", &kv(&[("s3.region", "x")])).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
         let e = open("opendal:doesnotexist", &[]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);

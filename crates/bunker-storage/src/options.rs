@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn bad_options_are_rejected() {
-        let local = parse_location("/tmp/x").expect("loc");
+        let local = parse_location("/srv/x").expect("loc");
         let s3 = parse_location("s3:h/b").expect("loc");
         for (loc, k, v) in [
             (&local, "connections", "0"),

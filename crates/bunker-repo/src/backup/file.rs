@@ -166,7 +166,7 @@ mod tests {
     use crate::packer::BlobSaver;
     use crate::progress::NoProgress;
     use crate::{RepoOptions, Repository};
-    use bunker_format::chunker::{ChunkIter, MAX_SIZE};
+    use bunker_format::chunker::{ChunkIter, Chunker, MAX_SIZE};
     use bunker_format::keyfile::KdfParams;
     use bunker_format::Id;
     use rand::{RngCore, SeedableRng};

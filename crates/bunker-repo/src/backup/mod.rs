@@ -50,6 +50,7 @@ use archiver::Archiver;
 use stats::{Change, Stats};
 
 /// What to back up and how.
+#[derive(Default)]
 pub struct BackupOptions {
     /// Files and directories to save; made absolute and cleaned. As restic,
     /// the snapshot tree nests each under its full absolute path from `/`.
@@ -76,25 +77,6 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Worker threads (reading, hashing, compressing); 0 = one per core.
     pub read_concurrency: usize,
-}
-
-impl Default for BackupOptions {
-    fn default() -> Self {
-        BackupOptions {
-            paths: Vec::new(),
-            excludes: ExcludeOptions::default(),
-            tags: Vec::new(),
-            host: None,
-            time: None,
-            parent: None,
-            force: false,
-            ignore_ctime: false,
-            ignore_inode: false,
-            stdin: None,
-            dry_run: false,
-            read_concurrency: 0,
-        }
-    }
 }
 
 impl std::fmt::Debug for BackupOptions {
@@ -190,12 +172,11 @@ fn find_parent(
     want.sort();
     Ok(snapshots::filtered(repo, &filter, None)?
         .into_iter()
-        .filter(|e| {
+        .rfind(|e| {
             let mut have = e.snapshot.paths.clone();
             have.sort();
             have == want && e.snapshot.time <= *time
-        })
-        .next_back())
+        }))
 }
 
 /// Back up `opts.paths` (or stdin) into `repo` and write a snapshot.

@@ -1,0 +1,159 @@
+//! Carrying out a prune plan in the crash-safe order: repack, write the new
+//! index, delete the old index files, delete packs.
+
+use bunker_format::index::{IndexFile, IndexPack, MAX_PACKS_PER_INDEX};
+use bunker_format::pack::{EncodedBlob, PackBuilder};
+use bunker_format::{BlobType, IndexId};
+use bunker_storage::FileType;
+
+use super::plan::{PackAction, Plan};
+use super::{Mutations, PruneReport};
+use crate::error::{RepoError, Result};
+use crate::progress::Progress;
+use crate::Repository;
+
+pub(super) fn execute(
+    repo: &Repository,
+    plan: &Plan,
+    report: &mut PruneReport,
+    m: &Mutations,
+    progress: &dyn Progress,
+) -> Result<()> {
+    // 1. Repack: copy the used blobs of partly-used packs into new packs.
+    progress.current("repacking");
+    let new_packs = repack(repo, plan, m, progress)?;
+    report.new_packs = new_packs.len() as u64;
+
+    // 2. New index: every kept pack plus the new ones, superseding all old files.
+    progress.current("writing index");
+    let mut packs: Vec<IndexPack> = plan
+        .packs
+        .iter()
+        .filter(|p| p.action == PackAction::Keep)
+        .map(|p| p.entry.clone())
+        .collect();
+    packs.extend(new_packs);
+    let mut supersedes: Vec<IndexId> = plan.index_files.clone();
+    supersedes.sort();
+    let mut written = Vec::new();
+    let chunks: Vec<Vec<IndexPack>> = packs
+        .chunks(MAX_PACKS_PER_INDEX)
+        .map(<[IndexPack]>::to_vec)
+        .collect();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let file = IndexFile {
+            // restic records the superseded files in one of the new files.
+            supersedes: if i == 0 {
+                supersedes.clone()
+            } else {
+                Vec::new()
+            },
+            packs: chunk,
+        };
+        let id = repo.save_json(FileType::Index, &file)?;
+        m.done();
+        written.push(IndexId::from(id));
+    }
+    report.index_files_written = written.len() as u64;
+
+    // 3. Old index files (never one we just wrote: identical content has the same id).
+    progress.current("removing old index files");
+    for id in &plan.index_files {
+        if written.contains(id) {
+            continue;
+        }
+        remove(repo, FileType::Index, &id.to_hex())?;
+        m.done();
+        report.index_files_removed += 1;
+    }
+
+    // 4. Packs no index lists any more.
+    progress.current("removing packs");
+    let doomed = plan
+        .packs
+        .iter()
+        .filter(|p| !p.missing && matches!(p.action, PackAction::Remove | PackAction::Repack))
+        .map(|p| p.id)
+        .chain(plan.unreferenced.iter().map(|(id, _)| *id));
+    for id in doomed {
+        remove(repo, FileType::Pack, &id.to_hex())?;
+        m.done();
+        progress.add_items(1);
+    }
+    Ok(())
+}
+
+fn remove(repo: &Repository, t: FileType, name: &str) -> Result<()> {
+    match repo.storage().remove(t, name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Read each pack to repack, verify its used blobs, and write them
+/// (still encrypted as they were) into new packs. Returns the new packs'
+/// index entries; nothing references them until the index is written.
+fn repack(
+    repo: &Repository,
+    plan: &Plan,
+    m: &Mutations,
+    progress: &dyn Progress,
+) -> Result<Vec<IndexPack>> {
+    let target = repo.options().pack_size.max(1);
+    let mut data = PackBuilder::new(BlobType::Data);
+    let mut tree = PackBuilder::new(BlobType::Tree);
+    let mut out = Vec::new();
+    for p in plan.packs.iter().filter(|p| p.action == PackAction::Repack) {
+        let name = p.id.to_hex();
+        progress.current(&name);
+        let bytes = repo.storage().read(FileType::Pack, &name)?;
+        for b in &p.used_blobs {
+            let start = b.offset as usize;
+            let end = start + b.length as usize;
+            let raw = bytes
+                .get(start..end)
+                .ok_or_else(|| RepoError::DamagedPack {
+                    pack: name.clone(),
+                    msg: format!("blob {} lies beyond the end of the pack", b.id.short()),
+                })?;
+            // Never copy a damaged blob: it would replace the only good record.
+            repo.decode_verified(raw, &b.id, b.uncompressed_length, &name)?;
+            let builder = match b.blob_type {
+                BlobType::Data => &mut data,
+                BlobType::Tree => &mut tree,
+            };
+            builder
+                .add(
+                    b.id,
+                    &EncodedBlob {
+                        bytes: raw.to_vec(),
+                        uncompressed_length: b.uncompressed_length,
+                    },
+                )
+                .map_err(|e| RepoError::format("pack", "new", e))?;
+            if builder.len() as u64 >= target
+                || builder.count() + 1 >= bunker_format::pack::MAX_HEADER_ENTRIES
+            {
+                let full = std::mem::replace(builder, PackBuilder::new(b.blob_type));
+                out.push(upload(repo, full, m)?);
+            }
+        }
+        progress.add_items(1);
+        progress.add_bytes(p.size);
+    }
+    for builder in [data, tree] {
+        if !builder.is_empty() {
+            out.push(upload(repo, builder, m)?);
+        }
+    }
+    Ok(out)
+}
+
+fn upload(repo: &Repository, builder: PackBuilder, m: &Mutations) -> Result<IndexPack> {
+    let (id, bytes, blobs) = builder.finish(repo.key());
+    repo.storage()
+        .write(FileType::Pack, &id.to_hex(), bytes.into())?;
+    m.done();
+    Ok(IndexPack::from_pack_blobs(id, &blobs))
+}
