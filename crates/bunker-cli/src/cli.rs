@@ -74,13 +74,20 @@ pub struct GlobalOpts {
     pub repo: Option<String>,
 
     /// Read the repository password from the first line of FILE
-    #[arg(long, env = "BUNKER_PASSWORD_FILE", hide_env_values = true, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "BUNKER_PASSWORD_FILE",
+        hide_env_values = true,
+        global = true,
+        value_name = "FILE"
+    )]
     pub password_file: Option<PathBuf>,
 
     /// Run COMMAND with `sh -c` and use its standard output as the password
     #[arg(
         long,
         env = "BUNKER_PASSWORD_COMMAND",
+        hide_env_values = true,
         global = true,
         value_name = "COMMAND"
     )]

@@ -13,7 +13,10 @@ use fstree::{assert_same_tree, build_source};
 const PASSWORD: &str = "interop password";
 
 fn restic_available() -> bool {
-    Command::new("restic").arg("version").output().is_ok_and(|o| o.status.success())
+    Command::new("restic")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn bunker(repo: &Path) -> Command {
@@ -82,19 +85,34 @@ fn restic_reads_checks_and_restores_what_bunker_wrote() {
     let repo = tmp.path().join("repo");
 
     run_ok(bunker(&repo).arg("init"));
-    run_ok(bunker(&repo).args(["backup", "--host", "interop"]).arg(&src));
+    run_ok(
+        bunker(&repo)
+            .args(["backup", "--host", "interop"])
+            .arg(&src),
+    );
 
     // restic accepts the repository, reads every pack and restores identically.
     run_ok(restic(&repo).args(["check", "--read-data"]));
     let target = tmp.path().join("restic-restore");
-    run_ok(restic(&repo).args(["restore", "latest", "--target"]).arg(&target));
+    run_ok(
+        restic(&repo)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
     assert_same_tree(&src, &restored(&target, &src));
 
     // restic re-reading every file (no parent shortcut) must find nearly all
     // chunks already stored: same chunker, same polynomial, same blob ids.
-    let out = run_ok(restic(&repo).args(["backup", "--force", "--json", "--host", "interop"]).arg(&src));
+    let out = run_ok(
+        restic(&repo)
+            .args(["backup", "--force", "--json", "--host", "interop"])
+            .arg(&src),
+    );
     let (added, total) = restic_data_added(&out.stdout);
-    assert!(total > 15 * 1024 * 1024, "restic processed only {total} bytes");
+    assert!(
+        total > 15 * 1024 * 1024,
+        "restic processed only {total} bytes"
+    );
     assert!(
         (added as f64) < 0.01 * total as f64,
         "restic added {added} of {total} bytes after bunker's backup of the same tree"
@@ -114,23 +132,45 @@ fn bunker_reads_checks_and_restores_what_restic_wrote() {
     let repo = tmp.path().join("repo");
 
     run_ok(restic(&repo).args(["init", "--repository-version", "2"]));
-    run_ok(restic(&repo).args(["backup", "--host", "interop"]).arg(&src));
+    run_ok(
+        restic(&repo)
+            .args(["backup", "--host", "interop"])
+            .arg(&src),
+    );
 
     run_ok(bunker(&repo).args(["check", "--read-data"]));
     let target = tmp.path().join("bunker-restore");
-    run_ok(bunker(&repo).args(["restore", "latest", "--target"]).arg(&target));
+    run_ok(
+        bunker(&repo)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
     assert_same_tree(&src, &restored(&target, &src));
 
     // And the other direction of deduplication: bunker after restic adds ~nothing.
-    let out = run_ok(bunker(&repo).args(["backup", "--force", "--json", "--host", "interop"]).arg(&src));
+    let out = run_ok(
+        bunker(&repo)
+            .args(["backup", "--force", "--json", "--host", "interop"])
+            .arg(&src),
+    );
     let summary = String::from_utf8_lossy(&out.stdout)
         .lines()
         .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["message_type"] == "summary"))
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["message_type"] == "summary")
+        })
         .expect("bunker --json prints a summary");
     let added = summary["data_added"].as_u64().unwrap();
     let total = summary["total_bytes_processed"].as_u64().unwrap();
-    assert!(total > 15 * 1024 * 1024, "bunker processed only {total} bytes");
-    assert!((added as f64) < 0.01 * total as f64, "bunker added {added} of {total} bytes");
+    assert!(
+        total > 15 * 1024 * 1024,
+        "bunker processed only {total} bytes"
+    );
+    assert!(
+        (added as f64) < 0.01 * total as f64,
+        "bunker added {added} of {total} bytes"
+    );
     run_ok(restic(&repo).args(["check", "--read-data"]));
 }

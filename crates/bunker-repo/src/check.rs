@@ -19,8 +19,13 @@
 //! 6. **Affected snapshots**: when packs are damaged or missing, or blobs are
 //!    not indexed, the snapshots that reference a lost blob are computed.
 //!
-//! [`check`] holds a shared lock for its duration; [`check_unlocked`] is for
-//! callers that already hold one.
+//! A damaged pack counts as lost as a whole (blobs with an intact copy in
+//! another pack excepted). [`check`] holds a shared lock for its duration;
+//! [`check_unlocked`] is for callers that already hold one. Progress: each
+//! phase is announced through [`Progress::current`]; items and bytes count the
+//! packs read by the data phase; every error is also passed to [`Progress::warn`]
+//! as it is found. Callers must not load the index first: `check` loads it
+//! itself, tolerating unreadable index files.
 
 mod affected;
 mod read_data;

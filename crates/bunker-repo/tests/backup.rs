@@ -528,3 +528,42 @@ fn restic_reads_our_backup() {
         Path::new("a/b")
     );
 }
+
+/// Prints backup throughput; run with `--ignored --nocapture` (ideally `--release`).
+#[test]
+#[ignore]
+fn throughput() {
+    let t = setup();
+    for i in 0..4u64 {
+        std::fs::write(
+            t.src.join(format!("big{i}")),
+            random_bytes(100 + i, 64 << 20),
+        )
+        .unwrap();
+    }
+    let small = t.src.join("small");
+    std::fs::create_dir(&small).unwrap();
+    for i in 0..5000u64 {
+        std::fs::write(
+            small.join(format!("f{i}")),
+            random_bytes(i, 2000 + (i as usize % 7000)),
+        )
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    let s = backup(&t.repo, opts(&[&t.src]), &NoProgress).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let mib = s.total_bytes_processed as f64 / (1 << 20) as f64;
+    println!(
+        "first backup: {mib:.0} MiB, {} files in {secs:.2}s = {:.0} MiB/s",
+        s.total_files_processed,
+        mib / secs
+    );
+    let start = std::time::Instant::now();
+    let s = backup(&t.repo, opts(&[&t.src]), &NoProgress).unwrap();
+    println!(
+        "unchanged re-run: {} files in {:.2}s",
+        s.files_unmodified,
+        start.elapsed().as_secs_f64()
+    );
+}

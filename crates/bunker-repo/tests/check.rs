@@ -10,7 +10,7 @@ use bunker_format::node::{go_mode_from_unix, Node, NodeType, Tree};
 use bunker_format::snapshot::Snapshot;
 use bunker_format::{gotime, BlobId, BlobType, PackId, SnapshotId, TreeId};
 use bunker_repo::cat::cat;
-use bunker_repo::check::{check, CheckOptions, CheckReport, ReadData};
+use bunker_repo::check::{check, check_unlocked, CheckOptions, CheckReport, ReadData};
 use bunker_repo::packer::BlobSaver;
 use bunker_repo::progress::NoProgress;
 use bunker_repo::{snapshots, RepoOptions, Repository};
@@ -443,6 +443,24 @@ fn cat_shows_repository_objects() {
     assert!(cat(&repo, "nonsense", None).is_err());
     assert!(cat(&repo, "snapshot", Some("zz")).is_err());
     assert!(cat(&repo, "tree", Some(&snaps[0].own_data[0].to_hex())).is_err());
+}
+
+#[test]
+fn repository_written_by_restic_checks_clean() {
+    // Read-only: the unlocked variant writes nothing into the fixture.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/restic-golden");
+    let repo = Repository::open(storage(&dir), b"golden", RepoOptions::default())
+        .expect("open golden repository");
+    let opts = CheckOptions {
+        read_data: ReadData::All,
+        check_unused: true,
+    };
+    let r = check_unlocked(&repo, &opts, &NoProgress).expect("check runs");
+    assert!(r.ok(), "{r:#?}");
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.snapshots, 2);
+    assert_eq!(r.packs_read, r.packs);
+    assert!(r.trees > 0 && r.blobs > 0);
 }
 
 /// Where the restic binary is, if it is installed.

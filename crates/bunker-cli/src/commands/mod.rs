@@ -22,6 +22,13 @@ pub mod snapshots;
 pub mod unlock;
 pub mod version;
 
+pub mod config;
+pub mod forget;
+pub mod hooks;
+pub mod prune;
+pub mod run;
+pub mod status;
+
 /// The verbs of `bunker`.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -37,6 +44,11 @@ pub enum Command {
     Cat(cat::CatArgs),
     Unlock(unlock::UnlockArgs),
     Version(version::VersionArgs),
+    Forget(forget::ForgetArgs),
+    Prune(prune::PruneArgs),
+    Run(run::RunArgs),
+    Status(status::StatusArgs),
+    Config(config::ConfigArgs),
 }
 
 /// Run one verb.
@@ -54,6 +66,11 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Cat(a) => cat::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version(a) => version::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Status(a) => status::run(g, a),
+        Command::Config(a) => config::run(g, a),
     }
 }
 

@@ -39,12 +39,20 @@ pub fn build_source(root: &Path) {
     fs::create_dir_all(root.join("sticky")).unwrap();
     fs::write(root.join("a/hello.txt"), b"hello bunker\n").unwrap();
     fs::write(root.join("a/empty"), b"").unwrap();
-    fs::write(root.join("a/b/big.bin"), pseudo_random(12 * 1024 * 1024 + 123, 7)).unwrap();
+    fs::write(
+        root.join("a/b/big.bin"),
+        pseudo_random(12 * 1024 * 1024 + 123, 7),
+    )
+    .unwrap();
     fs::write(root.join("a/b/c/medium.bin"), pseudo_random(700 * 1024, 9)).unwrap();
     let zeros = vec![0u8; 3 * 1024 * 1024];
     fs::write(root.join("a/zeros.bin"), zeros).unwrap();
     fs::write(root.join("a/page <&>.html"), b"<html>&amp;</html>\n").unwrap();
-    fs::write(root.join(OsStr::from_bytes(b"a/latin1-\xe9.txt")), b"not utf-8 name\n").unwrap();
+    fs::write(
+        root.join(OsStr::from_bytes(b"a/latin1-\xe9.txt")),
+        b"not utf-8 name\n",
+    )
+    .unwrap();
     for i in 0..40 {
         let mut f = fs::File::create(root.join(format!("a/b/small-{i:03}.txt"))).unwrap();
         writeln!(f, "small file number {i}").unwrap();
@@ -56,7 +64,11 @@ pub fn build_source(root: &Path) {
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     fs::write(root.join("a/setuid-prog"), b"#!/bin/sh\n").unwrap();
-    fs::set_permissions(root.join("a/setuid-prog"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(
+        root.join("a/setuid-prog"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     fs::set_permissions(root.join("sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::set_permissions(root.join("a/b/c"), fs::Permissions::from_mode(0o700)).unwrap();
     let _ = xattr::set(root.join("a/hello.txt"), "user.bunker", b"xattr value");
@@ -65,7 +77,10 @@ pub fn build_source(root: &Path) {
     collect(root, &mut all);
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
-        let t = filetime::FileTime::from_unix_time(1_700_000_000 + i as i64 * 3600, 123_456_789 + i as u32);
+        let t = filetime::FileTime::from_unix_time(
+            1_700_000_000 + i as i64 * 3600,
+            123_456_789 + i as u32,
+        );
         filetime::set_symlink_file_times(p, t, t).unwrap();
     }
 }
@@ -107,7 +122,12 @@ pub fn scan(root: &Path) -> TreeState {
     let mut entries = BTreeMap::new();
     let mut inodes: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
     for p in paths {
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let md = fs::symlink_metadata(&p).unwrap();
         let ft = md.file_type();
         use std::os::unix::fs::FileTypeExt;
@@ -127,16 +147,25 @@ pub fn scan(root: &Path) -> TreeState {
             <[u8; 32]>::from(Sha256::digest(fs::read(&p).unwrap()))
         });
         if kind == "file" && md.nlink() > 1 {
-            inodes.entry((md.dev(), md.ino())).or_default().push(rel.clone());
+            inodes
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(rel.clone());
         }
-        let link = (kind == "symlink").then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec());
+        let link =
+            (kind == "symlink").then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec());
         let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = if kind == "symlink" {
             Vec::new()
         } else {
             xattr::list(&p)
                 .map(|names| {
                     names
-                        .filter_map(|n| xattr::get(&p, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v)))
+                        .filter_map(|n| {
+                            xattr::get(&p, &n)
+                                .ok()
+                                .flatten()
+                                .map(|v| (n.as_bytes().to_vec(), v))
+                        })
                         .collect()
                 })
                 .unwrap_or_default()
@@ -165,19 +194,39 @@ pub fn scan(root: &Path) -> TreeState {
         })
         .collect();
     hardlink_groups.sort();
-    TreeState { entries, hardlink_groups }
+    TreeState {
+        entries,
+        hardlink_groups,
+    }
 }
 
 /// Assert two trees are equal in everything a restore must keep.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
     let a = scan(expected);
     let b = scan(actual);
-    let ka: Vec<_> = a.entries.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-    let kb: Vec<_> = b.entries.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-    assert_eq!(ka, kb, "different sets of paths in {} and {}", expected.display(), actual.display());
+    let ka: Vec<_> = a
+        .entries
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let kb: Vec<_> = b
+        .entries
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        ka,
+        kb,
+        "different sets of paths in {} and {}",
+        expected.display(),
+        actual.display()
+    );
     for (k, ea) in &a.entries {
         let eb = &b.entries[k];
         assert_eq!(ea, eb, "entry {:?} differs", String::from_utf8_lossy(k));
     }
-    assert_eq!(a.hardlink_groups, b.hardlink_groups, "hard-link groups differ");
+    assert_eq!(
+        a.hardlink_groups, b.hardlink_groups,
+        "hard-link groups differ"
+    );
 }

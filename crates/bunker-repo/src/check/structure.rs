@@ -23,12 +23,11 @@ pub(super) fn load_indexes(
     progress: &dyn Progress,
 ) -> Result<HashMap<PackId, PackInfo>> {
     let files = repo.storage().list(FileType::Index)?;
-    progress.set_total(files.len() as u64, 0);
+    progress.current(&format!("loading {} index files", files.len()));
     let loaded: Vec<(String, Result<IndexFile>)> = files
         .par_iter()
         .map(|file| {
             let r = repo.load_json::<IndexFile>(FileType::Index, &file.name, "index");
-            progress.add_items(1);
             (file.name.clone(), r)
         })
         .collect();
@@ -361,14 +360,13 @@ pub(super) fn walk_trees(
     }
     let mut trees = 0u64;
     while !frontier.is_empty() {
-        progress.set_total(seen.len() as u64, 0);
+        progress.current(&format!(
+            "trees: {trees} checked, {} queued",
+            frontier.len()
+        ));
         let results: Vec<TreeCheck> = frontier
             .par_iter()
-            .map(|t| {
-                let r = check_tree(repo, t, track);
-                progress.add_items(1);
-                r
-            })
+            .map(|t| check_tree(repo, t, track))
             .collect();
         if let Some(r) = referenced.as_mut() {
             r.extend(frontier.iter().copied());

@@ -1,0 +1,429 @@
+//! `bunker run`: back up the policy's items (the due ones by default) to
+//! their targets, apply their retention, and report per item.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bunker_policy::{Item, ItemKind, Policy};
+use bunker_repo::backup::{self, BackupOptions};
+use bunker_repo::forget::{self, ForgetOptions};
+use bunker_repo::lock::RepoLock;
+use bunker_repo::progress::NoProgress;
+use bunker_repo::prune::{self, PruneOptions};
+use bunker_repo::snapshots::SnapshotFilter;
+use bunker_sources::ExcludeOptions;
+use chrono::Utc;
+use clap::Args;
+use serde::Serialize;
+
+use super::config::{open_policy_repo, OpenedRepo, PolicyArgs};
+use super::hooks::run_hooks;
+use super::status::{newest_snapshot, record_failure};
+use crate::cli::GlobalOpts;
+use crate::exit::Status;
+use crate::output::{self, Table};
+
+const LONG_ABOUT: &str = "\
+Run the backup policy: back up each selected item to each of its target repositories, in \
+priority order (critical first), then apply the item's retention (forget + prune) when it has \
+one. By default only items that are due run; an item is due when its schedule says so given \
+the time of its newest snapshot in each target (tag bunker:item=NAME), so no separate state \
+can drift. Items without a schedule run only with --all or --item.
+
+Hooks: `before` commands run first (sh -c, with the item's timeout); if one fails the item is \
+skipped and reported as failed. `after` commands run after a successful backup, `on_failure` \
+after a failed one. They see BUNKER_ITEM, BUNKER_HOOK and (on_failure) BUNKER_ERROR.
+
+A target repository that does not exist yet is created (and the output says so). When a \
+repository is unreachable its fallbacks are tried in order, with a warning. Failures are \
+recorded in the repository for `bunker status`. Only items of kind `files` are executed \
+today; other kinds are reported as failed (not supported yet).
+
+Exit status: 0 when every item succeeded, 3 when some files could not be read, 1 when any \
+item failed.";
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    bunker run                         # the due items of ./bunker.yaml
+    bunker run examples/quickstart.yaml
+    bunker run --config /etc/bunker/bunker.yaml --all
+    bunker run --item webapp --item db --dry-run
+    bunker run --json";
+
+/// Back up the items of the policy
+#[derive(Args, Debug)]
+#[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
+pub struct RunArgs {
+    /// The policy file (overrides --config)
+    #[arg(value_name = "POLICY")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Run this item, due or not (repeatable)
+    #[arg(long = "item", value_name = "NAME")]
+    pub items: Vec<String>,
+    /// Run only the items that are due (the default)
+    #[arg(long, conflicts_with_all = ["all", "items"])]
+    pub due: bool,
+    /// Run every item, due or not
+    #[arg(long, conflicts_with = "items")]
+    pub all: bool,
+    /// Back up and decide retention without writing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// The outcome of one item at one target.
+#[derive(Debug, Serialize)]
+pub struct ItemResult {
+    pub item: String,
+    /// The repository used (a fallback's name when one was used); "-" when
+    /// the item failed before reaching any.
+    pub target: String,
+    /// ok, incomplete (some files unreadable), failed, or skipped (not due).
+    pub status: &'static str,
+    pub files: u64,
+    pub data_added: u64,
+    pub duration_seconds: f64,
+    pub snapshot: Option<String>,
+    pub forgotten: usize,
+    pub repository_created: bool,
+    pub error: Option<String>,
+}
+
+impl ItemResult {
+    fn new(item: &str, target: &str) -> Self {
+        ItemResult {
+            item: item.to_string(),
+            target: target.to_string(),
+            status: "failed",
+            files: 0,
+            data_added: 0,
+            duration_seconds: 0.0,
+            snapshot: None,
+            forgotten: 0,
+            repository_created: false,
+            error: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    message_type: &'static str,
+    dry_run: bool,
+    results: &'a [ItemResult],
+    failed: usize,
+}
+
+/// Opened repositories by policy name (errors kept as text).
+struct Repos<'a> {
+    g: &'a GlobalOpts,
+    policy: &'a Policy,
+    create: bool,
+    open: HashMap<String, Result<OpenedRepo, String>>,
+}
+
+impl Repos<'_> {
+    fn get(&mut self, name: &str) -> Result<&OpenedRepo, String> {
+        if !self.open.contains_key(name) {
+            let r = open_policy_repo(self.g, self.policy, name, self.create)
+                .map_err(|e| crate::exit::one_line(&e));
+            if let Ok(o) = &r {
+                if o.initialised {
+                    eprintln!(
+                        "created new repository {:?} at {}",
+                        o.name,
+                        o.repo.storage().location()
+                    );
+                }
+            }
+            self.open.insert(name.to_string(), r);
+        }
+        match self.open.get(name) {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("repository {name:?} was not opened")),
+        }
+    }
+}
+
+/// Whether `item` is due: a schedule, and any target whose newest snapshot
+/// of the item is old enough (or missing, or unreadable).
+fn is_due(repos: &mut Repos<'_>, item: &Item) -> bool {
+    let Some(schedule) = &item.schedule else {
+        return false;
+    };
+    let now = Utc::now();
+    item.targets.iter().any(|t| {
+        let last = match repos.get(t) {
+            Ok(o) => match newest_snapshot(&o.repo, item) {
+                Ok(n) => n.map(|(time, _)| time.with_timezone(&Utc)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        schedule.is_due(last, now)
+    })
+}
+
+fn backup_options(item: &Item, dry_run: bool) -> BackupOptions {
+    BackupOptions {
+        paths: item.paths.clone(),
+        excludes: ExcludeOptions {
+            excludes: item.excludes.clone(),
+            ..Default::default()
+        },
+        tags: item.snapshot_tags(),
+        dry_run,
+        ..Default::default()
+    }
+}
+
+/// Forget by the item's retention, then prune if anything was removed.
+fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<usize> {
+    let Some(ret) = &item.retention else {
+        return Ok(0);
+    };
+    let opts = ForgetOptions {
+        policy: ret.keep_policy(),
+        filter: SnapshotFilter {
+            tags: vec![vec![item.tag()]],
+            ..Default::default()
+        },
+        dry_run,
+        ..Default::default()
+    };
+    if dry_run {
+        return Ok(forget::forget_unlocked(&o.repo, &opts)?.removed.len());
+    }
+    let _lock = RepoLock::acquire(&o.repo, true).context("locking for retention")?;
+    let report = forget::forget_unlocked(&o.repo, &opts).context("forget")?;
+    if !report.removed.is_empty() {
+        prune::prune_unlocked(
+            &o.repo,
+            &PruneOptions::default().with_crash_knob_from_env(),
+            &NoProgress,
+        )
+        .context("prune")?;
+    }
+    Ok(report.removed.len())
+}
+
+fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -> ItemResult {
+    let mut res = ItemResult::new(&item.name, target);
+    let start = Instant::now();
+    let o = match repos.get(target) {
+        Ok(o) => o,
+        Err(e) => {
+            res.error = Some(e);
+            return res;
+        }
+    };
+    res.target = o.name.clone();
+    res.repository_created = o.initialised;
+    match backup::backup(&o.repo, backup_options(item, dry_run), &NoProgress) {
+        Ok(sum) => {
+            res.files = sum.total_files_processed;
+            res.data_added = sum.data_added;
+            res.snapshot = sum.snapshot_id.map(|id| id.short());
+            res.status = if sum.errors.is_empty() {
+                "ok"
+            } else {
+                "incomplete"
+            };
+            if !sum.errors.is_empty() {
+                res.error = Some(format!("{} file(s) could not be read", sum.errors.len()));
+            }
+            match apply_retention(o, item, dry_run) {
+                Ok(n) => res.forgotten = n,
+                Err(e) => {
+                    res.status = "failed";
+                    res.error = Some(format!("retention: {}", crate::exit::one_line(&e)));
+                }
+            }
+        }
+        Err(e) => res.error = Some(format!("backup: {e}")),
+    }
+    if res.status == "failed" && !dry_run {
+        record_failure(
+            &o.repo,
+            &item.name,
+            res.error.as_deref().unwrap_or("failed"),
+        );
+    }
+    res.duration_seconds = start.elapsed().as_secs_f64();
+    res
+}
+
+fn run_item(repos: &mut Repos<'_>, item: &Item, dry_run: bool) -> Vec<ItemResult> {
+    let hooks = &item.hooks;
+    let base_env = vec![("BUNKER_ITEM", item.name.clone())];
+    let fail_all = |repos: &mut Repos<'_>, msg: String| -> Vec<ItemResult> {
+        if !dry_run {
+            let mut env = base_env.clone();
+            env.push(("BUNKER_ERROR", msg.clone()));
+            if let Err(e) = run_hooks("on_failure", &hooks.on_failure, hooks.timeout, &env) {
+                eprintln!("warning: item {}: {e:#}", item.name);
+            }
+            for t in &item.targets {
+                if let Ok(o) = repos.get(t) {
+                    record_failure(&o.repo, &item.name, &msg);
+                }
+            }
+        }
+        let mut r = ItemResult::new(&item.name, "-");
+        r.error = Some(msg);
+        vec![r]
+    };
+    if item.kind != ItemKind::Files {
+        return fail_all(
+            repos,
+            format!("items of kind {} are not supported yet", item.kind.as_str()),
+        );
+    }
+    if !dry_run {
+        if let Err(e) = run_hooks("before", &hooks.before, hooks.timeout, &base_env) {
+            return fail_all(repos, format!("skipped: {e:#}"));
+        }
+    }
+    let results: Vec<ItemResult> = item
+        .targets
+        .iter()
+        .map(|t| run_target(repos, item, t, dry_run))
+        .collect();
+    if !dry_run {
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| r.status == "failed")
+            .filter_map(|r| r.error.clone())
+            .collect();
+        let hook = if failed.is_empty() {
+            run_hooks("after", &hooks.after, hooks.timeout, &base_env)
+        } else {
+            let mut env = base_env.clone();
+            env.push(("BUNKER_ERROR", failed.join("; ")));
+            run_hooks("on_failure", &hooks.on_failure, hooks.timeout, &env)
+        };
+        if let Err(e) = hook {
+            eprintln!("warning: item {}: {e:#}", item.name);
+        }
+    }
+    results
+}
+
+pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
+    if args.file.is_some() {
+        args.policy.config = args.file.take();
+    }
+    let policy = args.policy.load()?;
+    for name in &args.items {
+        if policy.item(name).is_none() {
+            let known: Vec<&str> = policy.items.iter().map(|i| i.name.as_str()).collect();
+            bail!(
+                "no item {name:?} in the policy (items: {})",
+                known.join(", ")
+            );
+        }
+    }
+    let mut repos = Repos {
+        g,
+        policy: &policy,
+        create: !args.dry_run,
+        open: HashMap::new(),
+    };
+    let mut results = Vec::new();
+    for item in policy.items_by_priority() {
+        let selected = if !args.items.is_empty() {
+            args.items.contains(&item.name)
+        } else {
+            args.all || is_due(&mut repos, item)
+        };
+        if !selected {
+            let mut r = ItemResult::new(&item.name, "-");
+            r.status = "skipped";
+            r.error = Some("not due".into());
+            results.push(r);
+            continue;
+        }
+        results.extend(run_item(&mut repos, item, args.dry_run));
+    }
+    let failed = results.iter().filter(|r| r.status == "failed").count();
+    let incomplete = results.iter().any(|r| r.status == "incomplete");
+    if g.json {
+        output::json_line(&JsonRun {
+            message_type: "run",
+            dry_run: args.dry_run,
+            results: &results,
+            failed,
+        })?;
+    } else if !g.quiet {
+        print!("{}", table(&results).render());
+        for r in results.iter().filter(|r| r.status != "skipped") {
+            if let Some(e) = &r.error {
+                println!("{} ({}): {e}", r.item, r.target);
+            }
+        }
+        let ran = results.iter().filter(|r| r.status != "skipped").count();
+        if ran == 0 {
+            println!("nothing is due");
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} item run(s) failed", results.len());
+    }
+    Ok(if incomplete {
+        Status::Incomplete
+    } else {
+        Status::Success
+    })
+}
+
+fn table(results: &[ItemResult]) -> Table {
+    let mut t = Table::new(&[
+        "Item",
+        "Target",
+        "Status",
+        "Files",
+        "Added",
+        "Duration",
+        "Snapshot",
+        "Forgotten",
+    ]);
+    for r in results {
+        let ran = r.status != "skipped";
+        t.row(vec![
+            vec![r.item.clone()],
+            vec![r.target.clone()],
+            vec![if ran {
+                r.status.to_string()
+            } else {
+                "not due".into()
+            }],
+            vec![if ran {
+                r.files.to_string()
+            } else {
+                String::new()
+            }],
+            vec![if ran {
+                output::bytes(r.data_added)
+            } else {
+                String::new()
+            }],
+            vec![if ran {
+                output::duration(Duration::from_secs_f64(r.duration_seconds))
+            } else {
+                String::new()
+            }],
+            vec![r.snapshot.clone().unwrap_or_default()],
+            vec![if r.forgotten > 0 {
+                r.forgotten.to_string()
+            } else {
+                String::new()
+            }],
+        ]);
+    }
+    t
+}
