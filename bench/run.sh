@@ -143,6 +143,7 @@ PASSWORD=bench-password-not-secret
 export BUNKER_PASSWORD=$PASSWORD RESTIC_PASSWORD=$PASSWORD RUSTIC_PASSWORD=$PASSWORD BORG_PASSPHRASE=$PASSWORD
 export RESTIC_CACHE_DIR="$WORK/cache/restic" BORG_BASE_DIR="$WORK/cache/borg"
 export XDG_CONFIG_HOME="$WORK/config" # no user rustic profile is picked up
+export XDG_CACHE_HOME="$WORK/cache/xdg" # any default cache of any tool: emptied per scenario
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_CHECK_I_KNOW_WHAT_I_AM_DOING=YES
 unset BUNKER_REPOSITORY BUNKER_PASSWORD_FILE BUNKER_PASSWORD_COMMAND BUNKER_COMPRESSION RESTIC_REPOSITORY \
     RESTIC_PASSWORD_FILE RESTIC_COMPRESSION RUSTIC_REPOSITORY BORG_REPO
@@ -180,6 +181,7 @@ timed() {
     local run=$1 tool=$2 ds=$3 op=$4 repo=$5
     shift 6
     local tf="$WORK/tmp/time.txt" logf="$LOGDIR/r$run-$tool-ds$ds-$op.log" rc=0 size=""
+    rm -f "$tf"
     drop_caches
     /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$logf" 2>&1 || rc=$?
     local wall user sys rss
@@ -202,7 +204,7 @@ timed() {
 scenario() {
     local run=$1 tool=$2 ds=$3 data=$4
     local repo="$WORK/repos/$tool-ds$ds" target="$WORK/restore/$tool-ds$ds" state="$WORK/state/ds$ds.json"
-    rm -rf "$repo" "$target" "$WORK/cache/$tool"
+    rm -rf "$repo" "$target" "$WORK/cache/$tool" "$XDG_CACHE_HOME"
     mkdir -p "$target" "$WORK/cache/$tool"
     set_cmd "$tool" init "$repo" "$data" "$target" 0
     timed "$run" "$tool" "$ds" init "$repo" -- "${CMD[@]}" || return 0

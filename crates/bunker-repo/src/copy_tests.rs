@@ -125,7 +125,6 @@ fn restic_available() -> bool {
 struct Source {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
-    repo_dir: std::path::PathBuf,
     repo: Arc<Repository>,
     first: SnapshotId,
     second: SnapshotId,
@@ -146,7 +145,6 @@ fn source() -> Source {
     Source {
         _dir: dir,
         root,
-        repo_dir,
         repo,
         first,
         second,
@@ -415,5 +413,4 @@ fn interrupted_copy_resumes_without_copying_again() {
     let listed = snapshots::list(&dst).expect("list");
     let got = restored_files(&dst, listed[1].id, &src.root, out.path());
     assert_eq!(got, files(&src.root));
-    drop(src.repo_dir);
 }
