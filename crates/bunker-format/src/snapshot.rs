@@ -134,7 +134,7 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    const DOC: &str = r#"{"time":"2015-01-02T18:10:50.895208559+01:00","parent":"251c2e5841355f743f9d4ffd3260bee765acee40a6229857e32b60446991b837","tree":"2da81727b6585232894cfbb8f8bdab8d1eccd3d8f7c92bc934d62e62e618ffdf","paths":["/tmp/testdata"],"hostname":"kasimir","username":"fd0","uid":1000,"gid":100,"excludes":["*.tmp"],"tags":["NL","DE"],"original":"251c2e5841355f743f9d4ffd3260bee765acee40a6229857e32b60446991b837","program_version":"restic 0.18.0","summary":{"backup_start":"2015-01-02T18:10:49.1+01:00","backup_end":"2015-01-02T18:10:50.895208559+01:00","files_new":1,"files_changed":2,"files_unmodified":3,"dirs_new":4,"dirs_changed":5,"dirs_unmodified":6,"data_blobs":7,"tree_blobs":8,"data_added":9,"data_added_packed":10,"total_files_processed":11,"total_bytes_processed":12}}"#;
+    const DOC: &str = r#"{"time":"2015-01-02T18:10:50.895208559+01:00","parent":"251c2e5841355f743f9d4ffd3260bee765acee40a6229857e32b60446991b837","tree":"2da81727b6585232894cfbb8f8bdab8d1eccd3d8f7c92bc934d62e62e618ffdf","paths":["/srv/testdata"],"hostname":"kasimir","username":"fd0","uid":1000,"gid":100,"excludes":["*.tmp"],"tags":["NL","DE"],"original":"251c2e5841355f743f9d4ffd3260bee765acee40a6229857e32b60446991b837","program_version":"restic 0.18.0","summary":{"backup_start":"2015-01-02T18:10:49.1+01:00","backup_end":"2015-01-02T18:10:50.895208559+01:00","files_new":1,"files_changed":2,"files_unmodified":3,"dirs_new":4,"dirs_changed":5,"dirs_unmodified":6,"data_blobs":7,"tree_blobs":8,"data_added":9,"data_added_packed":10,"total_files_processed":11,"total_bytes_processed":12}}"#;
 
     #[test]
     fn full_snapshot_roundtrips_byte_identical() {

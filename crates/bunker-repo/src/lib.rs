@@ -4,10 +4,11 @@
 //! storage, master key, config and the in-memory master index. Operations are
 //! modules of their own: [`backup`], [`restore`], [`check`], [`keys`],
 //! [`snapshots`] (listing and filtering), [`lock`] (shared/exclusive locks with
-//! refresh and stale-lock reclaiming). New blobs go through the [`packer`]
-//! ([`packer::BlobSaver`]), which compresses and encrypts on the caller's thread,
-//! fills pack files per blob type, uploads full packs on background threads and
-//! writes index files only after their packs are durable.
+//! refresh and stale-lock reclaiming), [`copy`] (snapshots between
+//! repositories). New blobs go through the [`packer`] ([`packer::BlobSaver`]),
+//! which compresses and encrypts on the caller's thread, fills pack files per
+//! blob type, uploads full packs on background threads and writes index files
+//! only after their packs are durable.
 //!
 //! Write order is packs, then index, then snapshot; deletion is the reverse
 //! (see docs/design.md).
@@ -24,6 +25,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod packer;
+pub mod pg;
 pub mod progress;
 pub mod prune;
 pub mod repository;

@@ -4,7 +4,7 @@
 //! compress and encrypt in parallel); a full pack is handed over a bounded
 //! channel to upload threads (one per connection), which write the pack and
 //! only then record its blobs in the pending index. Pending index entries are
-//! written as an index file every [`INDEX_FLUSH_INTERVAL`] or
+//! written as an index file every [`INDEX_FLUSH_INTERVAL`] (configurable) or
 //! [`INDEX_FLUSH_PACKS`] packs, so an interrupted backup keeps what it
 //! uploaded; [`BlobSaver::finish`] writes the rest. Order: pack, then index
 //! (the snapshot comes last, written by the caller after `finish`).
@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 use crate::error::{RepoError, Result};
 use crate::Repository;
 
-/// Pending index entries are written at least this often.
+/// Pending index entries are written at least this often (the default of
+/// [`crate::RepoOptions::index_flush_interval`]).
 pub const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(120);
 /// ... or when this many packs are pending.
 pub const INDEX_FLUSH_PACKS: usize = 256;
@@ -105,7 +106,8 @@ impl BlobSaver {
                             Ok(ip) => {
                                 p.packs.push(ip);
                                 let due = p.packs.len() >= INDEX_FLUSH_PACKS
-                                    || p.last_flush.elapsed() >= INDEX_FLUSH_INTERVAL;
+                                    || p.last_flush.elapsed()
+                                        >= shared.repo.options().index_flush_interval;
                                 if due {
                                     if let Err(e) = flush_pending(&shared.repo, &mut p) {
                                         p.error.get_or_insert(e);

@@ -22,6 +22,9 @@ pub struct RepoOptions {
     pub pack_size: u64,
     /// Parallel uploads.
     pub connections: usize,
+    /// Index files for uploaded packs are written at least this often during
+    /// long operations (so an interrupted backup or copy keeps its packs).
+    pub index_flush_interval: std::time::Duration,
 }
 
 impl Default for RepoOptions {
@@ -30,6 +33,7 @@ impl Default for RepoOptions {
             compression: Compression::Auto,
             pack_size: 16 * 1024 * 1024,
             connections: 4,
+            index_flush_interval: crate::packer::INDEX_FLUSH_INTERVAL,
         }
     }
 }

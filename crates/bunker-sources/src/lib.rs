@@ -7,6 +7,8 @@
 //!   inside a restore target without ever escaping it, applying metadata and
 //!   writing sparse files.
 //! * [`sqlite`]: consistent online copies of (WAL-mode) SQLite databases.
+//! * [`postgres`]: WAL names and positions, base-backup labels, and running
+//!   PostgreSQL's client programs as streams.
 //!
 //! The types here are plain structs; the repository layer converts them to
 //! and from snapshot tree nodes.
@@ -15,6 +17,7 @@ pub mod error;
 pub mod exclude;
 pub mod filter;
 pub mod meta;
+pub mod postgres;
 pub mod restore_fs;
 pub mod sparse;
 pub mod sqlite;

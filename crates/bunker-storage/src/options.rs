@@ -7,7 +7,12 @@ use crate::error::StorageError;
 use crate::location::Location;
 
 /// Options every backend accepts.
-pub const COMMON_KEYS: &[&str] = &["connections", "timeout", "retry.max_elapsed"];
+pub const COMMON_KEYS: &[&str] = &[
+    "connections",
+    "timeout",
+    "retry.max_elapsed",
+    "index.flush_interval",
+];
 
 /// Options the S3 backend accepts in addition to [`COMMON_KEYS`].
 pub const S3_KEYS: &[&str] = &[
@@ -99,6 +104,9 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Total time budget of the retry layer (`retry.max_elapsed=SECS`).
     pub retry_max_elapsed: Option<Duration>,
+    /// How often long operations write index files for uploaded packs
+    /// (`index.flush_interval=SECS`). Validated here, used by the repository layer.
+    pub index_flush_interval: Option<Duration>,
     /// S3 settings (S3 locations only).
     pub s3: S3Options,
     /// Service configuration handed to OpenDAL unchanged (`opendal:` locations only).
@@ -112,6 +120,7 @@ impl fmt::Debug for Options {
             .field("connections", &self.connections)
             .field("timeout", &self.timeout)
             .field("retry_max_elapsed", &self.retry_max_elapsed)
+            .field("index_flush_interval", &self.index_flush_interval)
             .field("s3", &self.s3)
             .field("service_keys", &service)
             .finish()
@@ -170,6 +179,7 @@ impl Options {
                 }
                 "timeout" => o.timeout = Some(parse_secs(k, &v)?),
                 "retry.max_elapsed" => o.retry_max_elapsed = Some(parse_secs(k, &v)?),
+                "index.flush_interval" => o.index_flush_interval = Some(parse_secs(k, &v)?),
                 _ if is_s3 && S3_KEYS.contains(&k) => {
                     let s = &mut o.s3;
                     match k {
@@ -232,6 +242,7 @@ mod tests {
                 ("connections", "4"),
                 ("timeout", "30"),
                 ("retry.max_elapsed", "1.5"),
+                ("index.flush_interval", "10"),
                 ("s3.storage-class.data", "STANDARD_IA"),
                 ("s3.access_key_id", "from-option"),
                 ("s3.bucket-lookup", "path"),
@@ -242,6 +253,7 @@ mod tests {
         assert_eq!(o.connections, Some(4));
         assert_eq!(o.timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.retry_max_elapsed, Some(Duration::from_millis(1500)));
+        assert_eq!(o.index_flush_interval, Some(Duration::from_secs(10)));
         assert_eq!(o.s3.storage_class_data.as_deref(), Some("STANDARD_IA"));
         assert_eq!(o.s3.bucket_lookup, BucketLookup::Path);
         assert!(o.s3.conditional_write);
@@ -270,6 +282,7 @@ mod tests {
             (&local, "connections", "many"),
             (&local, "timeout", "-1"),
             (&local, "timeout", "soon"),
+            (&local, "index.flush_interval", "often"),
             (&local, "s3.region", "x"),
             (&local, "bogus", "1"),
             (&s3, "s3.bucket-lookup", "sideways"),

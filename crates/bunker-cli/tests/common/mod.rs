@@ -60,26 +60,40 @@ impl Env {
     /// `bunker` with the repository and password set in the environment.
     pub fn bunker(&self) -> Command {
         let mut c = self.bare();
-        c.env("BUNKER_REPOSITORY", &self.repo).env("BUNKER_PASSWORD", PASSWORD);
+        c.env("BUNKER_REPOSITORY", &self.repo)
+            .env("BUNKER_PASSWORD", PASSWORD);
         c
     }
 
     /// Run and parse stdout as one JSON value.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.bunker().arg("--json").args(args).output().expect("run");
+        let out = self
+            .bunker()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run");
         assert!(
             out.status.success(),
             "bunker {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("bunker {args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "bunker {args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
     /// Run and parse every stdout line as JSON.
     pub fn json_lines(&self, args: &[&str]) -> Vec<serde_json::Value> {
-        let out = self.bunker().arg("--json").args(args).output().expect("run");
+        let out = self
+            .bunker()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run");
         assert!(
             out.status.success(),
             "bunker {args:?} failed: {}",
@@ -88,7 +102,9 @@ impl Env {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?} is not JSON: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?} is not JSON: {e}"))
+            })
             .collect()
     }
 
@@ -109,7 +125,9 @@ impl Env {
         std::fs::create_dir_all(src.join("empty")).expect("mkdir");
         std::fs::write(src.join("a.txt"), b"hello bunker\n").expect("write");
         std::fs::write(src.join("sub/b.txt"), b"second file\n").expect("write");
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let big: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         std::fs::write(src.join("big.bin"), big).expect("write");
         src
     }
@@ -118,7 +136,10 @@ impl Env {
     pub fn latest_id(&self) -> String {
         let v = self.json(&["snapshots"]);
         let arr = v.as_array().expect("array");
-        arr.last().expect("a snapshot")["id"].as_str().expect("id").to_string()
+        arr.last().expect("a snapshot")["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
     }
 }
 
@@ -127,10 +148,16 @@ pub fn tree_contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let rel = p.strip_prefix(root).expect("below root").to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .into_owned();
             let ft = e.file_type().expect("file type");
             if ft.is_dir() {
                 out.insert(format!("{rel}/"), Vec::new());

@@ -1,0 +1,227 @@
+//! `bunker run` and `bunker status` end to end.
+
+mod policy_support;
+
+use std::path::Path;
+
+use policy_support::{json, run_ok, stdout, Ctx};
+
+fn examples_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// The quickstart example copied into a temporary tree with the same layout.
+fn quickstart(ctx: &Ctx) -> std::path::PathBuf {
+    let ex = ctx.path().join("examples");
+    std::fs::create_dir_all(&ex).expect("mkdir");
+    for f in ["quickstart.yaml", "quickstart.password"] {
+        std::fs::copy(examples_dir().join(f), ex.join(f)).expect("copy example");
+    }
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(examples_dir().join("data"))
+        .arg(ex.join("data"))
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    ex.join("quickstart.yaml")
+}
+
+#[test]
+fn quickstart_runs_then_is_not_due() {
+    let ctx = Ctx::new();
+    let policy = quickstart(&ctx);
+    let first = run_ok({
+        let mut c = ctx.bare();
+        c.arg("run").arg(&policy);
+        c
+    });
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("created new repository"), "{err}");
+    let text = stdout(&first);
+    assert!(text.contains("quickstart") && text.contains(" ok "), "{text}");
+    assert!(ctx.path().join("var/quickstart-repo/config").exists());
+
+    // Not due again within the hour: nothing runs.
+    let second = json(&run_ok({
+        let mut c = ctx.bare();
+        c.args(["run", "--json", "--config"]).arg(&policy);
+        c
+    }));
+    assert_eq!(second["results"][0]["status"], "skipped", "{second}");
+    assert_eq!(second["failed"], 0);
+
+    // --all runs it anyway; the snapshot carries the item tag.
+    let third = json(&run_ok({
+        let mut c = ctx.bare();
+        c.args(["run", "--json", "--all"]).env("BUNKER_CONFIG", &policy);
+        c
+    }));
+    let r = &third["results"][0];
+    assert_eq!(r["status"], "ok", "{third}");
+    assert_eq!(r["target"], "local");
+    assert!(r["files"].as_u64().expect("files") > 0);
+    let snaps = json(&run_ok({
+        let mut c = ctx.bare();
+        c.args(["snapshots", "--json", "--tag", "bunker:item=quickstart", "-r"])
+            .arg(ctx.path().join("var/quickstart-repo"))
+            .arg("--password-file")
+            .arg(ctx.path().join("examples/quickstart.password"));
+        c
+    }));
+    assert_eq!(snaps.as_array().map(Vec::len), Some(2));
+
+    let status = json(&run_ok({
+        let mut c = ctx.bare();
+        c.args(["status", "--json"]).arg(&policy);
+        c
+    }));
+    assert_eq!(status[0]["state"], "OK", "{status}");
+    assert!(status[0]["last_failure"].is_null());
+}
+
+fn two_items(ctx: &Ctx) -> std::path::PathBuf {
+    for d in ["good", "bad"] {
+        std::fs::create_dir_all(ctx.path().join(d)).expect("mkdir");
+        std::fs::write(ctx.path().join(d).join("f.txt"), d).expect("write");
+    }
+    let p = ctx.path().join("bunker.yaml");
+    std::fs::write(
+        &p,
+        r#"repositories:
+  main:
+    location: ./repo
+    password_file: ./pw
+items:
+  - name: good
+    paths: [./good]
+    schedule: "every 1h"
+    priority: low
+    rpo: 1h
+    retention:
+      keep_last: 1
+    hooks:
+      after: ["touch good-after"]
+  - name: bad
+    paths: [./bad]
+    schedule: "every 1h"
+    priority: critical
+    rpo: 1h
+    hooks:
+      before: ["echo preparing; exit 4"]
+      on_failure: ["echo \"$BUNKER_ERROR\" > bad-failed"]
+      timeout: 30s
+"#,
+    )
+    .expect("policy");
+    p
+}
+
+#[test]
+fn failing_before_hook_skips_item_and_fails_the_run() {
+    let ctx = Ctx::new();
+    let policy = two_items(&ctx);
+    let out = {
+        let mut c = ctx.bare();
+        c.args(["run", "--json", "--config"]).arg(&policy);
+        c.output().expect("spawn")
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let results = v["results"].as_array().expect("results");
+    // critical first
+    assert_eq!(results[0]["item"], "bad");
+    assert_eq!(results[0]["status"], "failed");
+    let err = results[0]["error"].as_str().expect("error");
+    assert!(err.contains("before hook") && err.contains("exit 4"), "{err}");
+    assert_eq!(results[1]["item"], "good");
+    assert_eq!(results[1]["status"], "ok");
+    assert_eq!(v["failed"], 1);
+    assert!(ctx.path().join("good-after").exists(), "after hook ran");
+    let failed = std::fs::read_to_string(ctx.path().join("bad-failed")).expect("on_failure ran");
+    assert!(failed.contains("before hook"), "{failed}");
+
+    // Status: good is OK, bad is LATE with its failure recorded in the repository.
+    let st = {
+        let mut c = ctx.bare();
+        c.args(["status", "--json", "--config"]).arg(&policy);
+        c.output().expect("spawn")
+    };
+    assert_eq!(st.status.code(), Some(3));
+    let rows = json(&st);
+    let bad = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["item"] == "bad")
+        .expect("bad row");
+    assert_eq!(bad["state"], "LATE");
+    assert!(bad["last_failure"]["error"]
+        .as_str()
+        .expect("failure recorded")
+        .contains("before hook"));
+
+    // Human table for status and run.
+    let text = stdout(&{
+        let mut c = ctx.bare();
+        c.args(["status", "--config"]).arg(&policy);
+        c.output().expect("spawn")
+    });
+    assert!(text.contains("LATE") && text.contains("OK"), "{text}");
+
+    // Second run: good is not due; bad has never succeeded, so it is due and fails again.
+    let again = {
+        let mut c = ctx.bare();
+        c.args(["run", "--json", "--config"]).arg(&policy);
+        c.output().expect("spawn")
+    };
+    let v = json(&again);
+    let good = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["item"] == "good")
+        .expect("good");
+    assert_eq!(good["status"], "skipped");
+
+    // --item runs one item regardless of due-ness; retention keeps one snapshot.
+    let one = json(&run_ok({
+        let mut c = ctx.bare();
+        c.args(["run", "--json", "--item", "good", "--config"]).arg(&policy);
+        c
+    }));
+    assert_eq!(one["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["results"][0]["forgotten"], 1);
+}
+
+#[test]
+fn unsupported_kind_and_dry_run() {
+    let ctx = Ctx::new();
+    std::fs::create_dir_all(ctx.path().join("d")).expect("mkdir");
+    std::fs::write(ctx.path().join("db.sqlite"), b"x").expect("write");
+    let p = ctx.path().join("bunker.yaml");
+    std::fs::write(
+        &p,
+        "repositories:\n  main:\n    location: ./repo\n    password_file: ./pw\n\
+         items:\n  - name: files\n    paths: [./d]\n    schedule: \"every 1h\"\n\
+         \x20 - name: db\n    kind: sqlite\n    sqlite:\n      path: ./db.sqlite\n    schedule: \"every 1h\"\n",
+    )
+    .expect("policy");
+    // A dry run creates nothing.
+    let out = {
+        let mut c = ctx.bare();
+        c.args(["run", "--dry-run", "--json", "--config"]).arg(&p);
+        c.output().expect("spawn")
+    };
+    assert!(!ctx.repo().exists(), "dry run must not create the repository");
+    assert!(!out.status.success());
+    let out = {
+        let mut c = ctx.bare();
+        c.args(["run", "--config"]).arg(&p);
+        c.output().expect("spawn")
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("not supported yet"), "{text}");
+    assert!(text.contains("files") && text.contains(" ok "), "{text}");
+}

@@ -1,0 +1,51 @@
+//! PostgreSQL, the source side: WAL file names and positions ([`wal`]),
+//! what a base backup says about itself ([`label`]), watching a tar stream
+//! for those files ([`tarscan`]) and running the client programs
+//! ([`process`]). The repository side (WAL archive, base-backup snapshots,
+//! restore selection) lives in `bunker_repo::pg`.
+
+pub mod label;
+pub mod process;
+pub mod tarscan;
+pub mod wal;
+
+pub use label::{
+    end_point_from_log, parse_backup_label, parse_manifest_wal_ranges, system_identifier,
+    BackupLabel, WalRange,
+};
+pub use process::{ChildReader, PgConn};
+pub use tarscan::TarScan;
+pub use wal::{parse_history, HistoryEntry, Lsn, Segment, WalFileName, DEFAULT_SEGMENT_SIZE};
+
+/// Errors of the PostgreSQL source helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("invalid {what}: {value:?}")]
+    Parse { what: &'static str, value: String },
+    #[error("cannot run {program}: {source} (is PostgreSQL's client installed and on PATH?)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+impl PgError {
+    pub(crate) fn spawn(program: &str, source: std::io::Error) -> PgError {
+        PgError::Spawn {
+            program: program.to_string(),
+            source,
+        }
+    }
+
+    /// Whether retrying may help (a failed program might, e.g. a dropped connection).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PgError::Failed { .. })
+    }
+}

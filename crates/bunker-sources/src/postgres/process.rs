@@ -1,0 +1,320 @@
+//! Running PostgreSQL's client programs (`pg_basebackup`, `pg_dump`,
+//! `pg_dumpall`, `pg_restore`, `psql`) with connection settings, and reading
+//! their output as a stream that fails if the program fails.
+
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use super::PgError;
+
+/// How much of a program's standard error is kept for messages.
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// Connection settings; unset fields fall back to the `PG*` environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PgConn {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub dbname: Option<String>,
+    /// Directory of the PostgreSQL programs (default: found on `PATH`).
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl PgConn {
+    /// The path of a PostgreSQL program.
+    pub fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(d) => d.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// A command for `program` with the connection settings in its environment.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(self.program(program));
+        if let Some(h) = &self.host {
+            c.env("PGHOST", h);
+        }
+        if let Some(p) = self.port {
+            c.env("PGPORT", p.to_string());
+        }
+        if let Some(u) = &self.user {
+            c.env("PGUSER", u);
+        }
+        if let Some(d) = &self.dbname {
+            c.env("PGDATABASE", d);
+        }
+        c
+    }
+
+    /// Run `psql -AtX -c sql` against `dbname` (or the default database) and
+    /// return its trimmed output.
+    pub fn query(&self, dbname: Option<&str>, sql: &str) -> Result<String, PgError> {
+        let mut c = self.command("psql");
+        c.args(["-AtX", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        if let Some(d) = dbname {
+            c.args(["-d", d]);
+        }
+        let out = c
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| PgError::spawn("psql", e))?;
+        if !out.status.success() {
+            return Err(PgError::Failed {
+                program: "psql".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// The standard output of a running program. Reading returns its bytes;
+/// at end of stream the program is waited for, and a non-zero exit turns
+/// into an error (so a truncated stream is never mistaken for a whole one).
+pub struct ChildReader {
+    program: String,
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ChildReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildReader")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildReader {
+    /// Start `cmd` with its standard output piped to this reader and its
+    /// standard error collected.
+    pub fn spawn(mut cmd: Command) -> Result<ChildReader, PgError> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| PgError::spawn(&program, e))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| PgError::spawn(&program, io::Error::other("no stdout pipe")))?;
+        let mut err_pipe = child.stderr.take();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            let Some(pipe) = err_pipe.as_mut() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut s = sink.lock();
+                s.extend_from_slice(&buf[..n]);
+                if s.len() > STDERR_KEEP * 2 {
+                    let cut = s.len() - STDERR_KEEP;
+                    s.drain(..cut);
+                }
+            }
+        });
+        Ok(ChildReader {
+            program,
+            child,
+            stdout,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+            finished: false,
+        })
+    }
+
+    /// What the program wrote to standard error so far (complete once the
+    /// stream has ended).
+    pub fn stderr_buffer(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.stderr.clone()
+    }
+
+    /// The collected standard error as text.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock()).into_owned()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        let status = self.child.wait()?;
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                PgError::Failed {
+                    program: self.program.clone(),
+                    status: status.to_string(),
+                    stderr: self.stderr_text().trim().to_string(),
+                }
+                .to_string(),
+            ))
+        }
+    }
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned mid-stream (the backup failed): do not leave the program behind.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `pg_basebackup` writing a tar of the whole cluster to standard output,
+/// without WAL (the archive provides it), with a fast checkpoint and
+/// verbose output (its end point is read from standard error).
+pub fn basebackup_command(conn: &PgConn, label: &str) -> Command {
+    let mut c = conn.command("pg_basebackup");
+    c.args(["-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v"]);
+    c.arg("-l").arg(label);
+    c
+}
+
+/// `pg_dump -Fc` of one database to standard output.
+pub fn dump_command(conn: &PgConn, dbname: &str) -> Command {
+    let mut c = conn.command("pg_dump");
+    c.args(["-F", "c"]);
+    c.arg("-d").arg(dbname);
+    c
+}
+
+/// `pg_dumpall --globals-only` (roles, tablespaces) to standard output.
+pub fn globals_command(conn: &PgConn) -> Command {
+    let mut c = conn.command("pg_dumpall");
+    c.arg("--globals-only");
+    c
+}
+
+/// `pg_restore` reading a custom-format dump from standard input into `dbname`.
+pub fn restore_command(conn: &PgConn, dbname: &str) -> Command {
+    let mut c = conn.command("pg_restore");
+    c.args(["--no-owner", "--exit-on-error"]);
+    c.arg("-d").arg(dbname);
+    c
+}
+
+/// Quote a value for a `postgresql.conf` line (`'...'` with `'` doubled).
+pub fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Quote an SQL identifier (`"..."` with `"` doubled).
+pub fn ident_quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quote one word for a POSIX shell command line.
+pub fn shell_quote(word: &OsString) -> String {
+    let s = word.to_string_lossy();
+    if !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@%".contains(&b))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_reports_failure_at_end_of_stream() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf hello; echo oops >&2; exit 3"]);
+        let mut r = ChildReader::spawn(c).unwrap();
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(out, b"hello");
+        assert!(e.to_string().contains("oops"), "{e}");
+        assert!(r.stderr_text().contains("oops"));
+
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf ok; echo note >&2"]);
+        let mut r = ChildReader::spawn(c).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"ok");
+        assert_eq!(r.stderr_text().trim(), "note");
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let conn = PgConn {
+            bin_dir: Some(PathBuf::from("/nonexistent-bin-dir")),
+            ..Default::default()
+        };
+        let e = ChildReader::spawn(conn.command("pg_dump")).unwrap_err();
+        assert!(matches!(e, PgError::Spawn { .. }), "{e}");
+    }
+
+    #[test]
+    fn connection_goes_to_the_environment() {
+        let conn = PgConn {
+            host: Some("/tmp/sock".into()),
+            port: Some(5433),
+            user: Some("u".into()),
+            dbname: Some("d".into()),
+            bin_dir: None,
+        };
+        let c = conn.command("psql");
+        let envs: Vec<_> = c
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        assert!(envs.contains(&("PGPORT".into(), Some("5433".into()))));
+        assert!(envs.contains(&("PGHOST".into(), Some("/tmp/sock".into()))));
+        let b = basebackup_command(&conn, "x");
+        let args: Vec<_> = b.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(2).any(|w| w == ["-X", "none"]));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(conf_quote("it's"), "'it''s'");
+        assert_eq!(ident_quote("a\"b"), "\"a\"\"b\"");
+        assert_eq!(shell_quote(&OsString::from("/usr/bin/bunker")), "/usr/bin/bunker");
+        assert_eq!(shell_quote(&OsString::from("a b'c")), "'a b'\\''c'");
+        assert_eq!(shell_quote(&OsString::from("")), "''");
+    }
+}
