@@ -5,7 +5,8 @@
 //! modules of their own: [`backup`], [`restore`], [`check`], [`keys`],
 //! [`snapshots`] (listing and filtering), [`lock`] (shared/exclusive locks with
 //! refresh and stale-lock reclaiming), [`copy`] (snapshots between
-//! repositories). New blobs go through the [`packer`] ([`packer::BlobSaver`]),
+//! repositories), [`pg`] (PostgreSQL WAL archive, base backups and
+//! point-in-time restore; dump streams and SQLite copies). New blobs go through the [`packer`] ([`packer::BlobSaver`]),
 //! which compresses and encrypts on the caller's thread, fills pack files per
 //! blob type, uploads full packs on background threads and writes index files
 //! only after their packs are durable.

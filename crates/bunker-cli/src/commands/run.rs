@@ -336,11 +336,10 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     };
     let mut results = Vec::new();
     for item in policy.items_by_priority() {
-        let selected = if !args.items.is_empty() {
-            args.items.contains(&item.name)
-        } else {
-            args.all || is_due(&mut repos, item)
-        };
+        if !args.items.is_empty() && !args.items.contains(&item.name) {
+            continue;
+        }
+        let selected = !args.items.is_empty() || args.all || is_due(&mut repos, item);
         if !selected {
             let mut r = ItemResult::new(&item.name, "-");
             r.status = "skipped";
