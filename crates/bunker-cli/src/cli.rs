@@ -55,6 +55,8 @@ EXIT STATUS:
     1    fatal error (including invalid arguments); nothing or not everything was done
     3    backup or restore completed, but some files could not be read, written or were
          skipped (the snapshot, or the restore, is incomplete)
+    4    backup completed on a fallback repository because the primary was unreachable
+         (see --fallback-repo; 3 takes precedence when files were also skipped)
     10   the repository does not exist
     11   the repository could not be locked (another process holds a conflicting lock)
     12   wrong password

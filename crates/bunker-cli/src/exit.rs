@@ -5,6 +5,7 @@
 //! | 0    | success |
 //! | 1    | fatal error |
 //! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped |
+//! | 4    | backup completed on a fallback repository (the primary was unreachable) |
 //! | 10   | the repository does not exist |
 //! | 11   | the repository could not be locked |
 //! | 12   | wrong password |
@@ -17,6 +18,7 @@ use bunker_repo::RepoError;
 pub const SUCCESS: u8 = 0;
 pub const FATAL: u8 = 1;
 pub const INCOMPLETE: u8 = 3;
+pub const FALLBACK: u8 = 4;
 pub const NO_REPOSITORY: u8 = 10;
 pub const LOCK_FAILED: u8 = 11;
 pub const WRONG_PASSWORD: u8 = 12;
@@ -29,6 +31,8 @@ pub enum Status {
     Success,
     /// The operation completed, but some items were skipped or failed (exit 3).
     Incomplete,
+    /// The backup completed on a fallback repository (exit 4).
+    Fallback,
 }
 
 impl Status {
@@ -36,6 +40,7 @@ impl Status {
         match self {
             Status::Success => SUCCESS,
             Status::Incomplete => INCOMPLETE,
+            Status::Fallback => FALLBACK,
         }
     }
 }
@@ -158,5 +163,6 @@ mod tests {
     fn status_codes() {
         assert_eq!(Status::Success.code(), 0);
         assert_eq!(Status::Incomplete.code(), 3);
+        assert_eq!(Status::Fallback.code(), 4);
     }
 }

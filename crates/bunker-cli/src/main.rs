@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod fallback;
 mod interrupt;
 mod output;
 mod password;

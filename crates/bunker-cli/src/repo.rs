@@ -10,7 +10,8 @@ use bunker_storage::DynStorage;
 use crate::cli::GlobalOpts;
 use crate::exit::LockFailed;
 
-/// Engine tunables from `--compression`, `--pack-size` and `-o connections=N`.
+/// Engine tunables from `--compression`, `--pack-size`, `-o connections=N` and
+/// `-o index.flush_interval=SECS`.
 pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
     let mut o = RepoOptions::default();
     if let Some(c) = g.compression {
@@ -27,6 +28,18 @@ pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
                 .ok()
                 .filter(|n| *n > 0)
                 .with_context(|| format!("option connections={v}: expected a positive number"))?;
+        }
+        if k == "index.flush_interval" {
+            let secs = v
+                .trim()
+                .trim_end_matches('s')
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .with_context(|| {
+                    format!("option index.flush_interval={v}: expected a positive number of seconds")
+                })?;
+            o.index_flush_interval = std::time::Duration::from_secs_f64(secs);
         }
     }
     Ok(o)
@@ -91,8 +104,11 @@ mod tests {
             "off",
             "-o",
             "connections=3",
+            "-o",
+            "index.flush_interval=2.5",
         ]);
         let o = repo_options(&g).expect("valid");
+        assert_eq!(o.index_flush_interval, std::time::Duration::from_millis(2500));
         assert_eq!(o.pack_size, 8 * 1024 * 1024);
         assert_eq!(o.compression, Compression::Off);
         assert_eq!(o.connections, 3);

@@ -1,5 +1,6 @@
 //! zstd compression settings and helpers (repository format v2).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Read;
 use std::str::FromStr;
@@ -89,9 +90,79 @@ impl<'de> serde::Deserialize<'de> for Compression {
     }
 }
 
+/// A zstd context and output buffer kept per thread: creating a context per
+/// blob costs about a megabyte of fresh (page-faulted) memory every time.
+struct Scratch {
+    level: i32,
+    compressor: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
+}
+
+/// Output buffers up to this capacity stay with the thread (a chunk of the
+/// chunker's maximum size fits).
+const KEEP_OUTPUT_CAPACITY: usize = 9 << 20;
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+fn compression_error(e: std::io::Error) -> FormatError {
+    FormatError::Compression(e.to_string())
+}
+
+/// Compresses `data` into `out` (replacing its contents) with `compressor`.
+fn compress_with(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    compressor
+        .compress_to_buffer(data, out)
+        .map_err(compression_error)?;
+    Ok(())
+}
+
+/// zstd-compresses `data` into one frame (content size recorded) and hands
+/// the frame to `f`, without allocating: the thread's reusable context and
+/// buffer are used (a fresh pair if `f` itself compresses).
+pub fn with_compressed<R>(
+    data: &[u8],
+    level: i32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, FormatError> {
+    SCRATCH.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            // Re-entered from `f`: use a one-off context.
+            let mut compressor = zstd::bulk::Compressor::new(level).map_err(compression_error)?;
+            let mut out = Vec::new();
+            compress_with(&mut compressor, data, &mut out)?;
+            return Ok(f(&out));
+        };
+        if slot.as_ref().is_none_or(|s| s.level != level) {
+            *slot = Some(Scratch {
+                level,
+                compressor: zstd::bulk::Compressor::new(level).map_err(compression_error)?,
+                out: Vec::new(),
+            });
+        }
+        let Some(scratch) = slot.as_mut() else {
+            return Err(FormatError::Compression("no compression context".into()));
+        };
+        compress_with(&mut scratch.compressor, data, &mut scratch.out)?;
+        let r = f(&scratch.out);
+        if scratch.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            // A rare huge input (a large index file) must not pin its memory.
+            scratch.out = Vec::new();
+        }
+        Ok(r)
+    })
+}
+
 /// zstd-compresses `data` into one frame (content size recorded).
 pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>, FormatError> {
-    zstd::bulk::compress(data, level).map_err(|e| FormatError::Compression(e.to_string()))
+    with_compressed(data, level, <[u8]>::to_vec)
 }
 
 /// Decompresses `data`, which must expand to exactly `expected_len` bytes;

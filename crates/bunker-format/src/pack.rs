@@ -5,7 +5,7 @@
 //! type 2/3 (compressed data/tree): `type(1) || length(4) || uncompressed_length(4) || id(32)`.
 //! `length` is the encrypted blob length; offsets follow from the order.
 
-use crate::compression::{compress, decompress};
+use crate::compression::{decompress, with_compressed};
 use crate::crypto::{Key, CRYPTO_OVERHEAD};
 use crate::error::FormatError;
 use crate::id::{BlobId, BlobType, Id, PackId};
@@ -84,28 +84,44 @@ pub struct EncodedBlob {
     pub uncompressed_length: Option<u32>,
 }
 
+/// Compresses `plain` if `level` is set and that makes it smaller, then
+/// calls `f` with the payload to encrypt and `Some(plaintext length)` if it
+/// is compressed. The compressed bytes live in a reused per-thread buffer.
+pub fn with_blob_payload<R>(
+    plain: &[u8],
+    level: Option<i32>,
+    f: impl FnOnce(&[u8], Option<u32>) -> R,
+) -> Result<R, FormatError> {
+    let len = u32::try_from(plain.len())
+        .map_err(|_| FormatError::Pack(format!("blob of {} bytes is too large", plain.len())))?;
+    let mut f = Some(f);
+    if let Some(level) = level.filter(|_| !plain.is_empty()) {
+        let done = with_compressed(plain, level, |c| {
+            if c.len() < plain.len() {
+                f.take().map(|f| f(c, Some(len)))
+            } else {
+                None
+            }
+        })?;
+        if let Some(r) = done {
+            return Ok(r);
+        }
+    }
+    match f.take() {
+        Some(f) => Ok(f(plain, None)),
+        None => Err(FormatError::Pack("blob payload consumed twice".into())),
+    }
+}
+
 /// Compresses (if `level` is set and it helps) and encrypts a blob.
 pub fn encode_blob(
     key: &Key,
     plain: &[u8],
     level: Option<i32>,
 ) -> Result<EncodedBlob, FormatError> {
-    let len = u32::try_from(plain.len())
-        .map_err(|_| FormatError::Pack(format!("blob of {} bytes is too large", plain.len())))?;
-    if let Some(level) = level {
-        if !plain.is_empty() {
-            let c = compress(plain, level)?;
-            if c.len() < plain.len() {
-                return Ok(EncodedBlob {
-                    bytes: key.encrypt(&c),
-                    uncompressed_length: Some(len),
-                });
-            }
-        }
-    }
-    Ok(EncodedBlob {
-        bytes: key.encrypt(plain),
-        uncompressed_length: None,
+    with_blob_payload(plain, level, |payload, uncompressed_length| EncodedBlob {
+        bytes: key.encrypt(payload),
+        uncompressed_length,
     })
 }
 
@@ -156,6 +172,49 @@ impl PackBuilder {
             data: Vec::new(),
             blobs: Vec::new(),
         }
+    }
+
+    /// Like [`PackBuilder::new`], reserving `capacity` bytes of blob data up
+    /// front (address space only; pages are touched as blobs arrive), so
+    /// the pack never moves while it grows.
+    pub fn with_capacity(blob_type: BlobType, capacity: usize) -> PackBuilder {
+        PackBuilder {
+            blob_type,
+            data: Vec::with_capacity(capacity),
+            blobs: Vec::new(),
+        }
+    }
+
+    /// Encrypts `payload` straight into the pack (no intermediate buffer)
+    /// and records it with plaintext id `id`; `uncompressed_length` is
+    /// `Some` if `payload` is compressed. Returns the encrypted length.
+    pub fn add_encrypting(
+        &mut self,
+        key: &Key,
+        id: BlobId,
+        payload: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> Result<u32, FormatError> {
+        if self.blobs.len() >= MAX_HEADER_ENTRIES {
+            return Err(FormatError::Pack("pack header is full".into()));
+        }
+        let offset = u32::try_from(self.data.len())
+            .map_err(|_| FormatError::Pack("pack exceeds 4 GiB".into()))?;
+        let length = payload
+            .len()
+            .checked_add(CRYPTO_OVERHEAD)
+            .and_then(|l| u32::try_from(l).ok())
+            .filter(|l| offset.checked_add(*l).is_some())
+            .ok_or_else(|| FormatError::Pack("pack exceeds 4 GiB".into()))?;
+        key.encrypt_into(payload, &mut self.data);
+        self.blobs.push(PackBlob {
+            blob_type: self.blob_type,
+            id,
+            offset,
+            length,
+            uncompressed_length: uncompressed_length.filter(|n| *n > 0),
+        });
+        Ok(length)
     }
 
     pub fn blob_type(&self) -> BlobType {
@@ -417,11 +476,22 @@ mod tests {
             let bt = if tree { BlobType::Tree } else { BlobType::Data };
             let mut pb = PackBuilder::new(bt);
             let mut plains = Vec::new();
-            for (data, compress, repetitive) in &blobs {
+            for (i, (data, compress, repetitive)) in blobs.iter().enumerate() {
                 let data: Vec<u8> = if *repetitive { data.iter().map(|b| b & 1).collect() } else { data.clone() };
                 let id = BlobId(Id::hash(&data));
-                let enc = encode_blob(&key, &data, compress.then_some(3)).unwrap();
-                pb.add(id, &enc).unwrap();
+                let level = compress.then_some(3);
+                if i % 2 == 0 {
+                    let enc = encode_blob(&key, &data, level).unwrap();
+                    pb.add(id, &enc).unwrap();
+                } else {
+                    // The zero-copy path must produce the same layout.
+                    let before = pb.len();
+                    let length = with_blob_payload(&data, level, |payload, ul| {
+                        pb.add_encrypting(&key, id, payload, ul).unwrap()
+                    })
+                    .unwrap();
+                    prop_assert_eq!(pb.len() - before, length as usize);
+                }
                 plains.push((id, data));
             }
             prop_assert_eq!(pb.count(), plains.len());

@@ -83,7 +83,8 @@ struct Builders {
 impl BlobSaver {
     pub fn new(repo: Arc<Repository>) -> BlobSaver {
         let connections = repo.options().connections.max(1);
-        let (tx, rx) = bounded::<PackBuilder>(connections);
+        let pack_size = repo.options().pack_size;
+        let (tx, rx) = bounded::<PackBuilder>(std::env::var("XQ").ok().and_then(|v| v.parse().ok()).unwrap_or(connections));
         let shared = Arc::new(Shared {
             repo,
             pending: Mutex::new(Pending {
@@ -125,8 +126,8 @@ impl BlobSaver {
         BlobSaver {
             shared,
             builders: Mutex::new(Builders {
-                data: PackBuilder::new(BlobType::Data),
-                tree: PackBuilder::new(BlobType::Tree),
+                data: new_builder(BlobType::Data, pack_size),
+                tree: new_builder(BlobType::Tree, pack_size),
                 seen: HashSet::new(),
             }),
             tx: Mutex::new(Some(tx)),
@@ -170,26 +171,23 @@ impl BlobSaver {
         }
         self.check_error()?;
         let repo = &self.shared.repo;
-        let encoded = pack::encode_blob(repo.key(), plain, repo.zstd_level())
-            .map_err(|e| RepoError::format("blob", id, e))?;
-        let packed = encoded.bytes.len() as u64;
-        let full = {
+        let pack_size = repo.options().pack_size;
+        // Compression runs outside the lock (in a per-thread buffer); only
+        // the encryption straight into the pack holds it.
+        let (packed, full) = pack::with_blob_payload(plain, repo.zstd_level(), |payload, ul| {
             let mut b = self.builders.lock();
             let builder = match blob_type {
                 BlobType::Data => &mut b.data,
                 BlobType::Tree => &mut b.tree,
             };
-            builder
-                .add(id, &encoded)
-                .map_err(|e| RepoError::format("pack", "new", e))?;
-            if builder.len() as u64 >= repo.options().pack_size
-                || builder.count() + 1 >= pack::MAX_HEADER_ENTRIES
-            {
-                Some(std::mem::replace(builder, PackBuilder::new(blob_type)))
-            } else {
-                None
-            }
-        };
+            let length = builder.add_encrypting(repo.key(), id, payload, ul)?;
+            let full = (builder.len() as u64 >= pack_size
+                || builder.count() + 1 >= pack::MAX_HEADER_ENTRIES)
+                .then(|| std::mem::replace(builder, new_builder(blob_type, pack_size)));
+            Ok((u64::from(length), full))
+        })
+        .and_then(|r| r)
+        .map_err(|e| RepoError::format("blob", id, e))?;
         let c = match blob_type {
             BlobType::Data => 0,
             BlobType::Tree => 1,
@@ -269,6 +267,21 @@ impl Drop for BlobSaver {
         for h in self.uploaders.lock().drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+/// A pack builder for data blobs reserves room for a full pack plus one
+/// maximal blob, so its buffer is allocated once and never copied while it
+/// grows (tree packs are usually small and grow on demand).
+fn new_builder(blob_type: BlobType, pack_size: u64) -> PackBuilder {
+    match blob_type {
+        BlobType::Data => {
+            let reserve = usize::try_from(pack_size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(bunker_format::chunker::MAX_SIZE + (64 << 10));
+            PackBuilder::with_capacity(blob_type, reserve)
+        }
+        BlobType::Tree => PackBuilder::new(blob_type),
     }
 }
 

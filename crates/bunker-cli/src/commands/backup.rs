@@ -100,6 +100,10 @@ pub struct BackupArgs {
     /// Worker threads for reading and compressing (0 = one per core)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub read_concurrency: usize,
+    /// Back up to LOCATION when the repository is unreachable (repeatable, tried in
+    /// order; must be initialised, same password; exit status 4 when used)
+    #[arg(long = "fallback-repo", value_name = "LOCATION")]
+    pub fallback_repos: Vec<String>,
 }
 
 /// `--time`: restic's `2006-01-02 15:04:05` (local time) or RFC 3339.
@@ -140,6 +144,8 @@ struct JsonSummary<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot_id: Option<String>,
     error_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_used: Option<String>,
 }
 
 fn elapsed(s: &BackupSummary) -> Duration {
@@ -167,6 +173,7 @@ fn json_summary(s: &BackupSummary) -> JsonSummary<'_> {
         backup_end: &s.backup_end,
         snapshot_id: s.snapshot_id.map(|id| id.to_string()),
         error_count: s.errors.len(),
+        fallback_used: None,
     }
 }
 
@@ -242,17 +249,31 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         dry_run: args.dry_run,
         read_concurrency: args.read_concurrency,
     };
-    let r = repo::open(g)?;
+    let opened = crate::fallback::open_for_backup(g, &args.fallback_repos)?;
+    let r = opened.repo;
     let reporter = Reporter::new(g, "files", "archival");
-    let summary = backup::backup(&r, opts, &reporter).context("backup failed")?;
+    let summary = backup::backup(&r, opts, &reporter)
+        .with_context(|| format!("backup to {} failed", opened.location))?;
     reporter.finish();
     if g.json {
-        output::json_line(&json_summary(&summary))?;
+        let mut json = json_summary(&summary);
+        json.fallback_used = opened.fallback_used.clone();
+        output::json_line(&json)?;
     } else if !g.quiet {
         print!("{}", text_summary(&summary));
     }
+    if let Some(fb) = &opened.fallback_used {
+        eprintln!(
+            "bunker: WARNING: the snapshot was saved to the FALLBACK repository {fb}, not to {}",
+            repo::location(g)?
+        );
+    }
     if summary.errors.is_empty() {
-        Ok(Status::Success)
+        Ok(if opened.fallback_used.is_some() {
+            Status::Fallback
+        } else {
+            Status::Success
+        })
     } else {
         if !g.json {
             eprintln!(

@@ -12,6 +12,7 @@ use crate::exit::Status;
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod init;
@@ -25,6 +26,7 @@ pub mod version;
 pub mod config;
 pub mod forget;
 pub mod hooks;
+pub mod pg;
 pub mod prune;
 pub mod run;
 pub mod status;
@@ -40,6 +42,7 @@ pub enum Command {
     Dump(dump::DumpArgs),
     Diff(diff::DiffArgs),
     Check(check::CheckArgs),
+    Copy(copy::CopyArgs),
     Key(key::KeyArgs),
     Cat(cat::CatArgs),
     Unlock(unlock::UnlockArgs),
@@ -49,6 +52,7 @@ pub enum Command {
     Run(run::RunArgs),
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
+    Pg(pg::PgArgs),
 }
 
 /// Run one verb.
@@ -62,6 +66,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Check(a) => check::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Cat(a) => cat::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
@@ -71,6 +76,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Run(a) => run::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
+        Command::Pg(a) => pg::run(g, a),
     }
 }
 

@@ -200,40 +200,76 @@ impl Chunker {
         }
 
         let tables: &Tables = &self.tables;
-        let out_t = &tables.out;
-        let mod_t = &tables.modt;
-        let shift = self.pol_shift;
-        let mask = self.split_mask;
-        let min = self.min_size;
-        let max = self.max_size;
-        let mut digest = self.digest;
-        let mut win = self.window;
-        let mut wpos = self.wpos;
+        let mut roll = Roll {
+            out_t: &tables.out,
+            mod_t: &tables.modt,
+            shift: self.pol_shift,
+            digest: self.digest,
+            window: self.window,
+            wpos: self.wpos % WINDOW_SIZE,
+        };
+        let data = &buf[start..];
         let mut add = self.count;
 
-        let data = &buf[start..];
-        for (i, &b) in data.iter().enumerate() {
-            let slot = wpos % WINDOW_SIZE;
-            let out = win[slot];
-            win[slot] = b;
-            wpos = slot + 1;
-            digest ^= out_t[out as usize];
-            let index = (digest >> shift) as u8;
-            digest = ((digest << 8) | u64::from(b)) ^ mod_t[index as usize];
-            add += 1;
-            if (digest & mask) == 0 || add >= max {
-                if add < min {
-                    continue;
-                }
-                self.reset();
-                return Some((start + i + 1, digest));
+        // Bytes that end the chunk before `min_size` cannot be cut points:
+        // roll them in without testing.
+        let warmup = (self.min_size - 1).saturating_sub(add).min(data.len());
+        for &b in &data[..warmup] {
+            roll.slide(b);
+        }
+        add += warmup;
+
+        // Cut candidates, at most up to `max_size`: one test per byte.
+        let rest = &data[warmup..];
+        let room = self.max_size.saturating_sub(add).min(rest.len());
+        let mask = self.split_mask;
+        let mut cut = None;
+        for (i, &b) in rest[..room].iter().enumerate() {
+            roll.slide(b);
+            if roll.digest & mask == 0 {
+                cut = Some(warmup + i + 1);
+                break;
             }
         }
-        self.digest = digest;
-        self.window = win;
-        self.wpos = wpos % WINDOW_SIZE;
+        if cut.is_none() && add + room >= self.max_size {
+            cut = Some(warmup + room);
+        }
+        if let Some(n) = cut {
+            let digest = roll.digest;
+            self.reset();
+            return Some((start + n, digest));
+        }
+        self.digest = roll.digest;
+        self.window = roll.window;
+        self.wpos = roll.wpos;
         self.count += data.len();
         None
+    }
+}
+
+/// The rolling state of [`Chunker::next_boundary_with_cut`], kept in locals
+/// (registers) while a buffer is scanned.
+struct Roll<'t> {
+    out_t: &'t [u64; 256],
+    mod_t: &'t [u64; 256],
+    shift: u32,
+    digest: u64,
+    window: [u8; WINDOW_SIZE],
+    wpos: usize,
+}
+
+impl Roll<'_> {
+    /// Slides `b` into the window and the byte `WINDOW_SIZE` back out. All
+    /// indexes are masked to their table sizes, so no bounds checks remain.
+    #[inline(always)]
+    fn slide(&mut self, b: u8) {
+        let slot = self.wpos & (WINDOW_SIZE - 1);
+        let out = self.window[slot];
+        self.window[slot] = b;
+        self.wpos = (slot + 1) & (WINDOW_SIZE - 1);
+        self.digest ^= self.out_t[usize::from(out)];
+        let index = (self.digest >> self.shift) as u8;
+        self.digest = ((self.digest << 8) | u64::from(b)) ^ self.mod_t[usize::from(index)];
     }
 }
 

@@ -37,6 +37,9 @@ fn read_full(r: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize
     Ok(n)
 }
 
+/// Chunk buffers kept for reuse while one file is read.
+const SPARE_BUFFERS: usize = 4;
+
 impl Archiver<'_> {
     /// Save one chunk as a data blob and account it.
     fn save_chunk(&self, chunk: &[u8]) -> Result<BlobId, RepoError> {
@@ -78,6 +81,17 @@ impl Archiver<'_> {
             }
         };
 
+        // Chunk buffers are recycled: after the first few chunks a large file
+        // is read without allocating (and without fragmenting the heap).
+        let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+        let recycle = |mut chunk: Vec<u8>| {
+            let mut spare = spare.lock();
+            if spare.len() < SPARE_BUFFERS {
+                chunk.clear();
+                spare.push(chunk);
+            }
+        };
+
         let read_result: Result<u64, std::io::Error> = rayon::scope(|s| {
             let mut size = 0u64;
             let mut cur: Vec<u8> = Vec::new();
@@ -90,16 +104,17 @@ impl Archiver<'_> {
                 let len = chunk.len();
                 let before = self.inflight.fetch_add(len, Ordering::AcqRel);
                 if before + len <= self.inflight_limit && len >= MIN_SIZE {
-                    let store = &store;
+                    let (store, recycle) = (&store, &recycle);
                     s.spawn(move |_| {
                         let r = self.save_chunk(&chunk);
-                        drop(chunk);
+                        recycle(chunk);
                         self.inflight.fetch_sub(len, Ordering::AcqRel);
                         store(idx, r);
                     });
                 } else {
                     self.inflight.fetch_sub(len, Ordering::AcqRel);
                     store(idx, self.save_chunk(&chunk));
+                    recycle(chunk);
                 }
             };
             loop {
@@ -116,7 +131,8 @@ impl Archiver<'_> {
                 while !data.is_empty() {
                     match chunker.next_boundary(data) {
                         Some(k) => {
-                            let mut chunk = std::mem::take(&mut cur);
+                            let next = spare.lock().pop().unwrap_or_default();
+                            let mut chunk = std::mem::replace(&mut cur, next);
                             chunk.extend_from_slice(&data[..k]);
                             emit(chunk);
                             data = &data[k..];

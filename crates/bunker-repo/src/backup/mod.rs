@@ -304,7 +304,7 @@ pub fn backup(
         progress,
         stats,
         inflight: AtomicUsize::new(0),
-        inflight_limit: (threads * 2 * MAX_SIZE).max(64 << 20),
+        inflight_limit: std::env::var("XINF").ok().and_then(|v| v.parse::<usize>().ok()).map(|m| m << 20).unwrap_or((threads * 2 * MAX_SIZE).max(64 << 20)),
     };
     let stop = AtomicBool::new(false);
     let tree_id = std::thread::scope(|s| {

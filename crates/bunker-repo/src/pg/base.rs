@@ -306,7 +306,8 @@ mod tests {
     #[test]
     fn stream_becomes_a_tagged_snapshot() {
         let (_d, repo) = test_repo();
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut data = vec![0u8; 6_000_000];
+        rand::RngCore::fill_bytes(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(6), &mut data);
         let tar = fake_basebackup(&data);
         let req = BaseBackupRequest {
             next_xid: Some(900),

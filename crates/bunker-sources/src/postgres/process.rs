@@ -17,7 +17,7 @@ use super::PgError;
 const STDERR_KEEP: usize = 64 * 1024;
 
 /// Connection settings; unset fields fall back to the `PG*` environment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PgConn {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -25,6 +25,20 @@ pub struct PgConn {
     pub dbname: Option<String>,
     /// Directory of the PostgreSQL programs (default: found on `PATH`).
     pub bin_dir: Option<PathBuf>,
+    /// Password handed to the programs as `PGPASSWORD` (never printed).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("bin_dir", &self.bin_dir)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgConn {
@@ -50,6 +64,9 @@ impl PgConn {
         }
         if let Some(d) = &self.dbname {
             c.env("PGDATABASE", d);
+        }
+        if let Some(p) = &self.password {
+            c.env("PGPASSWORD", p);
         }
         c
     }
@@ -296,7 +313,9 @@ mod tests {
             user: Some("u".into()),
             dbname: Some("d".into()),
             bin_dir: None,
+            password: Some("secret".into()),
         };
+        assert!(!format!("{conn:?}").contains("secret"));
         let c = conn.command("psql");
         let envs: Vec<_> = c
             .get_envs()

@@ -1,0 +1,366 @@
+//! `pg backup` (base backup through pg_basebackup) and `pg restore`
+//! (point-in-time restore into a new data directory).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bunker_repo::pg::base::{self, BaseBackupRequest, BaseBackupResult};
+use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
+use bunker_repo::snapshots::{self, SnapshotFilter};
+use bunker_repo::Repository;
+use bunker_sources::postgres::process::{basebackup_command, shell_quote};
+use bunker_sources::postgres::{ChildReader, Lsn, PgConn};
+use clap::{ArgGroup, Args};
+
+use super::{flat_tags, ConnArgs};
+use crate::cli::GlobalOpts;
+use crate::exit::Status;
+use crate::progress::Reporter;
+use crate::{output, repo};
+
+/// Take a base backup of a running cluster (pg_basebackup streamed into a snapshot)
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Stream `pg_basebackup -D - -Ft -X none` into a snapshot holding /base.tar, \
+tagged with the backup's WAL start and stop positions, timeline and system identifier. WAL \
+is not included: the archive (pg wal-push) provides it. Works against a primary or a standby \
+(connect with a user that has the REPLICATION attribute)."
+)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Host name recorded in the snapshot
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Extra tags (comma-separated, repeatable)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+    /// Backup label shown in pg_stat_progress_basebackup
+    #[arg(long, default_value = "bunker base backup")]
+    pub label: String,
+}
+
+/// Back up a cluster as a base backup (used by `bunker run` too).
+pub fn base_backup(
+    r: &std::sync::Arc<Repository>,
+    conn: &PgConn,
+    req: BaseBackupRequest,
+    label: &str,
+    progress: &dyn bunker_repo::progress::Progress,
+) -> Result<BaseBackupResult> {
+    let mut req = req;
+    if req.next_xid.is_none() {
+        req.next_xid = match conn.query(None, "SELECT pg_snapshot_xmax(pg_current_snapshot())") {
+            Ok(s) => s.trim().parse().ok(),
+            Err(e) => {
+                tracing::warn!("cannot read the next transaction id ({e}); --target-xid restores will need an explicit snapshot");
+                None
+            }
+        };
+    }
+    let child = ChildReader::spawn(basebackup_command(conn, label))?;
+    let log = child.stderr_buffer();
+    let res = base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
+        .context("base backup failed")?;
+    Ok(res)
+}
+
+pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
+    let started = Instant::now();
+    let r = repo::open(g)?;
+    let reporter = Reporter::new(g, "files", "base backup");
+    let req = BaseBackupRequest {
+        host: args.host.clone(),
+        tags: flat_tags(&args.tags),
+        next_xid: None,
+    };
+    let res = base_backup(&r, &args.conn.conn(), req, &args.label, &reporter)?;
+    reporter.finish();
+    let s = &res.summary;
+    if g.json {
+        output::json_line(&serde_json::json!({
+            "snapshot_id": res.snapshot_id.to_string(),
+            "system_identifier": res.info.system_id.map(|s| s.to_string()),
+            "timeline": res.info.timeline,
+            "start_lsn": res.info.start_lsn.to_string(),
+            "stop_lsn": res.info.stop_lsn.to_string(),
+            "start_wal": res.info.start_wal,
+            "tar_bytes": res.tar_bytes,
+            "data_added": s.data_added,
+            "data_added_packed": s.data_added_packed,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "base backup {} of system {} saved: timeline {}, WAL {} .. {} (from {})",
+            res.snapshot_id.short(),
+            res.info
+                .system_id
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "?".into()),
+            res.info.timeline,
+            res.info.start_lsn,
+            res.info.stop_lsn,
+            res.info.start_wal
+        );
+        println!(
+            "{} streamed, {} new ({} stored) in {}",
+            output::bytes(res.tar_bytes),
+            output::bytes(s.data_added),
+            output::bytes(s.data_added_packed),
+            output::duration(started.elapsed())
+        );
+    }
+    Ok(Status::Success)
+}
+
+/// Restore a base backup and configure point-in-time recovery
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Pick the newest base backup that can reach the recovery target (or the \
+given SNAPSHOT), unpack it into --target-dir, write recovery.signal and append \
+restore_command (calling this bunker) and the recovery_target_* settings to \
+postgresql.auto.conf. With --start, start PostgreSQL (pg_ctl, as the current user) and wait \
+until recovery reached the target and the server was promoted.",
+    group(ArgGroup::new("target").args(["target_time", "target_xid", "target_name", "target_lsn", "immediate"]))
+)]
+pub struct RestoreArgs {
+    /// Base-backup snapshot to restore (default: chosen for the target)
+    pub snapshot: Option<String>,
+    /// New data directory (must be empty or missing unless --force)
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: PathBuf,
+    /// Recover up to this time (e.g. '2024-05-01 10:00:00+00')
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+    /// Recover up to this transaction id
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<u64>,
+    /// Recover up to this named restore point (pg_create_restore_point)
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+    /// Recover up to this WAL position (X/Y)
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Stop as soon as the base backup is consistent
+    #[arg(long)]
+    pub immediate: bool,
+    /// What the server does at the target: promote, pause or shutdown
+    #[arg(long, default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
+    pub target_action: String,
+    /// Empty a non-empty target directory first (DELETES ITS CONTENTS)
+    #[arg(long)]
+    pub force: bool,
+    /// Start PostgreSQL and wait until recovery reached the target
+    #[arg(long)]
+    pub start: bool,
+    /// Seconds to wait for recovery with --start
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Port for the restored server (written to postgresql.auto.conf)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Turn archiving off in the restored server (archive_mode = off)
+    #[arg(long)]
+    pub no_archive: bool,
+    /// restore_command to write instead of the one calling this bunker
+    #[arg(long, value_name = "COMMAND")]
+    pub restore_command: Option<String>,
+    /// Directory of PostgreSQL's programs (for --start)
+    #[arg(long = "pg-bin", value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+fn recovery_target(args: &RestoreArgs) -> Result<RecoveryTarget> {
+    Ok(if let Some(t) = &args.target_time {
+        RecoveryTarget::Time {
+            time: pgrestore::parse_target_time(t)?,
+            text: t.clone(),
+        }
+    } else if let Some(x) = args.target_xid {
+        RecoveryTarget::Xid(x)
+    } else if let Some(n) = &args.target_name {
+        RecoveryTarget::Name(n.clone())
+    } else if let Some(l) = &args.target_lsn {
+        RecoveryTarget::Lsn(l.parse::<Lsn>()?)
+    } else if args.immediate {
+        RecoveryTarget::Immediate
+    } else {
+        RecoveryTarget::Latest
+    })
+}
+
+/// `<this bunker> -r <repo> --password-file F pg wal-fetch %f %p`
+fn own_restore_command(g: &GlobalOpts) -> Result<String> {
+    let exe = std::env::current_exe().context("finding the bunker executable")?;
+    let mut words: Vec<OsString> = vec![exe.into_os_string()];
+    words.push("-r".into());
+    words.push(repo::location(g)?.into());
+    if let Some(f) = &g.password_file {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        words.push("--password-file".into());
+        words.push(abs.into_os_string());
+    } else if let Some(c) = &g.password_command {
+        words.push("--password-command".into());
+        words.push(c.into());
+    } else {
+        bail!(
+            "restore_command needs the repository password: give --password-file or \
+             --password-command (an environment password is not written into the configuration), \
+             or write your own with --restore-command"
+        );
+    }
+    let mut s: Vec<String> = words.iter().map(shell_quote).collect();
+    s.extend(["pg".into(), "wal-fetch".into(), "%f".into(), "%p".into()]);
+    Ok(s.join(" "))
+}
+
+pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
+    let target = recovery_target(&args)?;
+    let dir = std::path::absolute(&args.target_dir).unwrap_or_else(|_| args.target_dir.clone());
+    let empty = pgrestore::is_empty_dir(&dir)?;
+    if !empty && !args.force {
+        bail!(
+            "{} is not empty: restore into an empty directory, or give --force to delete its contents",
+            dir.display()
+        );
+    }
+    let restore_command = match &args.restore_command {
+        Some(c) => c.clone(),
+        None => own_restore_command(g)?,
+    };
+    let r = repo::open(g)?;
+    let _lock = repo::lock(&r, false)?;
+    r.load_index().context("loading the index")?;
+    let backups = base::list_base_backups(&r)?;
+    let chosen = match &args.snapshot {
+        Some(spec) => {
+            let filter = SnapshotFilter {
+                tags: vec![vec![base::TAG_BASE.to_string()]],
+                ..Default::default()
+            };
+            let e = snapshots::find(&r, spec, &filter)?;
+            backups
+                .iter()
+                .find(|b| b.entry.id == e.id)
+                .with_context(|| format!("snapshot {} is not a complete base backup", e.id.short()))?
+        }
+        None => {
+            // Only backups of the newest backup's cluster.
+            let sys = backups.last().and_then(|b| b.info.system_id);
+            let same: Vec<_> = backups
+                .iter()
+                .filter(|b| b.info.system_id == sys)
+                .cloned()
+                .collect();
+            let c = pgrestore::choose(&same, &target)?;
+            backups
+                .iter()
+                .find(|b| b.entry.id == c.entry.id)
+                .context("internal: chosen backup vanished")?
+        }
+    };
+    if !empty {
+        pgrestore::clear_dir(&dir)?;
+    }
+    if !g.quiet && !g.json {
+        eprintln!(
+            "restoring base backup {} (ended {}, WAL {} .. {}) into {}",
+            chosen.entry.id.short(),
+            output::local_time(&chosen.end_time),
+            chosen.info.start_lsn,
+            chosen.info.stop_lsn,
+            dir.display()
+        );
+    }
+    let entries = pgrestore::unpack(&r, chosen, &dir)?;
+    let mut extra = Vec::new();
+    if let Some(p) = args.port {
+        extra.push(("port".to_string(), p.to_string()));
+    }
+    if args.no_archive {
+        extra.push(("archive_mode".to_string(), "off".to_string()));
+    }
+    let settings =
+        pgrestore::recovery_settings(&target, &restore_command, &args.target_action, &extra);
+    pgrestore::write_recovery_config(&dir, &settings)?;
+    drop(_lock);
+    if g.json {
+        output::json_line(&serde_json::json!({
+            "snapshot_id": chosen.entry.id.to_string(),
+            "target_dir": dir,
+            "entries": entries,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored {entries} entries from {}; recovery configured in {}",
+            chosen.entry.id.short(),
+            dir.join("postgresql.auto.conf").display()
+        );
+    }
+    if args.start {
+        if args.target_action != "promote" {
+            bail!("--start waits for promotion: use it with --target-action promote");
+        }
+        start_and_wait(&dir, args.bin_dir.as_deref(), Duration::from_secs(args.timeout))?;
+        if !g.quiet && !g.json {
+            println!("recovery finished; the server is running and promoted");
+        }
+    }
+    Ok(Status::Success)
+}
+
+/// Start the server and wait until recovery ends (recovery.signal removed
+/// at promotion); fail with the log's tail if the server stops.
+fn start_and_wait(dir: &Path, bin: Option<&Path>, timeout: Duration) -> Result<()> {
+    let conn = PgConn {
+        bin_dir: bin.map(Path::to_path_buf),
+        ..PgConn::default()
+    };
+    let log = dir.join("bunker-recovery.log");
+    let status = std::process::Command::new(conn.program("pg_ctl"))
+        .arg("-D")
+        .arg(dir)
+        .arg("-l")
+        .arg(&log)
+        .args(["-W", "start"])
+        .status()
+        .context("running pg_ctl start")?;
+    if !status.success() {
+        bail!("pg_ctl start failed ({status}); see {}", log.display());
+    }
+    let deadline = Instant::now() + timeout;
+    let signal = dir.join("recovery.signal");
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        if !signal.exists() && dir.join("postmaster.pid").exists() {
+            return Ok(());
+        }
+        let running = std::process::Command::new(conn.program("pg_ctl"))
+            .arg("-D")
+            .arg(dir)
+            .arg("status")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !running {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "PostgreSQL stopped before recovery finished:\n{}",
+                tail.join("\n")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "recovery did not finish within {}s; the server is still running (see {})",
+                timeout.as_secs(),
+                log.display()
+            );
+        }
+    }
+}
