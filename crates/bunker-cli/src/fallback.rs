@@ -269,10 +269,21 @@ mod tests {
         assert!(ok.fallback_used.is_none());
         // Everything unreachable: the primary's error.
         let down = format!("s3:http://127.0.0.1:{}/b/p", closed_port());
-        let opts = kv(&[("s3.access_key_id", "k"), ("s3.secret_access_key", "s"), ("retry.max_elapsed", "0.3")]);
-        let e = open_first_reachable(&down, &[down.clone()], &opts, &RepoOptions::default(), b"pw", &quiet)
-            .err()
-            .expect("all down");
+        let opts = kv(&[
+            ("s3.access_key_id", "k"),
+            ("s3.secret_access_key", "s"),
+            ("retry.max_elapsed", "0.3"),
+        ]);
+        let e = open_first_reachable(
+            &down,
+            &[down.clone()],
+            &opts,
+            &RepoOptions::default(),
+            b"pw",
+            &quiet,
+        )
+        .err()
+        .expect("all down");
         assert!(is_unreachable(&e));
         assert!(crate::exit::one_line(&e).contains("127.0.0.1"), "{e:#}");
     }

@@ -37,7 +37,9 @@ pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
                 .with_context(|| {
-                    format!("option index.flush_interval={v}: expected a positive number of seconds")
+                    format!(
+                        "option index.flush_interval={v}: expected a positive number of seconds"
+                    )
                 })?;
             o.index_flush_interval = std::time::Duration::from_secs_f64(secs);
         }
@@ -108,7 +110,10 @@ mod tests {
             "index.flush_interval=2.5",
         ]);
         let o = repo_options(&g).expect("valid");
-        assert_eq!(o.index_flush_interval, std::time::Duration::from_millis(2500));
+        assert_eq!(
+            o.index_flush_interval,
+            std::time::Duration::from_millis(2500)
+        );
         assert_eq!(o.pack_size, 8 * 1024 * 1024);
         assert_eq!(o.compression, Compression::Off);
         assert_eq!(o.connections, 3);

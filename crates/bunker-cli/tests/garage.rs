@@ -62,7 +62,11 @@ fn run_ok(cmd: &mut Command) -> Output {
 
 fn json_last(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or("{}");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
 }
 
@@ -132,7 +136,8 @@ fn cli_round_trip_on_garage() {
 
     // Credentials as -o options instead of the environment.
     let mut c = b();
-    c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
     for (k, v) in cluster.options() {
         c.arg("-o").arg(format!("{k}={v}"));
     }
@@ -160,7 +165,11 @@ fn restic_and_bunker_share_garage_buckets() {
     run_ok(bunker(&cluster, &loc).arg("backup").arg(&src));
     run_ok(restic(&cluster, &loc, &cache).args(["check", "--read-data"]));
     let t1 = dir.path().join("r1");
-    run_ok(restic(&cluster, &loc, &cache).args(["restore", "latest", "--target"]).arg(&t1));
+    run_ok(
+        restic(&cluster, &loc, &cache)
+            .args(["restore", "latest", "--target"])
+            .arg(&t1),
+    );
     assert_same_tree(&src, &restored(&t1, &src));
 
     // restic writes, bunker verifies and restores.
@@ -169,7 +178,11 @@ fn restic_and_bunker_share_garage_buckets() {
     run_ok(restic(&cluster, &loc, &cache).arg("backup").arg(&src));
     run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
     let t2 = dir.path().join("r2");
-    run_ok(bunker(&cluster, &loc).args(["restore", "latest", "--target"]).arg(&t2));
+    run_ok(
+        bunker(&cluster, &loc)
+            .args(["restore", "latest", "--target"])
+            .arg(&t2),
+    );
     assert_same_tree(&src, &restored(&t2, &src));
 }
 
@@ -186,7 +199,14 @@ fn backup_completes_when_one_of_three_nodes_dies() {
     run_ok(bunker(&cluster, &loc).arg("init"));
 
     let mut child = bunker(&cluster, &loc)
-        .args(["--pack-size", "4", "--compression", "max", "-o", "connections=2"])
+        .args([
+            "--pack-size",
+            "4",
+            "--compression",
+            "max",
+            "-o",
+            "connections=2",
+        ])
         .args(["--json", "backup", "--read-concurrency", "1"])
         .arg(&src)
         .stdout(Stdio::piped())
@@ -199,12 +219,23 @@ fn backup_completes_when_one_of_three_nodes_dies() {
     );
     let running = matches!(child.try_wait(), Ok(None));
     cluster.kill_node(2);
-    assert!(running, "the backup finished before a node could be stopped");
+    assert!(
+        running,
+        "the backup finished before a node could be stopped"
+    );
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "backup with a node down: {}", show(&out));
+    assert!(
+        out.status.success(),
+        "backup with a node down: {}",
+        show(&out)
+    );
 
     let target = dir.path().join("restore");
-    run_ok(bunker(&cluster, &loc).args(["restore", "latest", "--target"]).arg(&target));
+    run_ok(
+        bunker(&cluster, &loc)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
     assert_same_tree(&src, &restored(&target, &src));
     run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
 }
@@ -249,7 +280,10 @@ fn garage_down_during_backup_fails_clearly_and_next_backup_reuses_packs() {
     );
     let running = matches!(child.try_wait(), Ok(None));
     cluster.kill_all();
-    assert!(running, "the backup finished before garage could be stopped");
+    assert!(
+        running,
+        "the backup finished before garage could be stopped"
+    );
     let out = child.wait_with_output().expect("wait");
     assert!(!out.status.success(), "backup must fail: {}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -268,7 +302,11 @@ fn garage_down_during_backup_fails_clearly_and_next_backup_reuses_packs() {
         "the second backup added {added} of {total} bytes: uploaded packs were not reused"
     );
     let target = dir.path().join("restore");
-    run_ok(bunker(&cluster, &loc).args(["restore", "latest", "--target"]).arg(&target));
+    run_ok(
+        bunker(&cluster, &loc)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
     assert_same_tree(&src, &restored(&target, &src));
     run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
 }
@@ -295,11 +333,18 @@ fn injected_errors_never_corrupt_the_repository() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             let target = dir.path().join(format!("restore-{seed}"));
-            run_ok(bunker(&cluster, &loc).args(["restore", "latest", "--target"]).arg(&target));
+            run_ok(
+                bunker(&cluster, &loc)
+                    .args(["restore", "latest", "--target"])
+                    .arg(&target),
+            );
             assert_same_tree(&src, &restored(&target, &src));
         } else {
             assert!(!stderr.contains("internal error"), "seed {seed}: {stderr}");
-            assert!(stderr.lines().any(|l| l.starts_with("bunker: error:")), "{stderr}");
+            assert!(
+                stderr.lines().any(|l| l.starts_with("bunker: error:")),
+                "{stderr}"
+            );
         }
         run_ok(bunker(&cluster, &loc).args(["unlock"]));
         run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
@@ -327,12 +372,17 @@ fn flipped_bits_are_always_detected() {
         ] {
             let target = dir.path().join(format!("t-{seed}"));
             let mut c = bunker(&cluster, &loc);
-            c.env("BUNKER_FAULTS", format!("flip=0.5,seed={seed}")).args(&args);
+            c.env("BUNKER_FAULTS", format!("flip=0.5,seed={seed}"))
+                .args(&args);
             if args[0] == "restore" {
                 c.arg(&target);
             }
             let out = c.output().expect("spawn");
-            assert!(!out.status.success(), "{args:?} seed {seed} missed flips: {}", show(&out));
+            assert!(
+                !out.status.success(),
+                "{args:?} seed {seed} missed flips: {}",
+                show(&out)
+            );
             assert!(!String::from_utf8_lossy(&out.stderr).contains("internal error"));
         }
     }
@@ -368,7 +418,13 @@ fn copy_heals_the_primary_after_a_fallback_backup() {
 
     cluster.kill_all();
     let out = bunker(&cluster, &primary)
-        .args(["-o", "retry.max_elapsed=2", "--json", "backup", "--fallback-repo"])
+        .args([
+            "-o",
+            "retry.max_elapsed=2",
+            "--json",
+            "backup",
+            "--fallback-repo",
+        ])
         .arg(&fallback)
         .arg(&src)
         .output()
@@ -377,7 +433,10 @@ fn copy_heals_the_primary_after_a_fallback_backup() {
     let json = json_last(&out);
     assert_eq!(json["fallback_used"], fallback.to_string_lossy().as_ref());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("WARNING") && stderr.contains(&cluster.endpoint()), "{stderr}");
+    assert!(
+        stderr.contains("WARNING") && stderr.contains(&cluster.endpoint()),
+        "{stderr}"
+    );
 
     must(cluster.start_all());
     let out = run_ok(
@@ -388,7 +447,11 @@ fn copy_heals_the_primary_after_a_fallback_backup() {
     );
     assert_eq!(json_last(&out)["copied"].as_array().map(Vec::len), Some(1));
     let target = dir.path().join("restore");
-    run_ok(bunker(&cluster, &primary).args(["restore", "latest", "--target"]).arg(&target));
+    run_ok(
+        bunker(&cluster, &primary)
+            .args(["restore", "latest", "--target"])
+            .arg(&target),
+    );
     assert_same_tree(&src, &restored(&target, &src));
     run_ok(bunker(&cluster, &primary).args(["check", "--read-data"]));
 }

@@ -22,7 +22,11 @@ fn broken_policies_print_every_diagnostic_and_exit_1() {
     let ctx = Ctx::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bunker-policy/tests/policies");
     let all = files(&dir);
-    assert!(all.len() >= 10, "broken policies not found in {}", dir.display());
+    assert!(
+        all.len() >= 10,
+        "broken policies not found in {}",
+        dir.display()
+    );
     for f in all {
         let expected: Vec<String> = match bunker_policy::Policy::load(&f) {
             Ok(_) => continue, // valid under this environment
@@ -74,7 +78,11 @@ fn examples_are_valid() {
         );
     }
     // The default file name is ./bunker.yaml.
-    let out = ctx.bare().args(["config", "check"]).output().expect("spawn");
+    let out = ctx
+        .bare()
+        .args(["config", "check"])
+        .output()
+        .expect("spawn");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bunker.yaml"));
 }

@@ -35,7 +35,11 @@ fn populate(ctx: &Ctx) {
         // gaps from 20 minutes to ~10 days, averaging ~5 days: two years in total
         let gap_min = 20 + (x >> 33) % (10 * 24 * 60);
         t += chrono::Duration::minutes(gap_min as i64);
-        let offset = if i % 3 == 0 { 5 * 3600 + 1800 } else { -7 * 3600 };
+        let offset = if i % 3 == 0 {
+            5 * 3600 + 1800
+        } else {
+            -7 * 3600
+        };
         let local = t.with_timezone(&chrono::FixedOffset::east_opt(offset).expect("offset"));
         let mut c = ctx.bunker();
         c.args(["backup", "-q", "src", "--time", &local.to_rfc3339()]);
@@ -53,11 +57,27 @@ fn forget_decisions_match_restic() {
     populate(&ctx);
     let rule_sets: &[&[&str]] = &[
         &["--keep-last", "7"],
-        &["--keep-daily", "7", "--keep-weekly", "5", "--keep-monthly", "12", "--keep-yearly", "3"],
+        &[
+            "--keep-daily",
+            "7",
+            "--keep-weekly",
+            "5",
+            "--keep-monthly",
+            "12",
+            "--keep-yearly",
+            "3",
+        ],
         &["--keep-hourly", "30", "--keep-last", "2"],
         &["--keep-within", "3m"],
         &["--keep-within", "1y2m3d4h", "--keep-monthly", "2"],
-        &["--keep-within-daily", "1m", "--keep-within-weekly", "6m", "--keep-within-yearly", "5y"],
+        &[
+            "--keep-within-daily",
+            "1m",
+            "--keep-within-weekly",
+            "6m",
+            "--keep-within-yearly",
+            "5y",
+        ],
         &["--keep-within-hourly", "10d", "--keep-within-monthly", "1y"],
         &["--keep-tag", "release", "--keep-last", "3"],
         &["--keep-weekly", "10", "--group-by", "host"],
@@ -80,7 +100,11 @@ fn forget_decisions_match_restic() {
         let (rk, bk) = (ids(&r, "keep"), ids(&b, "keep"));
         assert!(!rk.is_empty(), "{rules:?}: restic kept nothing?");
         assert_eq!(bk, rk, "kept snapshots differ for {rules:?}");
-        assert_eq!(ids(&b, "remove"), ids(&r, "remove"), "removed differ for {rules:?}");
+        assert_eq!(
+            ids(&b, "remove"),
+            ids(&r, "remove"),
+            "removed differ for {rules:?}"
+        );
         assert_eq!(
             b.as_array().map(Vec::len),
             r.as_array().map(Vec::len),
@@ -121,9 +145,14 @@ fn forget_takes_rules_from_a_policy_item() {
         c
     });
     std::fs::create_dir_all(ctx.path().join("src")).expect("mkdir");
-    for (i, tag) in ["bunker:item=web", "bunker:item=web", "bunker:item=web", "other"]
-        .iter()
-        .enumerate()
+    for (i, tag) in [
+        "bunker:item=web",
+        "bunker:item=web",
+        "bunker:item=web",
+        "other",
+    ]
+    .iter()
+    .enumerate()
     {
         let mut c = ctx.bunker();
         c.args(["backup", "-q", "src", "--tag", tag])
@@ -138,9 +167,21 @@ fn forget_takes_rules_from_a_policy_item() {
     .expect("policy");
     let out = {
         let mut c = ctx.bunker();
-        c.args(["forget", "--config", "bunker.yaml", "--item", "web", "--dry-run", "--json"]);
+        c.args([
+            "forget",
+            "--config",
+            "bunker.yaml",
+            "--item",
+            "web",
+            "--dry-run",
+            "--json",
+        ]);
         json(&run_ok(c))
     };
     assert_eq!(ids(&out, "keep").len(), 1);
-    assert_eq!(ids(&out, "remove").len(), 2, "the `other` snapshot is not considered");
+    assert_eq!(
+        ids(&out, "remove").len(),
+        2,
+        "the `other` snapshot is not considered"
+    );
 }

@@ -38,7 +38,10 @@ fn build(ctx: &Ctx, rounds: u64) -> Vec<(String, Files)> {
         let mut c = ctx.bunker();
         c.args(["backup", "--json", "--pack-size", "4", "src"]);
         let summary = json(&run_ok(c));
-        let id = summary["snapshot_id"].as_str().expect("snapshot id").to_string();
+        let id = summary["snapshot_id"]
+            .as_str()
+            .expect("snapshot id")
+            .to_string();
         out.push((id, tree(&src)));
     }
     out
@@ -66,7 +69,11 @@ fn restores_identically(ctx: &Ctx, src: &Path, snaps: &[(String, Files)]) {
             c
         });
         let restored = target.join(src.strip_prefix("/").expect("absolute"));
-        assert_eq!(&tree(&restored), files, "snapshot {id} restores differently");
+        assert_eq!(
+            &tree(&restored),
+            files,
+            "snapshot {id} restores differently"
+        );
     }
 }
 
@@ -79,7 +86,10 @@ fn kept(ctx: &Ctx, all: &[(String, Files)]) -> Vec<(String, Files)> {
         .iter()
         .map(|s| s["id"].as_str().expect("id").to_string())
         .collect();
-    all.iter().filter(|(id, _)| ids.contains(id)).cloned().collect()
+    all.iter()
+        .filter(|(id, _)| ids.contains(id))
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -92,7 +102,16 @@ fn prune_after_forget_checks_clean_and_restores() {
     assert!(before > 0);
     let out = run_ok({
         let mut c = ctx.bunker();
-        c.args(["forget", "--keep-last", "2", "--prune", "--max-unused", "0%", "--pack-size", "4"]);
+        c.args([
+            "forget",
+            "--keep-last",
+            "2",
+            "--prune",
+            "--max-unused",
+            "0%",
+            "--pack-size",
+            "4",
+        ]);
         c
     });
     let text = stdout(&out);
@@ -164,7 +183,10 @@ fn prune_killed_at_any_point_leaves_a_clean_repository() {
                 .env("BUNKER_TEST_PRUNE_CRASH_AFTER", point.to_string());
             c.output().expect("spawn")
         };
-        assert!(!out.status.success(), "prune should have aborted at {point}");
+        assert!(
+            !out.status.success(),
+            "prune should have aborted at {point}"
+        );
         // The crashed state is consistent: bunker's check passes (the
         // dead process's lock is recognised as stale).
         run_ok({

@@ -39,7 +39,10 @@ fn quickstart_runs_then_is_not_due() {
     let err = String::from_utf8_lossy(&first.stderr);
     assert!(err.contains("created new repository"), "{err}");
     let text = stdout(&first);
-    assert!(text.contains("quickstart") && text.contains(" ok "), "{text}");
+    assert!(
+        text.contains("quickstart") && text.contains(" ok "),
+        "{text}"
+    );
     assert!(ctx.path().join("var/quickstart-repo/config").exists());
 
     // Not due again within the hour: nothing runs.
@@ -54,7 +57,8 @@ fn quickstart_runs_then_is_not_due() {
     // --all runs it anyway; the snapshot carries the item tag.
     let third = json(&run_ok({
         let mut c = ctx.bare();
-        c.args(["run", "--json", "--all"]).env("BUNKER_CONFIG", &policy);
+        c.args(["run", "--json", "--all"])
+            .env("BUNKER_CONFIG", &policy);
         c
     }));
     let r = &third["results"][0];
@@ -63,10 +67,16 @@ fn quickstart_runs_then_is_not_due() {
     assert!(r["files"].as_u64().expect("files") > 0);
     let snaps = json(&run_ok({
         let mut c = ctx.bare();
-        c.args(["snapshots", "--json", "--tag", "bunker:item=quickstart", "-r"])
-            .arg(ctx.path().join("var/quickstart-repo"))
-            .arg("--password-file")
-            .arg(ctx.path().join("examples/quickstart.password"));
+        c.args([
+            "snapshots",
+            "--json",
+            "--tag",
+            "bunker:item=quickstart",
+            "-r",
+        ])
+        .arg(ctx.path().join("var/quickstart-repo"))
+        .arg("--password-file")
+        .arg(ctx.path().join("examples/quickstart.password"));
         c
     }));
     assert_eq!(snaps.as_array().map(Vec::len), Some(2));
@@ -126,14 +136,22 @@ fn failing_before_hook_skips_item_and_fails_the_run() {
         c.args(["run", "--json", "--config"]).arg(&policy);
         c.output().expect("spawn")
     };
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     let results = v["results"].as_array().expect("results");
     // critical first
     assert_eq!(results[0]["item"], "bad");
     assert_eq!(results[0]["status"], "failed");
     let err = results[0]["error"].as_str().expect("error");
-    assert!(err.contains("before hook") && err.contains("exit 4"), "{err}");
+    assert!(
+        err.contains("before hook") && err.contains("exit 4"),
+        "{err}"
+    );
     assert_eq!(results[1]["item"], "good");
     assert_eq!(results[1]["status"], "ok");
     assert_eq!(v["failed"], 1);
@@ -187,7 +205,8 @@ fn failing_before_hook_skips_item_and_fails_the_run() {
     // --item runs one item regardless of due-ness; retention keeps one snapshot.
     let one = json(&run_ok({
         let mut c = ctx.bare();
-        c.args(["run", "--json", "--item", "good", "--config"]).arg(&policy);
+        c.args(["run", "--json", "--item", "good", "--config"])
+            .arg(&policy);
         c
     }));
     assert_eq!(one["results"].as_array().map(Vec::len), Some(1));
@@ -198,13 +217,12 @@ fn failing_before_hook_skips_item_and_fails_the_run() {
 fn unsupported_kind_and_dry_run() {
     let ctx = Ctx::new();
     std::fs::create_dir_all(ctx.path().join("d")).expect("mkdir");
-    std::fs::write(ctx.path().join("db.sqlite"), b"x").expect("write");
     let p = ctx.path().join("bunker.yaml");
     std::fs::write(
         &p,
         "repositories:\n  main:\n    location: ./repo\n    password_file: ./pw\n\
          items:\n  - name: files\n    paths: [./d]\n    schedule: \"every 1h\"\n\
-         \x20 - name: db\n    kind: sqlite\n    sqlite:\n      path: ./db.sqlite\n    schedule: \"every 1h\"\n",
+         \x20 - name: db\n    kind: command\n    command:\n      command: \"echo hi\"\n    schedule: \"every 1h\"\n",
     )
     .expect("policy");
     // A dry run creates nothing.
@@ -213,7 +231,10 @@ fn unsupported_kind_and_dry_run() {
         c.args(["run", "--dry-run", "--json", "--config"]).arg(&p);
         c.output().expect("spawn")
     };
-    assert!(!ctx.repo().exists(), "dry run must not create the repository");
+    assert!(
+        !ctx.repo().exists(),
+        "dry run must not create the repository"
+    );
     assert!(!out.status.success());
     let out = {
         let mut c = ctx.bare();

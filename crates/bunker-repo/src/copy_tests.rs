@@ -84,7 +84,12 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn restored_files(repo: &Arc<Repository>, id: SnapshotId, source: &Path, target: &Path) -> Vec<(String, Vec<u8>)> {
+fn restored_files(
+    repo: &Arc<Repository>,
+    id: SnapshotId,
+    source: &Path,
+    target: &Path,
+) -> Vec<(String, Vec<u8>)> {
     let entry = snapshots::find(repo, &id.to_hex(), &SnapshotFilter::default()).expect("find");
     let summary = restore(
         repo,
@@ -111,7 +116,11 @@ fn assert_checks(repo: &Arc<Repository>) {
         &NoProgress,
     )
     .expect("check runs");
-    assert!(report.errors.is_empty(), "check errors: {:?}", report.errors);
+    assert!(
+        report.errors.is_empty(),
+        "check errors: {:?}",
+        report.errors
+    );
 }
 
 fn restic_available() -> bool {
@@ -208,7 +217,9 @@ fn copy_between_repositories_with_different_keys_and_polynomials() {
         assert!(d.snapshot.parent.is_none());
         let short: String = src.repo.config().id.chars().take(8).collect();
         assert!(
-            d.snapshot.program_version.contains(&format!("from repository {short}")),
+            d.snapshot
+                .program_version
+                .contains(&format!("from repository {short}")),
             "{}",
             d.snapshot.program_version
         );
@@ -242,10 +253,15 @@ fn copy_between_repositories_with_different_keys_and_polynomials() {
     let tl = snapshots::list(&t).expect("list");
     assert_eq!(tl[0].snapshot.original, Some(src.first));
     // ... and copying the source's first snapshot into the third is a no-op.
-    let s = copy(&src.repo, &t, &CopyOptions {
-        snapshots: vec![src.first.to_hex()],
-        ..CopyOptions::default()
-    }, &NoProgress)
+    let s = copy(
+        &src.repo,
+        &t,
+        &CopyOptions {
+            snapshots: vec![src.first.to_hex()],
+            ..CopyOptions::default()
+        },
+        &NoProgress,
+    )
     .expect("copy src to third");
     assert!(s.copied.is_empty());
     assert_eq!(s.skipped.len(), 1);
@@ -381,7 +397,9 @@ fn interrupted_copy_resumes_without_copying_again() {
             snapshots: vec![src.first.to_hex()],
             ..CopyOptions::default()
         };
-        copy(&src.repo, &probe, &one, &NoProgress).expect("probe").packs
+        copy(&src.repo, &probe, &one, &NoProgress)
+            .expect("probe")
+            .packs
     };
     // Fail in the middle of the second snapshot's data.
     let failing: DynStorage = Arc::new(FailingPacks {

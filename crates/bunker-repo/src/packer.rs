@@ -84,7 +84,9 @@ impl BlobSaver {
     pub fn new(repo: Arc<Repository>) -> BlobSaver {
         let connections = repo.options().connections.max(1);
         let pack_size = repo.options().pack_size;
-        let (tx, rx) = bounded::<PackBuilder>(std::env::var("XQ").ok().and_then(|v| v.parse().ok()).unwrap_or(connections));
+        // A rendezvous channel: a full pack waits for a free uploader instead
+        // of queueing, so at most `connections + 1` packs are in memory.
+        let (tx, rx) = bounded::<PackBuilder>(0);
         let shared = Arc::new(Shared {
             repo,
             pending: Mutex::new(Pending {

@@ -68,8 +68,11 @@ fn write_round(src: &Path, round: u64) {
     )
     .expect("write");
     if round % 2 == 0 {
-        std::fs::write(src.join("sub/even.bin"), random_bytes(500 + round, 90 * 1024))
-            .expect("write");
+        std::fs::write(
+            src.join("sub/even.bin"),
+            random_bytes(500 + round, 90 * 1024),
+        )
+        .expect("write");
     } else {
         let _ = std::fs::remove_file(src.join("sub/even.bin"));
     }
@@ -206,7 +209,11 @@ fn forget_then_prune_keeps_what_snapshots_need() {
 
     let repo = reopen(&dir);
     assert!(stored_bytes(&repo) < size_before);
-    assert_eq!(all_contents(&repo), before, "kept snapshots read back identically");
+    assert_eq!(
+        all_contents(&repo),
+        before,
+        "kept snapshots read back identically"
+    );
     check_clean(&repo);
 
     // Nothing left to do.
@@ -220,7 +227,11 @@ fn forget_then_prune_keeps_what_snapshots_need() {
     )
     .expect("second prune");
     assert_eq!(
-        (again.packs_removed, again.packs_repacked, again.packs_unreferenced),
+        (
+            again.packs_removed,
+            again.packs_repacked,
+            again.packs_unreferenced
+        ),
         (0, 0, 0)
     );
 }

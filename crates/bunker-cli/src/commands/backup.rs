@@ -263,8 +263,13 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         print!("{}", text_summary(&summary));
     }
     if let Some(fb) = &opened.fallback_used {
+        let why = opened
+            .skipped
+            .first()
+            .map(|(_, reason)| format!(" ({reason})"))
+            .unwrap_or_default();
         eprintln!(
-            "bunker: WARNING: the snapshot was saved to the FALLBACK repository {fb}, not to {}",
+            "bunker: WARNING: the snapshot was saved to the FALLBACK repository {fb}, not to {}{why}",
             repo::location(g)?
         );
     }

@@ -156,13 +156,32 @@ pub struct OpenedRepo {
     pub initialised: bool,
 }
 
-fn open_one(g: &GlobalOpts, cfg: &RepositoryConfig, create: bool) -> Result<OpenedRepo> {
+fn open_one(
+    g: &GlobalOpts,
+    cfg: &RepositoryConfig,
+    create: bool,
+    probe: bool,
+) -> Result<OpenedRepo> {
     let mut opts: Vec<(String, String)> = cfg
         .options
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     opts.extend(g.options.iter().cloned());
+    let opts = crate::fallback::options_for(&cfg.location, &opts);
+    if probe {
+        // Find out quickly (bounded retries) whether it answers at all.
+        let mut probe_opts = opts.clone();
+        if !probe_opts.iter().any(|(k, _)| k == "retry.max_elapsed") {
+            probe_opts.push((
+                "retry.max_elapsed".into(),
+                crate::fallback::PROBE_BUDGET.as_secs().to_string(),
+            ));
+        }
+        bunker_storage::open(&cfg.location, &probe_opts)
+            .and_then(|s| s.stat(bunker_storage::FileType::Config, ""))
+            .with_context(|| format!("reaching repository {:?} at {}", cfg.name, cfg.location))?;
+    }
     let storage = bunker_storage::open(&cfg.location, &opts)
         .with_context(|| format!("opening repository {:?} at {}", cfg.name, cfg.location))?;
     let password = cfg
@@ -201,17 +220,6 @@ fn open_one(g: &GlobalOpts, cfg: &RepositoryConfig, create: bool) -> Result<Open
     }
 }
 
-/// Whether trying a fallback makes sense for this failure (not for a wrong
-/// password or a missing repository when we may not create one).
-fn unreachable(err: &anyhow::Error) -> bool {
-    !err.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<RepoError>(),
-            Some(RepoError::WrongPassword { .. } | RepoError::NoRepository { .. })
-        )
-    })
-}
-
 /// Open repository `name` of the policy (creating it when `create` and it
 /// does not exist); when it is unreachable, try its fallbacks in order,
 /// warning loudly on standard error.
@@ -225,11 +233,14 @@ pub fn open_policy_repo(
         .repositories
         .get(name)
         .with_context(|| format!("unknown repository {name:?}"))?;
-    let first = match open_one(g, cfg, create) {
+    let probe = !cfg.fallbacks.is_empty();
+    let first = match open_one(g, cfg, create, probe) {
         Ok(o) => return Ok(o),
         Err(e) => e,
     };
-    if cfg.fallbacks.is_empty() || !unreachable(&first) {
+    // Only unreachability (retryable storage errors) is a reason to fall
+    // back; a wrong password or bad options are not.
+    if !probe || !crate::fallback::is_unreachable(&first) {
         return Err(first);
     }
     eprintln!(
@@ -240,7 +251,7 @@ pub fn open_policy_repo(
         let Some(fcfg) = policy.repositories.get(fb) else {
             continue;
         };
-        match open_one(g, fcfg, create) {
+        match open_one(g, fcfg, create, true) {
             Ok(o) => {
                 eprintln!("WARNING: using fallback repository {fb:?} instead of {name:?}");
                 return Ok(o);

@@ -249,7 +249,10 @@ mod tests {
         assert_eq!(a.from_repo, "/src");
         assert_eq!(a.snapshots, ["latest", "abc123"]);
         assert_eq!(a.from_options, [("timeout".to_string(), "5".to_string())]);
-        assert_eq!(a.filter.filter().tags, vec![vec!["a".to_string(), "b".to_string()]]);
+        assert_eq!(
+            a.filter.filter().tags,
+            vec![vec!["a".to_string(), "b".to_string()]]
+        );
     }
 
     #[test]

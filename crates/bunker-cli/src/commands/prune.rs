@@ -73,8 +73,13 @@ pub fn text_report(r: &PruneReport) -> String {
         output::bytes(r.unused_bytes_before),
         output::bytes(r.unused_bytes_after)
     ));
+    let (repacked, removed) = if r.dry_run {
+        ("would be repacked", "would be removed")
+    } else {
+        ("repacked", "removed")
+    };
     s.push_str(&format!(
-        "packs: {} indexed, {} kept, {} {would}be repacked, {} {would}be removed, {} unreferenced {would}be removed\n",
+        "packs: {} indexed, {} kept, {} {repacked}, {} {removed}, {} unreferenced {removed}\n",
         r.packs_total, r.packs_kept, r.packs_repacked, r.packs_removed, r.packs_unreferenced
     ));
     if r.packs_missing_unused > 0 {

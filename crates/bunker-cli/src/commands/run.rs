@@ -38,8 +38,8 @@ after a failed one. They see BUNKER_ITEM, BUNKER_HOOK and (on_failure) BUNKER_ER
 
 A target repository that does not exist yet is created (and the output says so). When a \
 repository is unreachable its fallbacks are tried in order, with a warning. Failures are \
-recorded in the repository for `bunker status`. Only items of kind `files` are executed \
-today; other kinds are reported as failed (not supported yet).
+recorded in the repository for `bunker status`. Items of kind files, sqlite and postgres \
+are executed; kind command is reported as failed (not supported yet).
 
 Exit status: 0 when every item succeeded, 3 when some files could not be read, 1 when any \
 item failed.";
@@ -212,6 +212,30 @@ fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<usize> 
     Ok(report.removed.len())
 }
 
+/// Back up a sqlite or postgres item (the engines live in `pg`).
+fn run_database_item(
+    o: &OpenedRepo,
+    item: &Item,
+    dry_run: bool,
+) -> Result<super::pg::items::ItemSnapshots> {
+    if dry_run {
+        bail!(
+            "--dry-run is not supported for items of kind {}",
+            item.kind.as_str()
+        );
+    }
+    let tags = item.snapshot_tags();
+    match (item.kind, &item.sqlite, &item.postgres) {
+        (ItemKind::Sqlite, Some(s), _) => {
+            super::pg::items::run_sqlite_item(&o.repo, &s.path, &tags, None, &NoProgress)
+        }
+        (ItemKind::Postgres, _, Some(p)) => {
+            super::pg::items::run_postgres_item(&o.repo, p, &tags, None, &NoProgress)
+        }
+        (kind, _, _) => bail!("items of kind {} are not supported yet", kind.as_str()),
+    }
+}
+
 fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -> ItemResult {
     let mut res = ItemResult::new(&item.name, target);
     let start = Instant::now();
@@ -224,6 +248,38 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
     };
     res.target = o.name.clone();
     res.repository_created = o.initialised;
+    if item.kind != ItemKind::Files {
+        match run_database_item(o, item, dry_run) {
+            Ok(snaps) => {
+                res.status = "ok";
+                res.snapshot = Some(
+                    snaps
+                        .iter()
+                        .map(|(id, _)| id.get(..8).unwrap_or(id).to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                res.files = snaps.len() as u64;
+                match apply_retention(o, item, dry_run) {
+                    Ok(n) => res.forgotten = n,
+                    Err(e) => {
+                        res.status = "failed";
+                        res.error = Some(format!("retention: {}", crate::exit::one_line(&e)));
+                    }
+                }
+            }
+            Err(e) => res.error = Some(crate::exit::one_line(&e)),
+        }
+        if res.status == "failed" && !dry_run {
+            record_failure(
+                &o.repo,
+                &item.name,
+                res.error.as_deref().unwrap_or("failed"),
+            );
+        }
+        res.duration_seconds = start.elapsed().as_secs_f64();
+        return res;
+    }
     match backup::backup(&o.repo, backup_options(item, dry_run), &NoProgress) {
         Ok(sum) => {
             res.files = sum.total_files_processed;
@@ -278,7 +334,7 @@ fn run_item(repos: &mut Repos<'_>, item: &Item, dry_run: bool) -> Vec<ItemResult
         r.error = Some(msg);
         vec![r]
     };
-    if item.kind != ItemKind::Files {
+    if item.kind == ItemKind::Command {
         return fail_all(
             repos,
             format!("items of kind {} are not supported yet", item.kind.as_str()),

@@ -39,6 +39,16 @@ fn read_full(r: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize
 
 /// Chunk buffers kept for reuse while one file is read.
 const SPARE_BUFFERS: usize = 4;
+/// Larger buffers (that held an unusually large chunk) are not reused, so
+/// the memory they touched is given back.
+const SPARE_MAX_CAPACITY: usize = 4 * MIN_SIZE;
+
+/// The default bound on chunk memory handed to other workers: about two
+/// chunks of twice the average size (1 MiB) per thread. More only queues up
+/// (the reading thread saves chunks itself when the bound is reached).
+pub(super) fn inflight_limit(threads: usize) -> usize {
+    threads.max(1) * 2 * (2 << 20)
+}
 
 impl Archiver<'_> {
     /// Save one chunk as a data blob and account it.
@@ -86,7 +96,7 @@ impl Archiver<'_> {
         let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
         let recycle = |mut chunk: Vec<u8>| {
             let mut spare = spare.lock();
-            if spare.len() < SPARE_BUFFERS {
+            if spare.len() < SPARE_BUFFERS && chunk.capacity() <= SPARE_MAX_CAPACITY {
                 chunk.clear();
                 spare.push(chunk);
             }
@@ -101,9 +111,10 @@ impl Archiver<'_> {
                     sl.push(None);
                     sl.len() - 1
                 };
-                let len = chunk.len();
+                // Account the buffer's capacity: that is what it occupies.
+                let len = chunk.capacity();
                 let before = self.inflight.fetch_add(len, Ordering::AcqRel);
-                if before + len <= self.inflight_limit && len >= MIN_SIZE {
+                if before + len <= self.inflight_limit && chunk.len() >= MIN_SIZE {
                     let (store, recycle) = (&store, &recycle);
                     s.spawn(move |_| {
                         let r = self.save_chunk(&chunk);

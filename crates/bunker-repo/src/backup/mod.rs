@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bunker_format::chunker::{Chunker, MAX_SIZE};
+use bunker_format::chunker::Chunker;
 use bunker_format::gotime;
 use bunker_format::node::{Node, NodeType, Tree};
 use bunker_format::snapshot::{Snapshot, SnapshotSummary};
@@ -304,7 +304,7 @@ pub fn backup(
         progress,
         stats,
         inflight: AtomicUsize::new(0),
-        inflight_limit: std::env::var("XINF").ok().and_then(|v| v.parse::<usize>().ok()).map(|m| m << 20).unwrap_or((threads * 2 * MAX_SIZE).max(64 << 20)),
+        inflight_limit: file::inflight_limit(threads),
     };
     let stop = AtomicBool::new(false);
     let tree_id = std::thread::scope(|s| {

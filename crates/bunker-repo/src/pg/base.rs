@@ -120,9 +120,7 @@ pub fn list_base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
             })
         })
         .collect();
-    out.sort_by(|a, b| {
-        (a.info.stop_lsn, a.end_time).cmp(&(b.info.stop_lsn, b.end_time))
-    });
+    out.sort_by(|a, b| (a.info.stop_lsn, a.end_time).cmp(&(b.info.stop_lsn, b.end_time)));
     Ok(out)
 }
 
@@ -206,7 +204,9 @@ pub fn save_base_backup(
         ))
     })?;
     let info = BaseBackupInfo {
-        system_id: cap.get("global/pg_control").and_then(|c| system_identifier(c)),
+        system_id: cap
+            .get("global/pg_control")
+            .and_then(|c| system_identifier(c)),
         timeline: label.start_timeline,
         start_lsn: label.start_lsn,
         stop_lsn,
@@ -296,7 +296,10 @@ mod tests {
             backup_from: "standby".into(),
             next_xid: Some(750),
         };
-        assert_eq!(BaseBackupInfo::from_tags(&info.to_tags()), Some(info.clone()));
+        assert_eq!(
+            BaseBackupInfo::from_tags(&info.to_tags()),
+            Some(info.clone())
+        );
         let mut partial = info.to_tags();
         partial.retain(|t| !t.starts_with("pg-stop-lsn"));
         assert_eq!(BaseBackupInfo::from_tags(&partial), None);
@@ -307,15 +310,24 @@ mod tests {
     fn stream_becomes_a_tagged_snapshot() {
         let (_d, repo) = test_repo();
         let mut data = vec![0u8; 6_000_000];
-        rand::RngCore::fill_bytes(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(6), &mut data);
+        rand::RngCore::fill_bytes(
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(6),
+            &mut data,
+        );
         let tar = fake_basebackup(&data);
         let req = BaseBackupRequest {
             next_xid: Some(900),
             tags: vec!["nightly".into()],
             ..Default::default()
         };
-        let r = save_base_backup(&repo, Box::new(std::io::Cursor::new(tar.clone())), None, &req, &NoProgress)
-            .unwrap();
+        let r = save_base_backup(
+            &repo,
+            Box::new(std::io::Cursor::new(tar.clone())),
+            None,
+            &req,
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(r.tar_bytes, tar.len() as u64);
         assert_eq!(r.info.system_id, Some(42));
         assert_eq!(r.info.stop_lsn, "0/2000138".parse().unwrap());
@@ -323,15 +335,29 @@ mod tests {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].entry.id, r.snapshot_id);
         assert!(list[0].entry.snapshot.tags.contains(&"nightly".to_string()));
-        assert!(!list[0].entry.snapshot.tags.contains(&TAG_INCOMPLETE.to_string()));
-        assert_eq!(snapshots::list(&repo).unwrap().len(), 1, "old snapshot removed");
+        assert!(!list[0]
+            .entry
+            .snapshot
+            .tags
+            .contains(&TAG_INCOMPLETE.to_string()));
+        assert_eq!(
+            snapshots::list(&repo).unwrap().len(),
+            1,
+            "old snapshot removed"
+        );
 
         // A second, slightly changed backup adds little.
         let mut changed = data.clone();
         changed[1_000_000] ^= 0xff;
         let tar2 = fake_basebackup(&changed);
-        let r2 = save_base_backup(&repo, Box::new(std::io::Cursor::new(tar2)), None, &req, &NoProgress)
-            .unwrap();
+        let r2 = save_base_backup(
+            &repo,
+            Box::new(std::io::Cursor::new(tar2)),
+            None,
+            &req,
+            &NoProgress,
+        )
+        .unwrap();
         assert!(
             r2.summary.data_added < r.summary.data_added / 2,
             "{} vs {}",

@@ -81,7 +81,10 @@ pub fn stream_content(
 }
 
 /// A reader over the single file of a stream snapshot.
-pub fn open_stream<'a>(repo: &'a Repository, content: &'a [BlobId]) -> crate::dump::ContentReader<'a> {
+pub fn open_stream<'a>(
+    repo: &'a Repository,
+    content: &'a [BlobId],
+) -> crate::dump::ContentReader<'a> {
     crate::dump::ContentReader::new(repo, content)
 }
 
@@ -157,8 +160,12 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        let snap = snapshots::find(&repo, &s.snapshot_id.unwrap().to_string(), &Default::default())
-            .unwrap();
+        let snap = snapshots::find(
+            &repo,
+            &s.snapshot_id.unwrap().to_string(),
+            &Default::default(),
+        )
+        .unwrap();
         let (name, content) = stream_content(&repo, &snap, None).unwrap();
         assert_eq!(name, "app.dump");
         let mut back = Vec::new();
@@ -178,8 +185,12 @@ mod tests {
         .unwrap();
         // The writer keeps its connection open (WAL not checkpointed).
         let s = backup_sqlite_file(&repo, &db, vec![], None, &NoProgress).unwrap();
-        let snap = snapshots::find(&repo, &s.snapshot_id.unwrap().to_string(), &Default::default())
-            .unwrap();
+        let snap = snapshots::find(
+            &repo,
+            &s.snapshot_id.unwrap().to_string(),
+            &Default::default(),
+        )
+        .unwrap();
         let (name, content) = stream_content(&repo, &snap, Some("app.db")).unwrap();
         assert_eq!(name, "app.db");
         let mut back = Vec::new();
@@ -187,11 +198,22 @@ mod tests {
         let restored = d.path().join("restored.db");
         std::fs::write(&restored, &back).unwrap();
         let r = rusqlite::Connection::open(&restored).unwrap();
-        let n: i64 = r.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        let n: i64 = r
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(n, 3);
-        let ok: String = r.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        let ok: String = r
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(ok, "ok");
         drop(conn);
-        assert!(backup_sqlite_file(&repo, &d.path().join("missing.db"), vec![], None, &NoProgress).is_err());
+        assert!(backup_sqlite_file(
+            &repo,
+            &d.path().join("missing.db"),
+            vec![],
+            None,
+            &NoProgress
+        )
+        .is_err());
     }
 }

@@ -47,7 +47,11 @@ pub fn parse_target_time(text: &str) -> Result<DateTime<FixedOffset>> {
         }
     }
     let stripped = t.strip_suffix(" UTC").map(|s| (s, true));
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         let (s, utc) = stripped.unwrap_or((t, false));
         if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
             if utc {
@@ -73,9 +77,12 @@ pub fn parse_target_time(text: &str) -> Result<DateTime<FixedOffset>> {
 ///   replaying WAL; name a snapshot to start later);
 /// * latest / immediate: the newest.
 pub fn choose<'a>(backups: &'a [BaseBackup], target: &RecoveryTarget) -> Result<&'a BaseBackup> {
-    let none = |why: String| RepoError::Invalid(format!("no base backup can reach the target: {why}"));
+    let none =
+        |why: String| RepoError::Invalid(format!("no base backup can reach the target: {why}"));
     if backups.is_empty() {
-        return Err(none("there are no base backups (run `bunker pg backup`)".into()));
+        return Err(none(
+            "there are no base backups (run `bunker pg backup`)".into(),
+        ));
     }
     let pick = match target {
         RecoveryTarget::Latest | RecoveryTarget::Immediate => backups.last(),
@@ -124,7 +131,10 @@ pub fn recovery_settings(
     extra: &[(String, String)],
 ) -> String {
     let mut s = String::from("\n# Added by bunker pg restore\n");
-    s.push_str(&format!("restore_command = {}\n", conf_quote(restore_command)));
+    s.push_str(&format!(
+        "restore_command = {}\n",
+        conf_quote(restore_command)
+    ));
     let (key, value) = match target {
         RecoveryTarget::Latest => (None, String::new()),
         RecoveryTarget::Immediate => (Some("recovery_target"), "immediate".to_string()),
@@ -135,7 +145,10 @@ pub fn recovery_settings(
     };
     if let Some(k) = key {
         s.push_str(&format!("{k} = {}\n", conf_quote(&value)));
-        s.push_str(&format!("recovery_target_action = {}\n", conf_quote(action)));
+        s.push_str(&format!(
+            "recovery_target_action = {}\n",
+            conf_quote(action)
+        ));
     }
     s.push_str("recovery_target_timeline = 'latest'\n");
     for (k, v) in extra {
@@ -175,7 +188,9 @@ pub fn clear_dir(dir: &Path) -> Result<()> {
 
 /// A link target inside the data directory: relative, without `..`.
 fn safe_relative(p: &Path) -> bool {
-    !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !p.as_os_str().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Unpack the base backup's tar into `dir` (which must be empty or
@@ -225,9 +240,9 @@ pub fn unpack(repo: &Repository, backup: &BaseBackup, dir: &Path) -> Result<u64>
                 .map(|l| l.into_owned());
             // Tablespace links (pg_tblspc) would point outside; base backups
             // streamed to stdout cannot have tablespaces, so any such link is refused.
-            let ok = link.as_deref().is_some_and(|l| {
-                safe_relative(l) && (kind.is_hard_link() || !l.starts_with(".."))
-            });
+            let ok = link
+                .as_deref()
+                .is_some_and(|l| safe_relative(l) && (kind.is_hard_link() || !l.starts_with("..")));
             if !ok {
                 return Err(RepoError::Invalid(format!(
                     "base backup entry {} links outside the target directory",
@@ -335,15 +350,33 @@ mod tests {
             bb("2024-05-01 12:00:00+00", "0/7000000", 900),
         ];
         let end = |b: &BaseBackup| b.info.stop_lsn.to_string();
-        assert_eq!(end(choose(&list, &target_time("2024-05-01 11:30:00+00")).unwrap()), "0/5000000");
-        assert_eq!(end(choose(&list, &target_time("2024-05-01T13:00:00Z")).unwrap()), "0/7000000");
+        assert_eq!(
+            end(choose(&list, &target_time("2024-05-01 11:30:00+00")).unwrap()),
+            "0/5000000"
+        );
+        assert_eq!(
+            end(choose(&list, &target_time("2024-05-01T13:00:00Z")).unwrap()),
+            "0/7000000"
+        );
         assert!(choose(&list, &target_time("2024-05-01 09:00:00+00")).is_err());
-        assert_eq!(end(choose(&list, &RecoveryTarget::Lsn("0/6000000".parse().unwrap())).unwrap()), "0/5000000");
+        assert_eq!(
+            end(choose(&list, &RecoveryTarget::Lsn("0/6000000".parse().unwrap())).unwrap()),
+            "0/5000000"
+        );
         assert!(choose(&list, &RecoveryTarget::Lsn("0/1000000".parse().unwrap())).is_err());
-        assert_eq!(end(choose(&list, &RecoveryTarget::Xid(850)).unwrap()), "0/5000000");
+        assert_eq!(
+            end(choose(&list, &RecoveryTarget::Xid(850)).unwrap()),
+            "0/5000000"
+        );
         assert!(choose(&list, &RecoveryTarget::Xid(10)).is_err());
-        assert_eq!(end(choose(&list, &RecoveryTarget::Name("x".into())).unwrap()), "0/3000000");
-        assert_eq!(end(choose(&list, &RecoveryTarget::Latest).unwrap()), "0/7000000");
+        assert_eq!(
+            end(choose(&list, &RecoveryTarget::Name("x".into())).unwrap()),
+            "0/3000000"
+        );
+        assert_eq!(
+            end(choose(&list, &RecoveryTarget::Latest).unwrap()),
+            "0/7000000"
+        );
         assert!(choose(&[], &RecoveryTarget::Latest).is_err());
     }
 

@@ -113,7 +113,11 @@ pub struct VerifyReport {
 }
 
 /// Check every base backup against the archive.
-pub fn verify(repo: &Repository, backups: &[BaseBackup], segment_size: u64) -> Result<VerifyReport> {
+pub fn verify(
+    repo: &Repository,
+    backups: &[BaseBackup],
+    segment_size: u64,
+) -> Result<VerifyReport> {
     let map = ArchiveMap::load(repo, segment_size)?;
     let newest = map.newest();
     let name = |segno: u64| {
@@ -178,7 +182,11 @@ pub fn unneeded_wal(
     keep: &[BaseBackup],
     segment_size: u64,
 ) -> Result<Vec<String>> {
-    let Some(oldest) = keep.iter().map(|b| b.info.start_lsn.segno(segment_size)).min() else {
+    let Some(oldest) = keep
+        .iter()
+        .map(|b| b.info.start_lsn.segno(segment_size))
+        .min()
+    else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
@@ -242,7 +250,11 @@ mod tests {
 
     fn push_segs(repo: &Repository, tli: u32, range: std::ops::RangeInclusive<u64>) {
         for segno in range {
-            let n = Segment { timeline: tli, segno }.file_name(S);
+            let n = Segment {
+                timeline: tli,
+                segno,
+            }
+            .file_name(S);
             wal_archive::push(repo, &n, n.as_bytes()).unwrap();
         }
     }
@@ -255,7 +267,10 @@ mod tests {
         let b2 = backup("0/6000028", "0/7000100");
         let r = verify(&repo, &[b1.clone(), b2.clone()], S).unwrap();
         assert!(r.ok, "{r:?}");
-        assert_eq!(r.newest_segment.as_deref(), Some("000000010000000000000009"));
+        assert_eq!(
+            r.newest_segment.as_deref(),
+            Some("000000010000000000000009")
+        );
         assert_eq!(r.window_end_lsn.as_deref(), Some("0/A000000"));
 
         wal_archive::remove(&repo, "000000010000000000000004").unwrap();
@@ -263,7 +278,10 @@ mod tests {
         assert!(!r.ok);
         assert_eq!(
             r.backups[0].missing,
-            vec![("000000010000000000000004".to_string(), "000000010000000000000004".to_string())]
+            vec![(
+                "000000010000000000000004".to_string(),
+                "000000010000000000000004".to_string()
+            )]
         );
         assert!(r.backups[0].restorable, "consistent before the gap");
         assert_eq!(r.backups[0].reachable_lsn.as_deref(), Some("0/4000000"));
@@ -272,7 +290,14 @@ mod tests {
 
         // Only segments before the oldest kept backup are unneeded.
         let un = unneeded_wal(&repo, &[b2], S).unwrap();
-        assert_eq!(un, vec!["000000010000000000000002", "000000010000000000000003", "000000010000000000000005"]);
+        assert_eq!(
+            un,
+            vec![
+                "000000010000000000000002",
+                "000000010000000000000003",
+                "000000010000000000000005"
+            ]
+        );
         assert!(unneeded_wal(&repo, &[], S).unwrap().is_empty());
     }
 
@@ -281,12 +306,20 @@ mod tests {
         let (_d, repo) = test_repo();
         push_segs(&repo, 1, 2..=5);
         // Timeline 2 branched in segment 5.
-        wal_archive::push(&repo, "00000002.history", b"1\t0/5000100\tno recovery target specified\n").unwrap();
+        wal_archive::push(
+            &repo,
+            "00000002.history",
+            b"1\t0/5000100\tno recovery target specified\n",
+        )
+        .unwrap();
         push_segs(&repo, 2, 5..=7);
         let r = verify(&repo, &[backup("0/2000028", "0/2000100")], S).unwrap();
         assert_eq!(r.timeline, 2);
         assert!(r.ok, "{r:?}");
-        assert_eq!(r.newest_segment.as_deref(), Some("000000020000000000000007"));
+        assert_eq!(
+            r.newest_segment.as_deref(),
+            Some("000000020000000000000007")
+        );
         wal_archive::remove(&repo, "000000010000000000000003").unwrap();
         let r = verify(&repo, &[backup("0/2000028", "0/2000100")], S).unwrap();
         assert_eq!(r.backups[0].missing[0].0, "000000010000000000000003");

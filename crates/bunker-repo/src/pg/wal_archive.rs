@@ -129,10 +129,7 @@ pub fn push(repo: &Repository, name: &str, content: &[u8]) -> Result<PushOutcome
     check_name(name)?;
     let stored = encode(repo, content)?;
     let stored_bytes = stored.len() as u64;
-    match repo
-        .storage()
-        .write_new(FileType::Wal, name, stored.into())
-    {
+    match repo.storage().write_new(FileType::Wal, name, stored.into()) {
         Ok(()) => Ok(PushOutcome::Stored { stored_bytes }),
         Err(e) if e.kind == ErrorKind::AlreadyExists => {
             let existing = repo.storage().read(FileType::Wal, name)?;

@@ -138,7 +138,9 @@ fn retry<T>(
         match f() {
             Ok(v) => return Ok(v),
             Err(e) if start.elapsed() > timeout => {
-                return Err(err(format!("garage: {what}: gave up after {timeout:?}: {e}")))
+                return Err(err(format!(
+                    "garage: {what}: gave up after {timeout:?}: {e}"
+                )))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(250)),
         }
@@ -277,8 +279,8 @@ impl GarageCluster {
                 .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
                 .filter(|v| !v.is_empty())
         };
-        cluster.access_key_id = field("Key ID:")
-            .ok_or_else(|| err(format!("garage: no key id in {text:?}")))?;
+        cluster.access_key_id =
+            field("Key ID:").ok_or_else(|| err(format!("garage: no key id in {text:?}")))?;
         cluster.secret_access_key = field("Secret key:")
             .ok_or_else(|| err(format!("garage: no secret key in {text:?}")))?;
         cluster.garage_ok(
@@ -339,9 +341,11 @@ impl GarageCluster {
         for i in running {
             let (admin, s3) = (self.nodes[i].admin_port, self.nodes[i].s3_port);
             // 503 while partitions lack quorum; 404 if this version has no such endpoint.
-            retry("health", READY_TIMEOUT, || match http_status(admin, "/health")? {
-                200 | 404 => Ok(()),
-                code => Err(format!("health answered {code}")),
+            retry("health", READY_TIMEOUT, || {
+                match http_status(admin, "/health")? {
+                    200 | 404 => Ok(()),
+                    code => Err(format!("health answered {code}")),
+                }
             })?;
             // Any HTTP answer (403 without credentials) means the S3 API is up.
             retry("s3 api", READY_TIMEOUT, || http_status(s3, "/").map(drop))?;
@@ -368,7 +372,10 @@ impl GarageCluster {
     pub fn aws_env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID".into(), self.access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_access_key.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                self.secret_access_key.clone(),
+            ),
             ("AWS_DEFAULT_REGION".into(), REGION.into()),
         ]
     }
@@ -377,7 +384,10 @@ impl GarageCluster {
     pub fn options(&self) -> Vec<(String, String)> {
         vec![
             ("s3.access_key_id".into(), self.access_key_id.clone()),
-            ("s3.secret_access_key".into(), self.secret_access_key.clone()),
+            (
+                "s3.secret_access_key".into(),
+                self.secret_access_key.clone(),
+            ),
             ("s3.region".into(), REGION.into()),
         ]
     }

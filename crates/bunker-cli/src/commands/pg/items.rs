@@ -1,4 +1,7 @@
 //! Entry points for `bunker run` (policy items of kind `postgres` and
+// These are called by `bunker run` for policy items; until it does, the
+// binary itself has no caller.
+#![allow(dead_code)]
 //! `sqlite`), so the policy runner does not need to know the details.
 
 use std::path::Path;
@@ -63,7 +66,8 @@ pub fn run_postgres_item(
             };
             let mut out = Vec::new();
             for db in &dbs {
-                let s = super::logical::dump_database(repo, &conn, db, tags, host.clone(), progress)?;
+                let s =
+                    super::logical::dump_database(repo, &conn, db, tags, host.clone(), progress)?;
                 out.push((
                     s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
                     format!("{db}.dump"),

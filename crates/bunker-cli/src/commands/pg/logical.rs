@@ -10,7 +10,9 @@ use bunker_repo::backup::BackupSummary;
 use bunker_repo::pg::{open_stream, save_stream, stream_content};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use bunker_repo::Repository;
-use bunker_sources::postgres::process::{dump_command, globals_command, ident_quote, restore_command};
+use bunker_sources::postgres::process::{
+    dump_command, globals_command, ident_quote, restore_command,
+};
 use bunker_sources::postgres::{ChildReader, PgConn};
 use clap::Args;
 
@@ -79,8 +81,7 @@ pub fn dump_globals(
     let child = ChildReader::spawn(globals_command(conn))?;
     let mut t = tags.to_vec();
     t.push(TAG_GLOBALS.to_string());
-    save_stream(r, Box::new(child), "globals.sql", t, host, progress)
-        .context("dumping globals")
+    save_stream(r, Box::new(child), "globals.sql", t, host, progress).context("dumping globals")
 }
 
 /// Every database that accepts connections, except templates.
@@ -89,7 +90,11 @@ pub fn all_databases(conn: &PgConn) -> Result<Vec<String>> {
         Some("postgres"),
         "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
     )?;
-    Ok(out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    Ok(out
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 pub fn dump(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
@@ -217,7 +222,10 @@ fn stdin_flush_note(g: &GlobalOpts, name: &str, bytes: u64, db: &str) -> Result<
     if g.json {
         output::json_line(&serde_json::json!({ "dump": name, "bytes": bytes, "database": db }))?;
     } else if !g.quiet {
-        println!("restored {name} ({}) into database {db}", output::bytes(bytes));
+        println!(
+            "restored {name} ({}) into database {db}",
+            output::bytes(bytes)
+        );
         std::io::stdout().flush().ok();
     }
     Ok(())

@@ -65,26 +65,26 @@ pub fn run(g: &GlobalOpts, args: PgArgs) -> Result<Status> {
 pub struct ConnArgs {
     /// Database server host or socket directory (PGHOST)
     #[arg(long = "pghost", value_name = "HOST")]
-    pub host: Option<String>,
+    pub pghost: Option<String>,
     /// Database server port (PGPORT)
     #[arg(long = "pgport", value_name = "PORT")]
-    pub port: Option<u16>,
+    pub pgport: Option<u16>,
     /// Database user (PGUSER)
     #[arg(long = "pguser", value_name = "USER")]
-    pub user: Option<String>,
+    pub pguser: Option<String>,
     /// Directory of PostgreSQL's programs (default: found on PATH)
     #[arg(long = "pg-bin", value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
+    pub pg_bin: Option<PathBuf>,
 }
 
 impl ConnArgs {
     pub fn conn(&self) -> PgConn {
         PgConn {
-            host: self.host.clone(),
-            port: self.port,
-            user: self.user.clone(),
+            host: self.pghost.clone(),
+            port: self.pgport,
+            user: self.pguser.clone(),
             dbname: None,
-            bin_dir: self.bin_dir.clone(),
+            bin_dir: self.pg_bin.clone(),
             password: None,
         }
     }

@@ -245,7 +245,9 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
             backups
                 .iter()
                 .find(|b| b.entry.id == e.id)
-                .with_context(|| format!("snapshot {} is not a complete base backup", e.id.short()))?
+                .with_context(|| {
+                    format!("snapshot {} is not a complete base backup", e.id.short())
+                })?
         }
         None => {
             // Only backups of the newest backup's cluster.
@@ -304,7 +306,11 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         if args.target_action != "promote" {
             bail!("--start waits for promotion: use it with --target-action promote");
         }
-        start_and_wait(&dir, args.bin_dir.as_deref(), Duration::from_secs(args.timeout))?;
+        start_and_wait(
+            &dir,
+            args.bin_dir.as_deref(),
+            Duration::from_secs(args.timeout),
+        )?;
         if !g.quiet && !g.json {
             println!("recovery finished; the server is running and promoted");
         }
@@ -312,8 +318,24 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     Ok(Status::Success)
 }
 
+/// Whether the control file says the cluster is in production (recovery
+/// over, promoted): the check `pg_ctl promote -w` makes too.
+fn in_production(conn: &PgConn, dir: &Path) -> bool {
+    std::process::Command::new(conn.program("pg_controldata"))
+        .arg("-D")
+        .arg(dir)
+        .env("LC_ALL", "C")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("Database cluster state:") && l.ends_with("in production"))
+        })
+        .unwrap_or(false)
+}
+
 /// Start the server and wait until recovery ends (recovery.signal removed
-/// at promotion); fail with the log's tail if the server stops.
+/// and the cluster in production); fail with the log's tail if the server stops.
 fn start_and_wait(dir: &Path, bin: Option<&Path>, timeout: Duration) -> Result<()> {
     let conn = PgConn {
         bin_dir: bin.map(Path::to_path_buf),
@@ -335,7 +357,7 @@ fn start_and_wait(dir: &Path, bin: Option<&Path>, timeout: Duration) -> Result<(
     let signal = dir.join("recovery.signal");
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        if !signal.exists() && dir.join("postmaster.pid").exists() {
+        if !signal.exists() && in_production(&conn, dir) {
             return Ok(());
         }
         let running = std::process::Command::new(conn.program("pg_ctl"))

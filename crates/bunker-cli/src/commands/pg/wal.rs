@@ -78,10 +78,11 @@ fn file_name(p: &Path) -> Result<String> {
 pub fn push(g: &GlobalOpts, args: WalPushArgs) -> Result<Status> {
     let started = Instant::now();
     let name = file_name(&args.path)?;
-    let data = std::fs::read(&args.path)
-        .with_context(|| format!("reading {}", args.path.display()))?;
+    let data =
+        std::fs::read(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
     let r = repo::open(g)?;
-    let outcome = wal_archive::push(&r, &name, &data).with_context(|| format!("wal-push {name}"))?;
+    let outcome =
+        wal_archive::push(&r, &name, &data).with_context(|| format!("wal-push {name}"))?;
     let secs = started.elapsed().as_secs_f64();
     match outcome {
         wal_archive::PushOutcome::Stored { stored_bytes } => tracing::info!(
@@ -111,8 +112,11 @@ pub fn fetch(g: &GlobalOpts, args: WalFetchArgs) -> Result<Status> {
         tracing::info!("{} is not archived", args.name);
         std::process::exit(1);
     };
-    let tmp = args.path.with_file_name(format!("{}.bunker-tmp", file_name(&args.path)?));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let tmp = args
+        .path
+        .with_file_name(format!("{}.bunker-tmp", file_name(&args.path)?));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(&data)
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(f);
@@ -185,7 +189,14 @@ pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
             wal_archive::remove(&r, n)?;
         }
         if !g.quiet && !g.json {
-            println!("{} {n}", if args.dry_run { "would remove" } else { "removed" });
+            println!(
+                "{} {n}",
+                if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                }
+            );
         }
     }
     if g.json {

@@ -1,0 +1,502 @@
+//! PostgreSQL end to end: WAL archiving, base backups, point-in-time
+//! restore to times, transaction ids and restore points, wal-verify, and
+//! logical dumps, against a real PostgreSQL 15 started by the test as the
+//! `postgres` user. Skipped (with a note) when not root or PostgreSQL is
+//! missing. The WAL push contract tests need no PostgreSQL.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, PASSWORD};
+use rand::RngCore;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn bunker_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn random_segment(seed: u64, random_part: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 16 << 20];
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    rng.fill_bytes(&mut v[..random_part]);
+    v
+}
+
+#[test]
+fn wal_push_duplicates_conflicts_and_kill() {
+    let env = Env::init();
+    let seg = "000000010000000000000007";
+    let path = env.path(seg);
+    std::fs::write(&path, random_segment(1, 4 << 20)).unwrap();
+    let started = Instant::now();
+    env.bunker()
+        .args(["pg", "wal-push"])
+        .arg(&path)
+        .assert()
+        .success();
+    eprintln!(
+        "wal-push of a 16 MiB segment (debug build): {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    // Identical again: success.
+    env.bunker()
+        .args(["pg", "wal-push"])
+        .arg(&path)
+        .assert()
+        .success();
+    // Different content under the same name: refused loudly.
+    std::fs::write(&path, random_segment(2, 4 << 20)).unwrap();
+    let out = env
+        .bunker()
+        .args(["pg", "wal-push"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different WAL file"));
+    // The first version is what comes back.
+    let back = env.path("back");
+    env.bunker()
+        .args(["pg", "wal-fetch", seg])
+        .arg(&back)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&back).unwrap(), random_segment(1, 4 << 20));
+    // Missing: exit 1, nothing on stderr.
+    let out = env
+        .bunker()
+        .args(["pg", "wal-fetch", "000000010000000000000099"])
+        .arg(env.path("none"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.path("none").exists());
+
+    // kill -9 in the middle of a push: nothing half-visible, the retry works.
+    for (i, delay) in [5u64, 40, 120, 300].iter().enumerate() {
+        let name = format!("0000000100000000000000{:02X}", 0x20 + i);
+        let p = env.path(&name);
+        let data = random_segment(10 + i as u64, 16 << 20);
+        std::fs::write(&p, &data).unwrap();
+        let mut child = std::process::Command::new(bunker_exe())
+            .env("BUNKER_REPOSITORY", &env.repo)
+            .env("BUNKER_PASSWORD", PASSWORD)
+            .args(["pg", "wal-push"])
+            .arg(&p)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        let fetched = env.path("fetched");
+        let out = env
+            .bunker()
+            .args(["pg", "wal-fetch", &name])
+            .arg(&fetched)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            assert_eq!(std::fs::read(&fetched).unwrap(), data, "complete or absent");
+        } else {
+            assert_eq!(out.status.code(), Some(1));
+        }
+        let visible: Vec<_> = std::fs::read_dir(env.repo.join("bunker/wal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert!(visible.iter().all(|n| n.len() == 24), "{visible:?}");
+        env.bunker()
+            .args(["pg", "wal-push"])
+            .arg(&p)
+            .assert()
+            .success();
+        env.bunker()
+            .args(["pg", "wal-fetch", &name])
+            .arg(&fetched)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read(&fetched).unwrap(), data);
+    }
+    // restic still checks the repository clean with bunker/wal beside it.
+    if Command::new("restic").arg("version").output().is_ok() {
+        let out = Command::new("restic")
+            .args(["-r"])
+            .arg(&env.repo)
+            .args(["check", "--no-cache"])
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A PostgreSQL cluster run by the `postgres` user in a temp dir; stopped on drop.
+struct Cluster {
+    data: PathBuf,
+    port: u16,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn as_postgres(program: &str) -> Command {
+    let mut c = Command::new("runuser");
+    c.args(["-u", "postgres", "--", program]);
+    c
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn psql(port: u16, db: &str, sql: &str) -> String {
+    run(Command::new(format!("{PG_BIN}/psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-qAtX",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-d", db, "-c", sql]))
+    .trim()
+    .to_string()
+}
+
+fn pg_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let pg = Path::new(&format!("{PG_BIN}/initdb")).exists();
+    if !root || !pg {
+        eprintln!("note: skipping the PostgreSQL test (needs root and PostgreSQL 15 in {PG_BIN})");
+    }
+    root && pg
+}
+
+fn chown_postgres(p: &Path) {
+    run(Command::new("chown").arg("-R").arg("postgres:").arg(p));
+}
+
+/// `bunker` as the postgres user with the repository and password file.
+fn bunker_pg(env: &Env, pw: &Path) -> Command {
+    let mut c = as_postgres("env");
+    c.arg(format!("PATH={PG_BIN}:/usr/bin:/bin"))
+        .arg(bunker_exe())
+        .arg("-r")
+        .arg(&env.repo)
+        .arg("--password-file")
+        .arg(pw);
+    c
+}
+
+#[test]
+fn postgres_pitr_dedup_verify_and_dumps() {
+    if !pg_available() {
+        return;
+    }
+    let env = Env::init();
+    let dir = env.dir.path().to_path_buf();
+    let pw = dir.join("password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    chown_postgres(&dir);
+
+    let port = free_port();
+    let cluster = Cluster {
+        data: dir.join("data"),
+        port,
+    };
+    run(as_postgres(&format!("{PG_BIN}/initdb"))
+        .arg("-D")
+        .arg(&cluster.data)
+        .args(["-A", "trust", "-U", "postgres"]));
+    let archive_command = format!(
+        "{} -r {} --password-file {} pg wal-push %p",
+        bunker_exe().display(),
+        env.repo.display(),
+        pw.display()
+    );
+    let conf = format!(
+        "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n",
+        dir.display()
+    );
+    let mut pgconf = std::fs::read_to_string(cluster.data.join("postgresql.conf")).unwrap();
+    pgconf.push_str(&conf);
+    std::fs::write(cluster.data.join("postgresql.conf"), pgconf).unwrap();
+    run(as_postgres(&format!("{PG_BIN}/pg_ctl"))
+        .arg("-D")
+        .arg(&cluster.data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(["-w", "start"]));
+    let p = port.to_string();
+    let pgbench = |args: &[&str]| {
+        let mut c = Command::new(format!("{PG_BIN}/pgbench"));
+        c.args(["-h", "127.0.0.1", "-U", "postgres", "-p", &p])
+            .args(args)
+            .arg("postgres");
+        c
+    };
+    run(pgbench(&["-i", "-s", "10", "-q"]).stderr(Stdio::null()));
+
+    // Base backup while pgbench writes.
+    let mut load = pgbench(&["-T", "15", "-c", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let conn = [
+        "--pghost",
+        "127.0.0.1",
+        "--pgport",
+        &p,
+        "--pguser",
+        "postgres",
+    ];
+    let first: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+        .args(["--json", "pg", "backup"])
+        .args(conn)))
+    .unwrap();
+    assert!(load.wait().unwrap().success());
+
+    // Markers: row k committed, then its time, xid and a restore point.
+    psql(
+        port,
+        "postgres",
+        "CREATE TABLE marks (k int primary key, xid bigint)",
+    );
+    struct Mark {
+        k: i32,
+        time: String,
+        xid: String,
+    }
+    let mut marks = Vec::new();
+    for k in 1..=3 {
+        let xid = psql(
+            port,
+            "postgres",
+            &format!("INSERT INTO marks VALUES ({k}, txid_current()) RETURNING xid"),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let time = psql(port, "postgres", "SELECT clock_timestamp()");
+        psql(
+            port,
+            "postgres",
+            &format!("SELECT pg_create_restore_point('mark{k}')"),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        marks.push(Mark { k, time, xid });
+    }
+    psql(
+        port,
+        "postgres",
+        "INSERT INTO marks VALUES (4, txid_current())",
+    );
+    let last = psql(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while psql(
+        port,
+        "postgres",
+        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+    ) < last
+    {
+        assert!(Instant::now() < deadline, "archiving did not catch up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Restore to a time, an xid and a restore point; each finds exactly its rows.
+    let targets: Vec<(Vec<String>, i32)> = vec![
+        (
+            vec!["--target-time".into(), marks[1].time.clone()],
+            marks[1].k,
+        ),
+        (
+            vec!["--target-xid".into(), marks[0].xid.clone()],
+            marks[0].k,
+        ),
+        (vec!["--target-name".into(), "mark3".into()], marks[2].k),
+    ];
+    for (i, (target, want)) in targets.iter().enumerate() {
+        let rport = free_port();
+        let rdir = dir.join(format!("restored{i}"));
+        let restored = Cluster {
+            data: rdir.clone(),
+            port: rport,
+        };
+        run(bunker_pg(&env, &pw)
+            .args(["pg", "restore", "--target-dir"])
+            .arg(&rdir)
+            .args(target)
+            .args([
+                "--port",
+                &rport.to_string(),
+                "--no-archive",
+                "--start",
+                "--timeout",
+                "300",
+            ]));
+        let rows = psql(
+            restored.port,
+            "postgres",
+            "SELECT string_agg(k::text, ',' ORDER BY k) FROM marks",
+        );
+        let expect: Vec<String> = (1..=*want).map(|k| k.to_string()).collect();
+        assert_eq!(rows, expect.join(","), "target {target:?}");
+        let n = psql(
+            restored.port,
+            "postgres",
+            "SELECT count(*) FROM pgbench_accounts",
+        );
+        assert_eq!(n, "1000000");
+        if i == 0 {
+            run(Command::new(format!("{PG_BIN}/pg_amcheck"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "--install-missing",
+                    "-d",
+                    "postgres",
+                ])
+                .arg("-p")
+                .arg(rport.to_string()));
+        }
+        drop(restored);
+    }
+    // A non-empty target is refused without --force.
+    let out = bunker_pg(&env, &pw)
+        .args(["pg", "restore", "--immediate", "--target-dir"])
+        .arg(dir.join("restored0"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+
+    // A base backup after the pgbench run (which touched pages all over the
+    // table), then one of a lightly changed cluster: that one adds little.
+    let second: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+        .args(["--json", "pg", "backup"])
+        .args(conn)))
+    .unwrap();
+    eprintln!(
+        "base backup after the pgbench run: added {} of {} bytes",
+        second["data_added"], second["tar_bytes"]
+    );
+    psql(
+        port,
+        "postgres",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 1000",
+    );
+    psql(port, "postgres", "CHECKPOINT");
+    let third: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+        .args(["--json", "pg", "backup"])
+        .args(conn)))
+    .unwrap();
+    let added = third["data_added"].as_u64().unwrap();
+    let total = third["tar_bytes"].as_u64().unwrap();
+    eprintln!(
+        "base backups: first added {} of {} bytes; lightly changed one added {added} of {total} bytes (ratio {:.3})",
+        first["data_added"], first["tar_bytes"],
+        added as f64 / total as f64
+    );
+    assert!(
+        added * 4 < total,
+        "second base backup added {added} of {total}"
+    );
+
+    // wal-verify: complete; then a removed segment is found.
+    psql(port, "postgres", "SELECT pg_switch_wal()");
+    std::thread::sleep(Duration::from_secs(2));
+    run(bunker_pg(&env, &pw).args(["pg", "wal-verify"]));
+    let start_wal = first["start_wal"].as_str().unwrap().to_string();
+    let mut victim = start_wal.clone();
+    let next = u64::from_str_radix(&start_wal[16..24], 16).unwrap() + 1;
+    victim.replace_range(16..24, &format!("{next:08X}"));
+    std::fs::remove_file(env.repo.join("bunker/wal").join(&victim)).unwrap();
+    let out = bunker_pg(&env, &pw)
+        .args(["pg", "wal-verify"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("missing {victim}")));
+
+    // Logical dump and restore round trip.
+    run(bunker_pg(&env, &pw)
+        .args(["pg", "dump", "-d", "postgres"])
+        .args(conn));
+    run(bunker_pg(&env, &pw)
+        .args(["pg", "restore-dump", "--from-db", "postgres", "-d", "copy"])
+        .args(conn));
+    let out = bunker_pg(&env, &pw)
+        .args(["pg", "restore-dump", "--from-db", "postgres", "-d", "copy"])
+        .args(conn)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "existing database is not clobbered");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    // Plain dumps, without the random `\restrict` keys of recent releases.
+    let dump_of = |db: &str| {
+        run(Command::new(format!("{PG_BIN}/pg_dump")).args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &p,
+            "-d",
+            db,
+        ]))
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    assert_eq!(dump_of("postgres"), dump_of("copy"));
+    drop(cluster);
+}
