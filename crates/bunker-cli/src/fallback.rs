@@ -276,7 +276,7 @@ mod tests {
         ]);
         let e = open_first_reachable(
             &down,
-            &[down.clone()],
+            std::slice::from_ref(&down),
             &opts,
             &RepoOptions::default(),
             b"pw",

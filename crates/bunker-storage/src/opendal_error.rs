@@ -10,6 +10,8 @@ pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageEr
     let auth_markers = [
         "invalidaccesskeyid",
         "signaturedoesnotmatch",
+        // Garage answers a wrong secret with `AccessDenied: Forbidden: Invalid signature`.
+        "invalid signature",
         "expiredtoken",
         "invalidtoken",
         "loading credential",
@@ -56,6 +58,13 @@ mod tests {
             ),
             (
                 Error::new(K::PermissionDenied, "InvalidAccessKeyId"),
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                Error::new(
+                    K::PermissionDenied,
+                    "AccessDenied: Forbidden: Invalid signature",
+                ),
                 ErrorKind::Unauthenticated,
             ),
             (

@@ -41,8 +41,7 @@ fn conformance_on_single_node_garage() {
 
 #[test]
 fn wrong_credentials_and_missing_bucket_are_clear_errors() {
-    let Some(bin) = garage_or_skip("wrong_credentials_and_missing_bucket_are_clear_errors")
-    else {
+    let Some(bin) = garage_or_skip("wrong_credentials_and_missing_bucket_are_clear_errors") else {
         return;
     };
     let cluster = must(GarageCluster::single(&bin));
@@ -100,12 +99,14 @@ fn replicated_cluster_survives_one_node_down() {
     let s = open(&cluster.location("rf3"), &cluster.options()).expect("open");
     s.create().expect("create");
     let data = Bytes::from(vec![0x5au8; 3 * 1024 * 1024 + 11]);
-    s.write(FileType::Pack, "aa01", data.clone()).expect("write");
+    s.write(FileType::Pack, "aa01", data.clone())
+        .expect("write");
 
     // Node 2 goes away; node 0 (our endpoint) still has a write and read quorum.
     cluster.kill_node(2);
     assert_eq!(s.read(FileType::Pack, "aa01").expect("read"), data);
-    s.write(FileType::Pack, "aa02", data.slice(7..)).expect("write");
+    s.write(FileType::Pack, "aa02", data.slice(7..))
+        .expect("write");
     let names: Vec<String> = s
         .list(FileType::Pack)
         .expect("list")
@@ -122,9 +123,13 @@ fn replicated_cluster_survives_one_node_down() {
         &cluster.options(),
     )
     .expect("open node 2");
-    assert_eq!(s2.read(FileType::Pack, "aa02").expect("read"), data.slice(7..));
     assert_eq!(
-        s2.read_range(FileType::Pack, "aa01", 1000, 10).expect("range"),
+        s2.read(FileType::Pack, "aa02").expect("read"),
+        data.slice(7..)
+    );
+    assert_eq!(
+        s2.read_range(FileType::Pack, "aa01", 1000, 10)
+            .expect("range"),
         data.slice(1000..1010)
     );
 }

@@ -120,7 +120,7 @@ pub fn list_base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
             })
         })
         .collect();
-    out.sort_by(|a, b| (a.info.stop_lsn, a.end_time).cmp(&(b.info.stop_lsn, b.end_time)));
+    out.sort_by_key(|b| (b.info.stop_lsn, b.end_time));
     Ok(out)
 }
 

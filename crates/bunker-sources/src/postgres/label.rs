@@ -156,7 +156,9 @@ START TIMELINE: 1
         assert_eq!(l.backup_from, "primary");
         assert_eq!(l.start_timeline, 1);
         assert_eq!(l.label, "pg_basebackup base backup");
-        let old = LABEL.replace("START TIMELINE: 1\n", "").replace("00000001000", "00000003000");
+        let old = LABEL
+            .replace("START TIMELINE: 1\n", "")
+            .replace("00000001000", "00000003000");
         assert_eq!(parse_backup_label(&old).unwrap().start_timeline, 3);
         assert!(parse_backup_label("LABEL: x\n").is_err());
         assert!(parse_backup_label("START WAL LOCATION: zz (file x)\n").is_err());

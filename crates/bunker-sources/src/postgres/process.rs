@@ -261,8 +261,7 @@ pub fn ident_quote(name: &str) -> String {
 pub fn shell_quote(word: &OsString) -> String {
     let s = word.to_string_lossy();
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@%".contains(&b))
     {
         s.into_owned()
@@ -319,12 +318,20 @@ mod tests {
         let c = conn.command("psql");
         let envs: Vec<_> = c
             .get_envs()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
             .collect();
         assert!(envs.contains(&("PGPORT".into(), Some("5433".into()))));
         assert!(envs.contains(&("PGHOST".into(), Some("/tmp/sock".into()))));
         let b = basebackup_command(&conn, "x");
-        let args: Vec<_> = b.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = b
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert!(args.windows(2).any(|w| w == ["-X", "none"]));
     }
 
@@ -332,7 +339,10 @@ mod tests {
     fn quoting() {
         assert_eq!(conf_quote("it's"), "'it''s'");
         assert_eq!(ident_quote("a\"b"), "\"a\"\"b\"");
-        assert_eq!(shell_quote(&OsString::from("/usr/bin/bunker")), "/usr/bin/bunker");
+        assert_eq!(
+            shell_quote(&OsString::from("/usr/bin/bunker")),
+            "/usr/bin/bunker"
+        );
         assert_eq!(shell_quote(&OsString::from("a b'c")), "'a b'\\''c'");
         assert_eq!(shell_quote(&OsString::from("")), "''");
     }

@@ -115,7 +115,7 @@ impl<R: Read> TarScan<R> {
         let typeflag = h[156];
         let regular = typeflag == b'0' || typeflag == 0;
         let capture = (regular
-            && self.wanted.iter().any(|w| *w == name)
+            && self.wanted.contains(&name)
             && usize::try_from(size).is_ok_and(|s| s <= self.limit))
         .then_some(name);
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
@@ -206,7 +206,10 @@ mod tests {
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let tar = tar_of(&[
             ("base/1/1234", big.clone()),
-            ("backup_label", b"START WAL LOCATION: 0/2 (file x)\n".to_vec()),
+            (
+                "backup_label",
+                b"START WAL LOCATION: 0/2 (file x)\n".to_vec(),
+            ),
             ("./global/pg_control", vec![7u8; 8192]),
             ("backup_manifest", vec![b'{'; 2000]),
         ]);

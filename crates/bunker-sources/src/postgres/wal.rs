@@ -266,7 +266,10 @@ mod tests {
             "000000010000000200000002"
         );
         let parsed = WalFileName::parse("0000000300000001000000FF").unwrap();
-        assert_eq!(parsed.segment(size), Some(Segment::containing(3, l_of("1/FF000000"), size)));
+        assert_eq!(
+            parsed.segment(size),
+            Some(Segment::containing(3, l_of("1/FF000000"), size))
+        );
     }
 
     fn l_of(s: &str) -> Lsn {
