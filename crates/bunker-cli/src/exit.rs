@@ -112,16 +112,35 @@ pub fn install_panic_hook() {
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+        if is_broken_pipe(&msg) {
+            // The reader of our output went away (`bunker ls | head`): not an error,
+            // just stop, as command-line tools do on SIGPIPE.
+            crate::interrupt::release_locks();
+            std::process::exit(i32::from(SUCCESS));
+        }
         eprintln!("bunker: internal error: {msg}{place} (please report this bug)");
         crate::interrupt::release_locks();
         std::process::exit(i32::from(FATAL));
     }));
 }
 
+/// Whether a panic message is Rust's report of a write to a closed pipe.
+fn is_broken_pipe(msg: &str) -> bool {
+    msg.starts_with("failed printing to std") && msg.contains("Broken pipe")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn broken_pipe_on_stdout_is_recognised() {
+        assert!(is_broken_pipe(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!is_broken_pipe("index out of bounds"));
+    }
 
     #[test]
     fn repo_errors_map_to_documented_codes() {

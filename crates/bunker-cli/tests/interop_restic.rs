@@ -57,8 +57,9 @@ fn restored(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap())
 }
 
-/// The `data_added` of restic's final JSON summary line.
-fn restic_data_added(stdout: &[u8]) -> (u64, u64) {
+/// `data_added` and `total_bytes_processed` of the final JSON summary line
+/// (restic and bunker print the same `summary` message).
+fn summary_added_total(stdout: &[u8]) -> (u64, u64) {
     let text = String::from_utf8_lossy(stdout);
     for line in text.lines().rev() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
@@ -70,7 +71,7 @@ fn restic_data_added(stdout: &[u8]) -> (u64, u64) {
             }
         }
     }
-    panic!("no summary in restic output:\n{text}");
+    panic!("no summary in the JSON output:\n{text}");
 }
 
 #[test]
@@ -108,7 +109,7 @@ fn restic_reads_checks_and_restores_what_bunker_wrote() {
             .args(["backup", "--force", "--json", "--host", "interop"])
             .arg(&src),
     );
-    let (added, total) = restic_data_added(&out.stdout);
+    let (added, total) = summary_added_total(&out.stdout);
     assert!(
         total > 15 * 1024 * 1024,
         "restic processed only {total} bytes"
@@ -153,17 +154,7 @@ fn bunker_reads_checks_and_restores_what_restic_wrote() {
             .args(["backup", "--force", "--json", "--host", "interop"])
             .arg(&src),
     );
-    let summary = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .filter(|v| v["message_type"] == "summary")
-        })
-        .expect("bunker --json prints a summary");
-    let added = summary["data_added"].as_u64().unwrap();
-    let total = summary["total_bytes_processed"].as_u64().unwrap();
+    let (added, total) = summary_added_total(&out.stdout);
     assert!(
         total > 15 * 1024 * 1024,
         "bunker processed only {total} bytes"
