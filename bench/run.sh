@@ -5,7 +5,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-WORK=${BENCH_WORK:-$BENCH_DIR/work}
+WORK=${BENCH_WORK:-$BENCH_DIR/scratch}
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
 RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
@@ -106,7 +106,7 @@ for tool in $TOOLS; do
             if [[ $BUILD == 1 ]]; then
                 log "building bunker (cargo build --release -p bunker-cli)"
                 if ! (cd "$ROOT" && cargo build --release -p bunker-cli) >"$LOGDIR/build-bunker.log" 2>&1; then
-                    NOTE[bunker]="skipped: cargo build --release -p bunker-cli failed (see bench/work/logs/build-bunker.log)"
+                    NOTE[bunker]="skipped: cargo build --release -p bunker-cli failed (see bench/scratch/logs/build-bunker.log)"
                     continue
                 fi
             fi

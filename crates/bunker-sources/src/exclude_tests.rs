@@ -46,7 +46,7 @@ fn pattern_table() {
         ("/src/main.c", false),
         ("/home/ann/.cache", true),
         ("/home/ann/.cache/x/y", true),
-        ("/home/ann/work/.cache", false),
+        ("/home/ann/proj/.cache", false),
         ("/a/b/node_modules/left-pad/index.js", true),
         ("/a/b/node_modules_backup/x", false),
         ("/srv/data/tmp", true),
