@@ -16,7 +16,7 @@
 //! `tree` load the index first if the repository has none loaded yet.
 
 use bunker_format::pack;
-use bunker_format::{unpacked, BlobId, BlobType, Id};
+use bunker_format::{BlobId, BlobType};
 use bunker_storage::FileType;
 use serde::Serialize;
 
@@ -77,15 +77,15 @@ pub fn cat(repo: &Repository, what: &str, id: Option<&str>) -> Result<Vec<u8>> {
             } else {
                 resolve_file(repo, FileType::Snapshot, spec, "snapshot")?
             };
-            load_unpacked(repo, FileType::Snapshot, &name, "snapshot")
+            repo.load_unpacked(FileType::Snapshot, &name, "snapshot")
         }
         "index" => {
             let name = resolve_file(repo, FileType::Index, need_id()?, "index")?;
-            load_unpacked(repo, FileType::Index, &name, "index")
+            repo.load_unpacked(FileType::Index, &name, "index")
         }
         "lock" => {
             let name = resolve_file(repo, FileType::Lock, need_id()?, "lock")?;
-            load_unpacked(repo, FileType::Lock, &name, "lock")
+            repo.load_unpacked(FileType::Lock, &name, "lock")
         }
         "pack" => {
             let name = resolve_file(repo, FileType::Pack, need_id()?, "pack")?;
@@ -108,30 +108,6 @@ pub fn cat(repo: &Repository, what: &str, id: Option<&str>) -> Result<Vec<u8>> {
             CAT_KINDS.join(", ")
         ))),
     }
-}
-
-/// Read an unpacked file, verify its hash, decrypt and decompress it.
-fn load_unpacked(
-    repo: &Repository,
-    t: FileType,
-    name: &str,
-    what: &'static str,
-) -> Result<Vec<u8>> {
-    let bytes = repo.storage().read(t, name)?;
-    if t != FileType::Lock {
-        let actual = Id::hash(&bytes);
-        if actual.to_hex() != name {
-            return Err(RepoError::format(
-                what,
-                name,
-                bunker_format::FormatError::HashMismatch {
-                    expected: name.to_string(),
-                    actual: actual.to_hex(),
-                },
-            ));
-        }
-    }
-    unpacked::decode(repo.key(), &bytes).map_err(|e| RepoError::format(what, name, e))
 }
 
 fn check_prefix(prefix: &str, what: &str) -> Result<String> {

@@ -231,13 +231,10 @@ impl Repository {
         Ok(())
     }
 
-    /// Read and decode an unpacked JSON file (index, snapshot, lock).
-    pub fn load_json<T: DeserializeOwned>(
-        &self,
-        t: FileType,
-        name: &str,
-        what: &'static str,
-    ) -> Result<T> {
+    /// Read an unpacked file (index, snapshot, lock), check that its bytes hash
+    /// to its name (not for locks, which are short-lived and only advisory),
+    /// decrypt and decompress it; returns the JSON bytes.
+    pub fn load_unpacked(&self, t: FileType, name: &str, what: &'static str) -> Result<Vec<u8>> {
         let bytes = self.storage.read(t, name)?;
         if t != FileType::Lock {
             let actual = Id::hash(&bytes);
@@ -252,7 +249,24 @@ impl Repository {
                 ));
             }
         }
-        unpacked::decode_json(&self.key, &bytes, what).map_err(|e| RepoError::format(what, name, e))
+        unpacked::decode(&self.key, &bytes).map_err(|e| RepoError::format(what, name, e))
+    }
+
+    /// Read and parse an unpacked JSON file (see [`Repository::load_unpacked`]).
+    pub fn load_json<T: DeserializeOwned>(
+        &self,
+        t: FileType,
+        name: &str,
+        what: &'static str,
+    ) -> Result<T> {
+        let json = self.load_unpacked(t, name, what)?;
+        serde_json::from_slice(&json).map_err(|source| {
+            RepoError::format(
+                what,
+                name,
+                bunker_format::FormatError::Json { what, source },
+            )
+        })
     }
 
     /// Encode, encrypt and write an unpacked JSON file; returns its storage id.
