@@ -212,21 +212,21 @@ mod tests {
         }
     }
 
+    /// A fresh local repository with a cheap key derivation.
+    fn test_repo(dir: &std::path::Path) -> std::sync::Arc<Repository> {
+        let storage = bunker_storage::open(&dir.to_string_lossy(), &[]).unwrap();
+        let kdf = KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        Repository::init(storage, b"pw", RepoOptions::default(), kdf).unwrap()
+    }
+
     #[test]
     fn chunks_match_the_chunker_and_all_are_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = bunker_storage::open(&dir.path().to_string_lossy(), &[]).unwrap();
-        let repo = Repository::init(
-            storage,
-            b"pw",
-            RepoOptions::default(),
-            KdfParams {
-                n: 1024,
-                r: 8,
-                p: 1,
-            },
-        )
-        .unwrap();
+        let repo = test_repo(dir.path());
         let mut data = vec![0u8; 3 * MAX_SIZE + 4321];
         rand::rngs::StdRng::seed_from_u64(3).fill_bytes(&mut data[..2 * MAX_SIZE]);
         // The zero tail forces MAX_SIZE cuts.
@@ -290,18 +290,7 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let storage = bunker_storage::open(&dir.path().to_string_lossy(), &[]).unwrap();
-        let repo = Repository::init(
-            storage,
-            b"pw",
-            RepoOptions::default(),
-            KdfParams {
-                n: 1024,
-                r: 8,
-                p: 1,
-            },
-        )
-        .unwrap();
+        let repo = test_repo(dir.path());
         let saver = BlobSaver::new(repo.clone());
         let arch = Archiver {
             repo: &repo,
