@@ -54,7 +54,8 @@ EXIT STATUS:
     0    success
     1    fatal error (including invalid arguments); nothing or not everything was done
     3    backup or restore completed, but some files could not be read, written or were
-         skipped (the snapshot, or the restore, is incomplete)
+         skipped (the snapshot, or the restore, is incomplete); `status`: an item is
+         LATE (its newest snapshot is older than its RPO) or a repository is unreadable
     4    backup completed on a fallback repository because the primary was unreachable
          (see --fallback-repo; 3 takes precedence when files were also skipped)
     10   the repository does not exist

@@ -4,7 +4,7 @@
 //! |------|---------|
 //! | 0    | success |
 //! | 1    | fatal error |
-//! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped |
+//! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped; `status`: an item is LATE |
 //! | 4    | backup completed on a fallback repository (the primary was unreachable) |
 //! | 10   | the repository does not exist |
 //! | 11   | the repository could not be locked |
