@@ -313,3 +313,35 @@ fn device_nodes_when_permitted() {
 }
 
 use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn cached_directories_and_descriptor_metadata() {
+    let (_tmp, t) = setup();
+    let out = outside();
+    t.mkdir(&[b"a"], 0o755).unwrap();
+    t.mkdir(&[b"a", b"b"], 0o755).unwrap();
+    let f = t.create_file(&[b"a", b"b", b"f"], false).unwrap();
+    (&f).write_all(b"data").unwrap();
+    let meta = RestoreMeta {
+        mode: 0o640,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        atime: (1_000_000, 5),
+        mtime: (2_000_000, 7),
+        ..Default::default()
+    };
+    t.apply_file_meta(&[b"a", b"b", b"f"], &f, &meta).unwrap();
+    let m = std::fs::symlink_metadata(t.path().join("a/b/f")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o640);
+    assert_eq!((m.mtime(), m.mtime_nsec()), (2_000_000, 7));
+    assert_eq!((m.atime(), m.atime_nsec()), (1_000_000, 5));
+
+    // "a/b" is cached now. Swapping it for a symlink to the outside must
+    // not let anything land there: the cached descriptor names the removed
+    // directory, in which nothing can be created.
+    std::fs::remove_file(t.path().join("a/b/f")).unwrap();
+    std::fs::remove_dir(t.path().join("a/b")).unwrap();
+    std::os::unix::fs::symlink(out.path(), t.path().join("a/b")).unwrap();
+    assert!(t.create_file(&[b"a", b"b", b"g"], false).is_err());
+    assert!(dir_entries(out.path()).is_empty());
+}

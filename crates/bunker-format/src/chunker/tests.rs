@@ -384,3 +384,25 @@ fn chunker_throughput() {
     let mb = (rounds * data.len()) as f64 / 1e6;
     println!("chunker: {:.0} MB/s ({cuts} cuts)", mb / secs);
 }
+
+#[test]
+fn lane_scan_matches_byte_by_byte() {
+    // Small average size and minimum: many cuts, in every lane of long
+    // regions and in the serial remainder. Feeding one byte at a time
+    // always takes the single-state path.
+    let data = GoRand::bytes(7, 3 * 1024 * 1024);
+    let chunker = Chunker::with_params(TEST_POL, 64, 1 << 20, 16);
+    let whole = split(chunker.clone(), &data, data.len());
+    let bytewise = split(chunker, &data[..1 << 20], 1);
+    assert!(bytewise.len() > 8);
+    assert_eq!(
+        whole[..bytewise.len() - 1]
+            .iter()
+            .map(|c| (c.0, c.1))
+            .collect::<Vec<_>>(),
+        bytewise[..bytewise.len() - 1]
+            .iter()
+            .map(|c| (c.0, c.1))
+            .collect::<Vec<_>>()
+    );
+}

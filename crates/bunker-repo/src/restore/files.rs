@@ -327,7 +327,7 @@ pub fn run_batch(
                 verified.and_then(|v| {
                     let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
                     target
-                        .apply_meta(&parts, meta, false)
+                        .apply_file_meta(&parts, file, meta)
                         .map(|_| v)
                         .map_err(|e| e.to_string())
                 })
