@@ -34,16 +34,17 @@ pub struct Opened {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Options for `location`: S3-only keys are dropped for non-S3 locations, so one
-/// option list can serve an S3 primary and a local fallback.
+/// Options for `location`: S3-only (`s3.*`) and SFTP-only (`sftp.*`) keys are
+/// dropped for other locations, so one option list can serve an S3 or SFTP
+/// primary and a local fallback.
 pub fn options_for(location: &str, options: &[(String, String)]) -> Vec<(String, String)> {
-    let is_s3 = matches!(
-        bunker_storage::parse_location(location),
-        Ok(bunker_storage::Location::S3(_))
-    );
+    let loc = bunker_storage::parse_location(location);
+    let is_s3 = matches!(loc, Ok(bunker_storage::Location::S3(_)));
+    let is_sftp = matches!(loc, Ok(bunker_storage::Location::Sftp(_)));
     options
         .iter()
         .filter(|(k, _)| is_s3 || !k.starts_with("s3."))
+        .filter(|(k, _)| is_sftp || !k.starts_with("sftp."))
         .cloned()
         .collect()
 }
@@ -200,6 +201,9 @@ mod tests {
         let o = kv(&[("s3.region", "garage"), ("connections", "2")]);
         assert_eq!(options_for("/srv/x", &o), kv(&[("connections", "2")]));
         assert_eq!(options_for("s3:http://h:1/b/p", &o), o);
+        let o = kv(&[("sftp.key", "/k"), ("timeout", "5")]);
+        assert_eq!(options_for("sftp:nas:/srv/r", &o), o);
+        assert_eq!(options_for("/srv/x", &o), kv(&[("timeout", "5")]));
     }
 
     #[test]

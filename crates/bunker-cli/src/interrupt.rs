@@ -7,12 +7,14 @@
 //! unreferenced and removed by a later `prune`, as with restic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bunker_repo::Repository;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static REPOS: Mutex<Vec<Arc<Repository>>> = Mutex::new(Vec::new());
+/// Weak, so repositories (and their storage connections, e.g. ssh sessions) are
+/// still dropped and closed when their commands finish.
+static REPOS: Mutex<Vec<Weak<Repository>>> = Mutex::new(Vec::new());
 
 /// Whether SIGINT was received.
 pub fn interrupted() -> bool {
@@ -22,7 +24,8 @@ pub fn interrupted() -> bool {
 /// Remember a repository whose locks must be released on interrupt.
 pub fn register(repo: &Arc<Repository>) {
     if let Ok(mut v) = REPOS.lock() {
-        v.push(repo.clone());
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(repo));
     }
 }
 
@@ -30,7 +33,7 @@ pub fn register(repo: &Arc<Repository>) {
 /// registered repository. Best effort.
 pub fn release_locks() {
     let repos: Vec<Arc<Repository>> = match REPOS.lock() {
-        Ok(v) => v.clone(),
+        Ok(v) => v.iter().filter_map(Weak::upgrade).collect(),
         Err(_) => return,
     };
     let pid = std::process::id();

@@ -5,29 +5,20 @@
 //! missing. The WAL push contract tests need no PostgreSQL.
 
 mod common;
+mod pg_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, PASSWORD};
+use pg_cluster::{
+    as_postgres, chown_postgres, free_port, pg_available, psql, run, Cluster, PG_BIN,
+};
 use rand::RngCore;
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn bunker_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn random_segment(seed: u64, random_part: usize) -> Vec<u8> {
@@ -156,70 +147,6 @@ fn wal_push_duplicates_conflicts_and_kill() {
     }
 }
 
-/// A PostgreSQL cluster run by the `postgres` user in a temp dir; stopped on drop.
-struct Cluster {
-    data: PathBuf,
-    port: u16,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn as_postgres(program: &str) -> Command {
-    let mut c = Command::new("runuser");
-    c.args(["-u", "postgres", "--", program]);
-    c
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn psql(port: u16, db: &str, sql: &str) -> String {
-    run(Command::new(format!("{PG_BIN}/psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-qAtX",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(["-d", db, "-c", sql]))
-    .trim()
-    .to_string()
-}
-
-fn pg_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let pg = Path::new(&format!("{PG_BIN}/initdb")).exists();
-    if !root || !pg {
-        eprintln!("note: skipping the PostgreSQL test (needs root and PostgreSQL 15 in {PG_BIN})");
-    }
-    root && pg
-}
-
-fn chown_postgres(p: &Path) {
-    run(Command::new("chown").arg("-R").arg("postgres:").arg(p));
-}
-
 /// `bunker` as the postgres user with the repository and password file.
 fn bunker_pg(env: &Env, pw: &Path) -> Command {
     let mut c = as_postgres("env");
@@ -232,55 +159,52 @@ fn bunker_pg(env: &Env, pw: &Path) -> Command {
     c
 }
 
-#[test]
-fn postgres_pitr_dedup_verify_and_dumps() {
-    if !pg_available() {
-        return;
-    }
+/// A repository, a password file, and the temp dir handed to `postgres`.
+fn pg_env() -> (Env, PathBuf) {
     let env = Env::init();
     let dir = env.dir.path().to_path_buf();
     let pw = dir.join("password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     chown_postgres(&dir);
+    (env, pw)
+}
 
-    let port = free_port();
-    let cluster = Cluster {
-        data: dir.join("data"),
-        port,
-    };
-    run(as_postgres(&format!("{PG_BIN}/initdb"))
-        .arg("-D")
-        .arg(&cluster.data)
-        .args(["-A", "trust", "-U", "postgres"]));
+/// A started cluster in `<temp>/data` archiving into the repository with `pg wal-push`.
+fn archiving_primary(env: &Env, pw: &Path) -> Cluster {
     let archive_command = format!(
         "{} -r {} --password-file {} pg wal-push %p",
         bunker_exe().display(),
         env.repo.display(),
         pw.display()
     );
-    let conf = format!(
-        "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-         archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n",
-        dir.display()
+    let cluster = Cluster::init(
+        env.dir.path().join("data"),
+        &format!("archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n"),
     );
-    let mut pgconf = std::fs::read_to_string(cluster.data.join("postgresql.conf")).unwrap();
-    pgconf.push_str(&conf);
-    std::fs::write(cluster.data.join("postgresql.conf"), pgconf).unwrap();
-    run(as_postgres(&format!("{PG_BIN}/pg_ctl"))
-        .arg("-D")
-        .arg(&cluster.data)
-        .arg("-l")
-        .arg(dir.join("server.log"))
-        .args(["-w", "start"]));
+    cluster.start();
+    cluster
+}
+
+fn pgbench(port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(format!("{PG_BIN}/pgbench"));
+    c.args(["-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+        .args(args)
+        .arg("postgres");
+    c
+}
+
+#[test]
+fn postgres_pitr_dedup_verify_and_dumps() {
+    if !pg_available() {
+        return;
+    }
+    let (env, pw) = pg_env();
+    let dir = env.dir.path().to_path_buf();
+    let cluster = archiving_primary(&env, &pw);
+    let port = cluster.port;
     let p = port.to_string();
-    let pgbench = |args: &[&str]| {
-        let mut c = Command::new(format!("{PG_BIN}/pgbench"));
-        c.args(["-h", "127.0.0.1", "-U", "postgres", "-p", &p])
-            .args(args)
-            .arg("postgres");
-        c
-    };
+    let pgbench = |args: &[&str]| pgbench(port, args);
     run(pgbench(&["-i", "-s", "10", "-q"]).stderr(Stdio::null()));
 
     // Base backup while pgbench writes.
@@ -337,17 +261,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
         "postgres",
         "INSERT INTO marks VALUES (4, txid_current())",
     );
-    let last = psql(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while psql(
-        port,
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < last
-    {
-        assert!(Instant::now() < deadline, "archiving did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    cluster.switch_wal_and_wait_archived(Duration::from_secs(120));
 
     // Restore to a time, an xid and a restore point; each finds exactly its rows.
     let targets: Vec<(Vec<String>, i32)> = vec![
@@ -499,4 +413,132 @@ fn postgres_pitr_dedup_verify_and_dumps() {
     };
     assert_eq!(dump_of("postgres"), dump_of("copy"));
     drop(cluster);
+}
+
+/// A base backup taken from a streaming standby (the primary archives the
+/// WAL), restored to a transaction committed on the primary after it.
+#[test]
+fn standby_base_backup_and_pitr() {
+    if !pg_available() {
+        return;
+    }
+    let (env, pw) = pg_env();
+    let dir = env.dir.path().to_path_buf();
+    let primary = archiving_primary(&env, &pw);
+    run(pgbench(primary.port, &["-i", "-s", "1", "-q"]).stderr(Stdio::null()));
+    let standby = Cluster::standby_of(&primary, dir.join("standby"));
+    standby.start();
+    assert_eq!(standby.sql("SELECT pg_is_in_recovery()"), "t");
+
+    // The backup comes from the standby while pgbench writes on the primary.
+    let mut load = pgbench(primary.port, &["-T", "6", "-c", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let out = bunker_pg(&env, &pw)
+        .args(["--json", "pg", "backup", "--pghost", "127.0.0.1"])
+        .args([
+            "--pguser",
+            "postgres",
+            "--pgport",
+            &standby.port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken from a standby"));
+    let backup: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(load.wait().unwrap().success());
+    assert_eq!(backup["backup_from"], "standby", "{backup}");
+    assert_eq!(backup["timeline"], 1);
+    let system = primary.sql("SELECT system_identifier FROM pg_control_system()");
+    assert_eq!(backup["system_identifier"].as_str(), Some(system.as_str()));
+    let snaps: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw).args([
+        "--json",
+        "snapshots",
+        "--tag",
+        "pg-base",
+    ])))
+    .unwrap();
+    let tags: Vec<&str> = snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for want in [
+        "pg-from=standby".to_string(),
+        "pg-timeline=1".to_string(),
+        format!("pg-system={system}"),
+        format!("pg-stop-lsn={}", backup["stop_lsn"].as_str().unwrap()),
+    ] {
+        assert!(tags.contains(&want.as_str()), "{want} not in {tags:?}");
+    }
+    assert!(
+        tags.iter().any(|t| t.starts_with("pg-next-xid=")),
+        "{tags:?}"
+    );
+
+    // Markers committed on the primary after the backup; the primary
+    // archives the segments holding them (and the backup's stop point).
+    primary.sql("CREATE TABLE marks (k int primary key)");
+    let xid = primary.sql("INSERT INTO marks VALUES (1) RETURNING txid_current()");
+    primary.sql("INSERT INTO marks VALUES (2)");
+    let history = primary.sql("SELECT count(*) FROM pgbench_history");
+    primary.switch_wal_and_wait_archived(Duration::from_secs(120));
+
+    let report: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw).args([
+        "--json",
+        "pg",
+        "wal-verify",
+    ])))
+    .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["backups"][0]["restorable"], true, "{report}");
+
+    // No snapshot named: the selection must pick the standby backup for the xid.
+    let rdir = dir.join("restored");
+    let restored = Cluster {
+        data: rdir.clone(),
+        port: free_port(),
+    };
+    let res: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+        .args([
+            "--json",
+            "pg",
+            "restore",
+            "--target-xid",
+            &xid,
+            "--target-dir",
+        ])
+        .arg(&rdir)
+        .args(["--port", &restored.port.to_string()])
+        .args(["--no-archive", "--start", "--timeout", "300"])))
+    .unwrap();
+    assert_eq!(res["snapshot_id"], backup["snapshot_id"]);
+    let label = std::fs::read_to_string(rdir.join("backup_label.old")).unwrap();
+    assert!(label.contains("BACKUP FROM: standby"), "{label}");
+    let rows = psql(
+        restored.port,
+        "postgres",
+        "SELECT string_agg(k::text, ',' ORDER BY k) FROM marks",
+    );
+    assert_eq!(rows, "1", "exactly the rows up to the target transaction");
+    assert_eq!(
+        psql(
+            restored.port,
+            "postgres",
+            "SELECT count(*) FROM pgbench_history"
+        ),
+        history
+    );
+    drop(restored);
+    drop(standby);
+    drop(primary);
 }

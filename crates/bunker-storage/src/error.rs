@@ -49,7 +49,7 @@ impl ErrorKind {
             ErrorKind::AlreadyExists => "another writer created this file first",
             ErrorKind::PermissionDenied => "check file permissions or the bucket policy for these credentials",
             ErrorKind::Unauthenticated => {
-                "check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or -o s3.access_key_id=...)"
+                "check the credentials: S3 access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or -o s3.access_key_id=...), SFTP user, key and known_hosts"
             }
             ErrorKind::NoSpace => "free space or quota on the target, or choose another repository",
             ErrorKind::Timeout => "check the network, or raise the per-request limit with -o timeout=SECS",

@@ -5,8 +5,9 @@
 //! worker threads. Backends:
 //!
 //! * [`LocalStorage`]: a directory, restic-identical layout, atomic durable writes;
-//! * [`OpendalStorage`]: S3 (and any other OpenDAL service), driven by an internal
-//!   tokio runtime.
+//! * [`OpendalStorage`]: S3 (with a storage class per file type), SFTP (restic's
+//!   `sftp:` syntax, through the system `ssh`) and any other OpenDAL service,
+//!   driven by an internal tokio runtime.
 //!
 //! Layers wrap a [`DynStorage`] and are themselves storages: [`RetryStorage`]
 //! (bounded jittered backoff), [`FaultStorage`] (deterministic fault injection for
@@ -27,6 +28,9 @@ mod opendal_error;
 mod options;
 mod retry;
 mod s3;
+mod sftp;
+mod sftp_preflight;
+mod storage_class;
 
 use bytes::Bytes;
 
@@ -40,6 +44,8 @@ pub use open::{open, open_backend};
 pub use opendal_backend::OpendalStorage;
 pub use options::{BucketLookup, Options, S3Options};
 pub use retry::{RetryConfig, RetryStorage};
+pub use sftp::{KnownHosts, SftpLocation, SftpOptions};
+pub use storage_class::{ARCHIVE_STORAGE_CLASSES, KNOWN_STORAGE_CLASSES};
 
 /// A repository storage backend or layer. All methods block.
 pub trait Storage: Send + Sync + std::fmt::Debug {

@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 
 use crate::error::StorageError;
+use crate::sftp::SftpLocation;
 
 /// The supported location forms, for error messages.
 pub const SUPPORTED_FORMS: &str = "PATH, local:PATH, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX], \
-s3:s3.amazonaws.com/BUCKET[/PREFIX], s3:HOST/BUCKET[/PREFIX], opendal:SCHEME (with -o root=..., bucket=..., ...)";
+s3:s3.amazonaws.com/BUCKET[/PREFIX], s3:HOST/BUCKET[/PREFIX], sftp:[USER@]HOST:/PATH, \
+sftp://[USER@]HOST:PORT//PATH, opendal:SCHEME (with -o root=..., bucket=..., ...)";
 
 /// Restic backends bunker does not speak natively (use `opendal:` where possible).
-const UNSUPPORTED_SCHEMES: &[&str] = &["sftp", "rest", "b2", "azure", "gs", "swift", "rclone"];
+const UNSUPPORTED_SCHEMES: &[&str] = &["rest", "b2", "azure", "gs", "swift", "rclone"];
 
 /// A parsed repository location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum Location {
     Local(PathBuf),
     /// An S3-compatible bucket.
     S3(S3Location),
+    /// A directory on an SFTP server (through OpenDAL's sftp service).
+    Sftp(SftpLocation),
     /// Any OpenDAL service, configured through options.
     Opendal {
         /// The OpenDAL scheme name, e.g. `fs`, `memory`, `azblob`, `gcs`.
@@ -50,7 +54,7 @@ impl S3Location {
     }
 }
 
-fn invalid(location: &str, why: &str) -> StorageError {
+pub(crate) fn invalid(location: &str, why: &str) -> StorageError {
     StorageError::invalid(
         "location",
         format!("cannot use repository location {location:?}: {why}; supported forms: {SUPPORTED_FORMS}"),
@@ -78,6 +82,7 @@ pub fn parse_location(location: &str) -> Result<Location, StorageError> {
             }
         }
         "s3" => parse_s3(location, rest).map(Location::S3),
+        "sftp" => crate::sftp::parse(location, rest).map(Location::Sftp),
         "opendal" => {
             let scheme = rest.trim_matches('/');
             if scheme.is_empty()
@@ -229,6 +234,15 @@ mod tests {
             ),
             ("s3:host/bucket", s3("https://host", "bucket", "", false)),
             (
+                "sftp:bk@nas:/srv/repo",
+                Location::Sftp(SftpLocation {
+                    user: Some("bk".into()),
+                    host: "nas".into(),
+                    port: None,
+                    path: "/srv/repo".into(),
+                }),
+            ),
+            (
                 "opendal:memory",
                 Location::Opendal {
                     scheme: "memory".into(),
@@ -264,7 +278,7 @@ mod tests {
             "s3:host/b/../x",
             "opendal:",
             "opendal:a b",
-            "sftp:user@host:/srv/repo",
+            "sftp:user@host:relative",
             "rest:http://host:8000/",
             "gopher:whatever",
         ] {
@@ -272,7 +286,7 @@ mod tests {
             assert_eq!(e.kind, crate::ErrorKind::Invalid, "{input}");
             assert!(e.message.contains("supported forms"), "{input}: {e}");
         }
-        let e = parse_location("sftp:host:/x").unwrap_err();
+        let e = parse_location("rest:http://host:8000/").unwrap_err();
         assert!(e.message.contains("not supported"));
     }
 

@@ -16,7 +16,8 @@ use crate::DynStorage;
 /// `BUNKER_FAULTS` is set.
 ///
 /// Locations: a plain path or `local:PATH`; `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`,
-/// `s3:s3.amazonaws.com/BUCKET[/PREFIX]`, `s3:HOST/BUCKET[/PREFIX]` (https); and
+/// `s3:s3.amazonaws.com/BUCKET[/PREFIX]`, `s3:HOST/BUCKET[/PREFIX]` (https);
+/// `sftp:[USER@]HOST:/PATH` and `sftp://[USER@]HOST:PORT//PATH`; and
 /// `opendal:SCHEME` configured by the options. S3 credentials come from
 /// `s3.access_key_id`/`s3.secret_access_key` options or `AWS_ACCESS_KEY_ID`/
 /// `AWS_SECRET_ACCESS_KEY`; the region from `s3.region`, `AWS_DEFAULT_REGION`,
@@ -63,6 +64,7 @@ fn build(loc: &Location, opts: &Options) -> Result<DynStorage, StorageError> {
     Ok(match loc {
         Location::Local(path) => Arc::new(LocalStorage::new(path)),
         Location::S3(s3) => Arc::new(OpendalStorage::s3(s3, opts)?),
+        Location::Sftp(sftp) => Arc::new(OpendalStorage::sftp(sftp, opts)?),
         Location::Opendal { scheme } => Arc::new(OpendalStorage::service(scheme, opts)?),
     })
 }

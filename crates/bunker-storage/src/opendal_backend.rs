@@ -15,6 +15,9 @@ use crate::location::S3Location;
 use crate::opendal_error::map_err;
 use crate::options::Options;
 use crate::s3;
+use crate::sftp::{self, SftpLocation};
+use crate::sftp_preflight::Preflight;
+use crate::storage_class;
 use crate::Storage;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,13 +25,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Directories `create()` makes on filesystem-like services (restic layout).
 const LAYOUT_DIRS: [&str; 4] = ["keys/", "snapshots/", "index/", "locks/"];
 
-/// A repository on an OpenDAL service (S3, fs, memory, azblob, gcs, webdav...).
+/// A repository on an OpenDAL service (S3, sftp, fs, memory, azblob, gcs, webdav...).
 ///
 /// Every call blocks on an internal multi-threaded tokio runtime; calling from inside
 /// another runtime is supported (the call is moved to a scoped helper thread).
 ///
 /// `write` is a single PUT (atomic on object stores; the `fs` service is given an
-/// `atomic_write_dir` so it writes a temp file and renames). `write_new` first checks
+/// `atomic_write_dir` so it writes a temp file and renames; on `sftp` bunker writes
+/// `.bunker-tmp-*` beside the target and renames it, atomically with OpenSSH's
+/// `posix-rename` extension). `write_new` first checks
 /// that the name is free, then writes with `If-None-Match: *` where the service
 /// supports conditional writes. On services that accept but ignore that header (or
 /// with `s3.conditional-write=false`), two writers racing between the check and the
@@ -41,6 +46,10 @@ pub struct OpendalStorage {
     label: String,
     conditional: AtomicBool,
     fs_like: bool,
+    /// Write to a temporary name and rename (services whose writes are not atomic).
+    write_via_rename: bool,
+    /// SFTP: one direct ssh connection check before the first operation.
+    preflight: Option<Preflight>,
     /// The memory service panics on ranges past the end; check sizes first there.
     range_precheck: bool,
 }
@@ -56,8 +65,22 @@ impl std::fmt::Debug for OpendalStorage {
 
 impl Drop for OpendalStorage {
     fn drop(&mut self) {
-        // Dropping a runtime blocks; that panics inside async contexts, so detach instead.
-        if let Some(rt) = self.rt.take() {
+        let Some(rt) = self.rt.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Dropping a runtime blocks; that panics inside async contexts, so detach.
+            rt.shutdown_background();
+            return;
+        }
+        if self.op.info().scheme() == Scheme::Sftp {
+            // Each SFTP connection owns an ssh control master that outlives the process
+            // unless its session is closed: drop the connection pools, then let the
+            // runtime drop the session tasks (which tells every master to exit).
+            if let Ok(placeholder) = Operator::via_iter(Scheme::Memory, []) {
+                drop(std::mem::replace(&mut self.op, placeholder.clone()));
+                drop(std::mem::replace(&mut self.pack_op, placeholder));
+            }
+            rt.shutdown_timeout(Duration::from_secs(10));
+        } else {
             rt.shutdown_background();
         }
     }
@@ -107,18 +130,31 @@ impl OpendalStorage {
                 .unwrap_or_else(|| s3::DEFAULT_REGION.to_string()),
             None => s3::DEFAULT_REGION.to_string(),
         };
-        let class = o.s3.storage_class.as_deref();
-        let cfg = s3::service_config(loc, &o.s3, &region, class);
+        let (data_class, meta_class) = (o.s3.data_class(), o.s3.metadata_class());
+        for w in storage_class::warnings(data_class, meta_class) {
+            tracing::warn!(location = %label, "{w}");
+        }
+        let cfg = s3::service_config(loc, &o.s3, &region, meta_class);
         let op = build_op(Scheme::S3, cfg, &label, o)?;
-        let pack_op = match o.s3.storage_class_data.as_deref() {
-            Some(data_class) if Some(data_class) != class => {
-                let cfg = s3::service_config(loc, &o.s3, &region, Some(data_class));
-                build_op(Scheme::S3, cfg, &label, o)?
-            }
-            _ => op.clone(),
+        let pack_op = if data_class == meta_class {
+            op.clone()
+        } else {
+            let cfg = s3::service_config(loc, &o.s3, &region, data_class);
+            build_op(Scheme::S3, cfg, &label, o)?
         };
         let conditional = o.s3.conditional_write;
         Ok(Self::assemble(rt, op, pack_op, label, conditional))
+    }
+
+    /// Opens an `sftp:` repository through OpenDAL's sftp service (system `ssh`).
+    pub fn sftp(loc: &SftpLocation, o: &Options) -> Result<Self, StorageError> {
+        let label = loc.display();
+        let cfg = sftp::service_config(loc, &o.sftp);
+        let timeout = o.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let preflight = Preflight::new(loc, &o.sftp, timeout, &label);
+        let mut s = Self::configured(Scheme::Sftp, cfg, label, o)?;
+        s.preflight = Some(preflight);
+        Ok(s)
     }
 
     /// Opens any OpenDAL service by scheme name, configured by `o.service` pairs.
@@ -152,10 +188,19 @@ impl OpendalStorage {
                 cfg.push(("atomic_write_dir".into(), dir));
             }
         }
+        Self::configured(parsed, cfg, label, o)
+    }
+
+    fn configured(
+        scheme: Scheme,
+        cfg: Vec<(String, String)>,
+        label: String,
+        o: &Options,
+    ) -> Result<Self, StorageError> {
         let rt = new_runtime(&label)?;
         let op = {
             let _guard = rt.enter();
-            build_op(parsed, cfg, &label, o)?
+            build_op(scheme, cfg, &label, o)?
         };
         Ok(Self::assemble(rt, op.clone(), op, label, true))
     }
@@ -176,7 +221,7 @@ impl OpendalStorage {
     ) -> Self {
         let info = op.info();
         let cap = info.full_capability();
-        let fs_like = info.scheme() == Scheme::Fs;
+        let fs_like = matches!(info.scheme(), Scheme::Fs | Scheme::Sftp);
         OpendalStorage {
             rt: Some(rt),
             op,
@@ -184,6 +229,8 @@ impl OpendalStorage {
             label,
             conditional: AtomicBool::new(conditional && cap.write_with_if_not_exists),
             fs_like,
+            write_via_rename: info.scheme() == Scheme::Sftp,
+            preflight: None,
             range_precheck: info.scheme() == Scheme::Memory,
         }
     }
@@ -210,11 +257,19 @@ impl OpendalStorage {
         }
     }
 
+    fn preflight(&self) -> Result<(), StorageError> {
+        match &self.preflight {
+            Some(p) => p.check(),
+            None => Ok(()),
+        }
+    }
+
     fn path(&self, t: FileType, name: &str) -> Result<String, StorageError> {
         t.check_name(name).map_err(|mut e| {
             e.backend = self.label.clone();
             e
         })?;
+        self.preflight()?;
         Ok(t.path(name))
     }
 
@@ -244,6 +299,34 @@ impl OpendalStorage {
         }
     }
 
+    /// Writes `data` to `path` with the operator for `t`: one PUT, or a temporary
+    /// file renamed into place where plain writes are not atomic.
+    fn put(&self, t: FileType, path: &str, data: Bytes) -> Result<(), StorageError> {
+        let op = self.op_for(t);
+        if !self.write_via_rename {
+            return self
+                .block_on(op.write(path, data))
+                .map(|_| ())
+                .map_err(|e| self.err(e, path));
+        }
+        let (dir, _) = path.rsplit_once('/').unwrap_or(("", path));
+        let tmp = format!(
+            "{dir}{}.bunker-tmp-{:016x}",
+            if dir.is_empty() { "" } else { "/" },
+            rand::random::<u64>()
+        );
+        let res = self.block_on(async {
+            op.write(&tmp, data).await?;
+            op.rename(&tmp, path).await
+        });
+        if let Err(e) = res {
+            // Best effort: a leftover temp file is ignored by `list` anyway.
+            let _ = self.block_on(op.delete(&tmp));
+            return Err(self.err(e, path));
+        }
+        Ok(())
+    }
+
     fn already_exists(&self, path: &str) -> StorageError {
         StorageError::new(
             ErrorKind::AlreadyExists,
@@ -260,6 +343,7 @@ impl Storage for OpendalStorage {
     }
 
     fn create(&self) -> Result<(), StorageError> {
+        self.preflight()?;
         if self.fs_like {
             let mut dirs: Vec<String> = LAYOUT_DIRS.iter().map(|d| d.to_string()).collect();
             dirs.extend((0..=255u8).map(|i| format!("data/{i:02x}/")));
@@ -275,6 +359,7 @@ impl Storage for OpendalStorage {
     }
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, StorageError> {
+        self.preflight()?;
         if t == FileType::Config {
             return Ok(self
                 .stat_path("config")?
@@ -394,9 +479,7 @@ impl Storage for OpendalStorage {
 
     fn write(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError> {
         let path = self.path(t, name)?;
-        self.block_on(self.op_for(t).write(&path, data))
-            .map(|_| ())
-            .map_err(|e| self.err(e, &path))
+        self.put(t, &path, data)
     }
 
     fn write_new(&self, t: FileType, name: &str, data: Bytes) -> Result<(), StorageError> {
@@ -431,9 +514,7 @@ impl Storage for OpendalStorage {
                 Err(e) => return Err(self.err(e, &path)),
             }
         }
-        self.block_on(self.op_for(t).write(&path, data))
-            .map(|_| ())
-            .map_err(|e| self.err(e, &path))
+        self.put(t, &path, data)
     }
 
     fn remove(&self, t: FileType, name: &str) -> Result<(), StorageError> {
@@ -458,98 +539,5 @@ impl Storage for OpendalStorage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conformance;
-
-    fn service(scheme: &str, kv: &[(&str, &str)]) -> OpendalStorage {
-        let o = Options {
-            service: kv
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Options::default()
-        };
-        OpendalStorage::service(scheme, &o).unwrap_or_else(|e| panic!("{scheme}: {e}"))
-    }
-
-    #[test]
-    fn memory_conformance() {
-        let s = service("memory", &[]);
-        conformance::run(&s).expect("memory conformance");
-    }
-
-    #[test]
-    fn fs_conformance_and_restic_layout() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_string_lossy().into_owned();
-        let s = service("fs", &[("root", &root)]);
-        conformance::run(&s).expect("fs conformance");
-        assert!(dir.path().join("data/ff").is_dir());
-        assert!(dir.path().join("keys").is_dir());
-        // Files written through OpenDAL are readable by the local backend and vice versa.
-        s.write(FileType::Pack, "abcd", Bytes::from_static(b"pack"))
-            .expect("write");
-        let local = crate::LocalStorage::new(dir.path());
-        assert_eq!(
-            local.read(FileType::Pack, "abcd").expect("read"),
-            &b"pack"[..]
-        );
-        local
-            .write(FileType::Index, "i1", Bytes::from_static(b"idx"))
-            .expect("write");
-        assert_eq!(
-            s.list(FileType::Index).expect("list"),
-            vec![FileInfo {
-                name: "i1".into(),
-                size: 3
-            }]
-        );
-    }
-
-    #[test]
-    fn works_from_inside_a_tokio_runtime() {
-        let s = service("memory", &[]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("rt");
-        rt.block_on(async {
-            s.write(FileType::Key, "k", Bytes::from_static(b"key"))
-                .expect("write");
-            assert_eq!(s.stat(FileType::Key, "k").expect("stat"), Some(3));
-        });
-        drop(rt);
-        // Dropping the storage inside a runtime must not panic either.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("rt");
-        rt.block_on(async move { drop(s) });
-    }
-
-    #[test]
-    fn unknown_or_disabled_service_is_invalid() {
-        for scheme in ["nosuchservice", "redis"] {
-            let e = OpendalStorage::service(scheme, &Options::default()).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Invalid, "{scheme}: {e}");
-        }
-    }
-
-    #[test]
-    fn unreachable_s3_endpoint_is_retryable_error() {
-        // Nothing listens on port 9 of localhost: the request fails fast.
-        let loc = match crate::parse_location("s3:http://127.0.0.1:9/bucket/prefix") {
-            Ok(crate::Location::S3(l)) => l,
-            other => panic!("{other:?}"),
-        };
-        let mut o = Options::default();
-        o.s3.access_key_id = Some("id".into());
-        o.s3.secret_access_key = Some("secret".into());
-        o.timeout = Some(Duration::from_secs(5));
-        let s = OpendalStorage::s3(&loc, &o).expect("open");
-        assert_eq!(s.location(), "s3:http://127.0.0.1:9/bucket/prefix");
-        let e = s.read(FileType::Config, "").unwrap_err();
-        assert!(e.is_retryable(), "{e}");
-        assert!(!e.to_string().contains("secret"));
-        assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
-    }
-}
+#[path = "opendal_backend_tests.rs"]
+mod tests;

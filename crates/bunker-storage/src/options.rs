@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::error::StorageError;
 use crate::location::Location;
+use crate::sftp::{KnownHosts, SftpOptions, SFTP_KEYS};
+use crate::storage_class::{self, ClassTarget};
 
 /// Options every backend accepts.
 pub const COMMON_KEYS: &[&str] = &[
@@ -20,8 +22,12 @@ pub const S3_KEYS: &[&str] = &[
     "s3.secret_access_key",
     "s3.session_token",
     "s3.region",
+    "s3.storage_class",
+    "s3.storage_class.data",
+    "s3.storage_class.metadata",
     "s3.storage-class",
     "s3.storage-class.data",
+    "s3.storage-class.metadata",
     "s3.bucket-lookup",
     "s3.conditional-write",
 ];
@@ -49,10 +55,13 @@ pub struct S3Options {
     pub session_token: Option<String>,
     /// Region (`s3.region`, `AWS_DEFAULT_REGION`, `AWS_REGION`; else detected on AWS, else `us-east-1`).
     pub region: Option<String>,
-    /// Storage class for every file (`s3.storage-class`).
+    /// Storage class for every file (`s3.storage_class`, alias `s3.storage-class`).
     pub storage_class: Option<String>,
-    /// Storage class for pack files only (`s3.storage-class.data`), overriding `storage_class`.
+    /// Storage class for pack files (`s3.storage_class.data`), overriding `storage_class`.
     pub storage_class_data: Option<String>,
+    /// Storage class for every other file: config, keys, index, snapshots, locks
+    /// (`s3.storage_class.metadata`), overriding `storage_class`.
+    pub storage_class_metadata: Option<String>,
     /// Bucket addressing (`s3.bucket-lookup=auto|path|dns`).
     pub bucket_lookup: BucketLookup,
     /// Use `If-None-Match: *` for `write_new` (`s3.conditional-write=false` to disable).
@@ -69,6 +78,7 @@ impl fmt::Debug for S3Options {
             .field("region", &self.region)
             .field("storage_class", &self.storage_class)
             .field("storage_class_data", &self.storage_class_data)
+            .field("storage_class_metadata", &self.storage_class_metadata)
             .field("bucket_lookup", &self.bucket_lookup)
             .field("conditional_write", &self.conditional_write)
             .finish()
@@ -76,6 +86,20 @@ impl fmt::Debug for S3Options {
 }
 
 impl S3Options {
+    /// The class pack files are written with (`None`: the bucket's default).
+    pub fn data_class(&self) -> Option<&str> {
+        self.storage_class_data
+            .as_deref()
+            .or(self.storage_class.as_deref())
+    }
+
+    /// The class every other file is written with (`None`: the bucket's default).
+    pub fn metadata_class(&self) -> Option<&str> {
+        self.storage_class_metadata
+            .as_deref()
+            .or(self.storage_class.as_deref())
+    }
+
     /// Fills unset credentials and region from the environment (via `env` lookup).
     pub fn with_env(mut self, env: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
@@ -109,6 +133,8 @@ pub struct Options {
     pub index_flush_interval: Option<Duration>,
     /// S3 settings (S3 locations only).
     pub s3: S3Options,
+    /// SFTP settings (`sftp:` locations only).
+    pub sftp: SftpOptions,
     /// Service configuration handed to OpenDAL unchanged (`opendal:` locations only).
     pub service: Vec<(String, String)>,
 }
@@ -122,6 +148,7 @@ impl fmt::Debug for Options {
             .field("retry_max_elapsed", &self.retry_max_elapsed)
             .field("index_flush_interval", &self.index_flush_interval)
             .field("s3", &self.s3)
+            .field("sftp", &self.sftp)
             .field("service_keys", &service)
             .finish()
     }
@@ -164,6 +191,7 @@ impl Options {
             ..Options::default()
         };
         let is_s3 = matches!(location, Location::S3(_));
+        let is_sftp = matches!(location, Location::Sftp(_));
         for (key, value) in pairs {
             let k = key.trim();
             let v = value.trim().to_string();
@@ -187,8 +215,18 @@ impl Options {
                         "s3.secret_access_key" => s.secret_access_key = Some(v),
                         "s3.session_token" => s.session_token = Some(v),
                         "s3.region" => s.region = Some(v),
-                        "s3.storage-class" => s.storage_class = Some(v),
-                        "s3.storage-class.data" => s.storage_class_data = Some(v),
+                        "s3.storage_class" | "s3.storage-class" => {
+                            s.storage_class =
+                                Some(storage_class::validate(k, &v, ClassTarget::Metadata)?)
+                        }
+                        "s3.storage_class.data" | "s3.storage-class.data" => {
+                            s.storage_class_data =
+                                Some(storage_class::validate(k, &v, ClassTarget::Data)?)
+                        }
+                        "s3.storage_class.metadata" | "s3.storage-class.metadata" => {
+                            s.storage_class_metadata =
+                                Some(storage_class::validate(k, &v, ClassTarget::Metadata)?)
+                        }
                         "s3.conditional-write" => s.conditional_write = parse_bool(k, &v)?,
                         _ => {
                             s.bucket_lookup = match v.to_ascii_lowercase().as_str() {
@@ -200,6 +238,8 @@ impl Options {
                         }
                     }
                 }
+                "sftp.key" if is_sftp => o.sftp.key = Some(v),
+                "sftp.known_hosts" if is_sftp => o.sftp.known_hosts = KnownHosts::parse(k, &v)?,
                 _ if matches!(location, Location::Opendal { .. }) => {
                     let k = k.strip_prefix("opendal.").unwrap_or(k);
                     o.service.push((k.to_string(), v));
@@ -208,6 +248,9 @@ impl Options {
                     let mut valid: Vec<&str> = COMMON_KEYS.to_vec();
                     if is_s3 {
                         valid.extend_from_slice(S3_KEYS);
+                    }
+                    if is_sftp {
+                        valid.extend_from_slice(SFTP_KEYS);
                     }
                     return Err(bad(
                         k,
@@ -305,5 +348,69 @@ mod tests {
         .expect("parse");
         assert_eq!(o.service, pairs(&[("root", "/r"), ("bucket", "b")]));
         assert_eq!(o.timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn storage_classes_per_file_type() {
+        let loc = parse_location("s3:http://localhost:3900/b/p").expect("loc");
+        let o = Options::parse(
+            &pairs(&[
+                ("s3.storage_class", "STANDARD"),
+                ("s3.storage_class.data", "DEEP_ARCHIVE"),
+            ]),
+            &loc,
+        )
+        .expect("parse");
+        assert_eq!(o.s3.data_class(), Some("DEEP_ARCHIVE"));
+        assert_eq!(o.s3.metadata_class(), Some("STANDARD"));
+        let o = Options::parse(
+            &pairs(&[
+                ("s3.storage-class.data", "STANDARD_IA"),
+                ("s3.storage_class.metadata", "ONEZONE_IA"),
+            ]),
+            &loc,
+        )
+        .expect("parse aliases");
+        assert_eq!(o.s3.data_class(), Some("STANDARD_IA"));
+        assert_eq!(o.s3.metadata_class(), Some("ONEZONE_IA"));
+        let none = Options::parse(&[], &loc).expect("parse");
+        assert_eq!(
+            (none.s3.data_class(), none.s3.metadata_class()),
+            (None, None)
+        );
+        for (k, v) in [
+            ("s3.storage_class.metadata", "GLACIER"),
+            ("s3.storage_class", "DEEP_ARCHIVE"),
+            ("s3.storage_class.data", "standard_ia"),
+        ] {
+            let e = Options::parse(&pairs(&[(k, v)]), &loc).expect_err(k);
+            assert!(e.message.contains(k), "{e}");
+        }
+        let local = parse_location("/srv/x").expect("loc");
+        assert!(
+            Options::parse(&pairs(&[("s3.storage_class.data", "STANDARD_IA")]), &local).is_err()
+        );
+    }
+
+    #[test]
+    fn sftp_options() {
+        let loc = parse_location("sftp:bk@nas:/srv/r").expect("loc");
+        let o = Options::parse(
+            &pairs(&[("sftp.key", "/keys/id"), ("sftp.known_hosts", "add")]),
+            &loc,
+        )
+        .expect("parse");
+        assert_eq!(o.sftp.key.as_deref(), Some("/keys/id"));
+        assert_eq!(o.sftp.known_hosts, KnownHosts::Add);
+        assert_eq!(
+            Options::parse(&[], &loc).expect("default").sftp.known_hosts,
+            KnownHosts::Strict
+        );
+        let e = Options::parse(&pairs(&[("sftp.known_hosts", "off")]), &loc).expect_err("bad");
+        assert!(e.message.contains("sftp.known_hosts"), "{e}");
+        let e = Options::parse(&pairs(&[("root", "/x")]), &loc).expect_err("unknown");
+        assert!(e.message.contains("sftp.key"), "{e}");
+        let s3 = parse_location("s3:h/b").expect("loc");
+        assert!(Options::parse(&pairs(&[("sftp.key", "/k")]), &s3).is_err());
     }
 }

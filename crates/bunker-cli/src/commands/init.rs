@@ -21,7 +21,23 @@ data: it cannot be recovered. Initialising an existing repository is an error.";
 const EXAMPLES: &str = "\
 EXAMPLES:
     bunker -r /srv/backup init
-    BUNKER_PASSWORD_FILE=~/.bunker-pw bunker -r s3:https://s3.example.com/bucket/host1 init";
+    BUNKER_PASSWORD_FILE=~/.bunker-pw bunker -r s3:https://s3.example.com/bucket/host1 init
+    bunker -r s3:s3.amazonaws.com/bucket/host1 -o s3.storage_class.data=STANDARD_IA init
+    bunker -r sftp:backup@nas.lan:/srv/bunker/host1 -o sftp.key=/root/.ssh/id_backup init
+
+BACKEND OPTIONS (-o KEY=VALUE, repeatable; docs/storage.md has the full list):
+    connections=N, timeout=SECS, retry.max_elapsed=SECS     every backend
+    s3.access_key_id, s3.secret_access_key, s3.region        S3 credentials and region
+    s3.storage_class.data=CLASS       storage class of pack files (e.g. STANDARD_IA)
+    s3.storage_class.metadata=CLASS   class of index, snapshots, keys, config, locks
+    s3.storage_class=CLASS            class of every file (default: the bucket's)
+        Classes: STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR,
+        GLACIER, DEEP_ARCHIVE, REDUCED_REDUNDANCY (other upper-case names: warning).
+        With GLACIER or DEEP_ARCHIVE for packs, restore and check --read-data need the
+        packs restored from the archive first; archive classes are refused for metadata.
+    sftp.key=PATH                     SFTP private key (else ssh's defaults and agent)
+    sftp.known_hosts=strict|add|accept  host key policy (default strict: ~/.ssh/known_hosts)
+    KEY=VALUE with opendal:SCHEME     handed to the OpenDAL service (root, bucket, endpoint...)";
 
 /// Create a new repository
 #[derive(Args, Debug)]

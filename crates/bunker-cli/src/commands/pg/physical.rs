@@ -84,6 +84,7 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             "snapshot_id": res.snapshot_id.to_string(),
             "system_identifier": res.info.system_id.map(|s| s.to_string()),
             "timeline": res.info.timeline,
+            "backup_from": res.info.backup_from,
             "start_lsn": res.info.start_lsn.to_string(),
             "stop_lsn": res.info.stop_lsn.to_string(),
             "start_wal": res.info.start_wal,
@@ -93,8 +94,12 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             "seconds": started.elapsed().as_secs_f64(),
         }))?;
     } else if !g.quiet {
+        let from = match res.info.backup_from.as_str() {
+            "" => String::new(),
+            f => format!(" (taken from the {f})"),
+        };
         println!(
-            "base backup {} of system {} saved: timeline {}, WAL {} .. {} (from {})",
+            "base backup {} of system {}{from} saved: timeline {}, WAL {} .. {} (start segment {})",
             res.snapshot_id.short(),
             res.info
                 .system_id
@@ -113,7 +118,25 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             output::duration(started.elapsed())
         );
     }
+    if let Some(note) = standby_note(&res) {
+        if !g.quiet {
+            eprintln!("{note}");
+        }
+    }
     Ok(Status::Success)
+}
+
+/// What to tell after a backup from a standby: a standby archives nothing
+/// itself (with `archive_mode = on`), so the backup can be restored only once
+/// the primary has archived the WAL up to the backup's stop position.
+fn standby_note(res: &BaseBackupResult) -> Option<String> {
+    (res.info.backup_from == "standby").then(|| {
+        format!(
+            "note: backup taken from a standby; it becomes restorable once the primary has \
+             archived the WAL up to {} (archive_timeout bounds the wait; `bunker pg wal-verify` checks)",
+            res.info.stop_lsn
+        )
+    })
 }
 
 /// Restore a base backup and configure point-in-time recovery
@@ -348,6 +371,8 @@ fn start_and_wait(dir: &Path, bin: Option<&Path>, timeout: Duration) -> Result<(
         .arg("-l")
         .arg(&log)
         .args(["-W", "start"])
+        // pg_ctl's chatter must not mix into our standard output (--json).
+        .stdout(std::process::Stdio::null())
         .status()
         .context("running pg_ctl start")?;
     if !status.success() {
