@@ -161,12 +161,15 @@ fn sqlite_item_while_written_and_a_failing_database_item() {
     };
     let v = json(&out);
     assert_eq!(v["dry_run"], true, "{v}");
-    assert!(
+    let status_of = |item: &str| {
         v["results"]
             .as_array()
-            .is_some_and(|r| r.iter().any(|r| r["item"] == "app-db")),
-        "{v}"
-    );
+            .and_then(|r| r.iter().find(|r| r["item"] == item))
+            .map(|r| r["status"].clone())
+    };
+    // The readable SQLite file would be backed up; the dead server is named.
+    assert_eq!(status_of("app-db"), Some(serde_json::json!("ok")), "{v}");
+    assert_eq!(status_of("shop-db"), Some(serde_json::json!("failed")), "{v}");
     assert!(
         repo_state(&ctx) == state,
         "the dry run changed the repository"
@@ -246,7 +249,10 @@ fn postgres_logical_item_through_run() {
             .arg(&policy);
         c.output().expect("spawn")
     };
-    assert_eq!(json(&out)["dry_run"], true);
+    let v = json(&out);
+    assert_eq!(v["dry_run"], true);
+    assert!(out.status.success(), "a dry run against a live server succeeds: {v}");
+    assert_eq!(v["results"][0]["status"], "ok", "{v}");
     assert!(
         repo_state(&ctx) == state,
         "the dry run changed the repository"

@@ -368,7 +368,7 @@ pub enum PostgresMode {
 }
 
 /// Settings of a `postgres` item (under its `postgres:` key).
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// Host name or socket directory.
     pub host: Option<String>,
@@ -384,6 +384,30 @@ pub struct PostgresConfig {
     pub password_env: Option<String>,
     /// Logical or physical.
     pub mode: PostgresMode,
+    /// Physical mode: every point in time of this last span must stay
+    /// recoverable (`pitr: 7d`); retention then keeps the base backups and
+    /// WAL that span needs beside what the `retention` rules keep.
+    pub pitr: Option<Duration>,
+    /// Physical mode: a base backup is due whenever the server restarted,
+    /// or its timeline or system identifier changed, since the newest base
+    /// backup in the repository (default true).
+    pub full_on_start: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            host: None,
+            port: None,
+            user: None,
+            database: None,
+            dsn: None,
+            password_env: None,
+            mode: PostgresMode::default(),
+            pitr: None,
+            full_on_start: true,
+        }
+    }
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -396,6 +420,8 @@ impl fmt::Debug for PostgresConfig {
             .field("dsn", &self.dsn)
             .field("password_env", &self.password_env)
             .field("mode", &self.mode)
+            .field("pitr", &self.pitr)
+            .field("full_on_start", &self.full_on_start)
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{did_you_mean, Diagnostic};
 use crate::locate::{NodePath, Seg};
-use crate::model::ItemKind;
+use crate::model::{ItemKind, PostgresMode};
 use crate::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -273,6 +273,29 @@ impl Checker<'_> {
                 format!("\"paths\" in {label} only applies to files items"),
                 None,
             );
+        }
+        if let Some(pg) = item
+            .postgres
+            .as_ref()
+            .filter(|_| item.kind == ItemKind::Postgres)
+        {
+            let mut pp = at("postgres");
+            pp.push(k("pitr"));
+            if pg.pitr.is_some() && pg.mode != PostgresMode::Physical {
+                self.report(
+                    &pp,
+                    true,
+                    format!("\"pitr\" in {label} needs \"mode: physical\""),
+                    Some("point-in-time recovery is made of base backups and archived WAL".into()),
+                );
+            } else if pg.pitr.is_some() && item.retention.is_none() {
+                self.report(
+                    &pp,
+                    true,
+                    format!("\"pitr\" in {label} needs a \"retention\" for the base backups kept beyond the window"),
+                    Some("e.g. \"retention: { keep_daily: 35 }\", or \"keep_last: 1\" to keep only the window".into()),
+                );
+            }
         }
         let sections = [
             ("postgres", ItemKind::Postgres, item.postgres.is_some()),

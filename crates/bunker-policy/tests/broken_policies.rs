@@ -143,7 +143,7 @@ fn broken_policies_report_exact_diagnostics() {
 /// The shipped examples must stay valid.
 #[test]
 fn examples_are_valid() {
-    for name in ["quickstart", "webapp", "ml-platform"] {
+    for name in ["quickstart", "webapp", "ml-platform", "postgres-pitr"] {
         let path = format!("../../examples/{name}.yaml");
         let policy = Policy::load(&path).unwrap_or_else(|e| panic!("{path}:\n{e}"));
         assert!(!policy.items.is_empty(), "{path} has items");

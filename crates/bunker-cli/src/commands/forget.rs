@@ -3,10 +3,12 @@
 use anyhow::{bail, Context, Result};
 use bunker_policy::retention::{GroupBy, KeepDuration, KeepPolicy};
 use bunker_repo::forget::{self, ForgetGroup, ForgetOptions};
+use bunker_repo::pg::retention::{self, PitrOptions, PitrPlan};
 use bunker_repo::snapshots::SnapshotFilter;
 use clap::Args;
 
 use super::config::PolicyArgs;
+use super::pg::items as pg_items;
 use super::prune::{self as prune_cmd, PruneFlags};
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
@@ -26,6 +28,13 @@ Without any rule nothing is removed.
 --host, --tag and --path restrict which snapshots are considered. With --config and --item \
 the rules come from that item's retention in the policy, and only that item's snapshots \
 (tag bunker:item=NAME) are considered.
+
+For an item of kind postgres, mode physical, retention understands point-in-time recovery: \
+besides what the rules keep, the newest base backup that finished before now minus the item's \
+`pitr` span and every newer one are kept, and after the forgotten snapshots are removed the \
+archived WAL no kept base backup needs is deleted (each kept backup keeps its start..stop \
+WAL; everything from the window's first backup on stays). --dry-run lists what would go; \
+--json prints {\"groups\":[...],\"removed\":[...],\"plan\":{...}}.
 
 The decision is complete before anything is deleted. Only snapshot files are removed; \
 use --prune (or `bunker prune`) to free the data. An exclusive lock is held (none for \
@@ -214,6 +223,21 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
             let Some(ret) = &item.retention else {
                 bail!("item {name:?} has no retention in the policy: nothing to forget");
             };
+            if let Some(cfg) = pg_items::physical(item) {
+                let mut opts = pg_items::pitr_options(item, cfg, args.dry_run)?;
+                opts.group_by = group_by;
+                // Only this item's snapshots: its tag AND each --tag group.
+                if !filter.tags.is_empty() {
+                    opts.filter.tags = filter
+                        .tags
+                        .iter()
+                        .map(|g| g.iter().cloned().chain([item.tag()]).collect())
+                        .collect();
+                }
+                opts.filter.hosts.clone_from(&filter.hosts);
+                opts.filter.paths.clone_from(&filter.paths);
+                return run_pitr(g, &args, &opts);
+            }
             filter.tags.push(vec![item.tag()]);
             ret.keep_policy()
         }
@@ -248,4 +272,59 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
         prune_cmd::run_locked(g, &r, &args.prune_flags, args.dry_run)?;
     }
     Ok(Status::Success)
+}
+
+/// Retention of a postgres physical item: forget base backups (keeping what
+/// the `pitr` window needs), then delete the WAL no kept base backup needs.
+fn run_pitr(g: &GlobalOpts, args: &ForgetArgs, opts: &PitrOptions) -> Result<Status> {
+    let r = repo::open(g)?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(repo::lock(&r, true)?)
+    };
+    let report = retention::apply(&r, opts).context("forget failed")?;
+    if g.json {
+        output::json_line(&report)?;
+    } else if !g.quiet {
+        print_groups(&report.groups, args.dry_run);
+        print_pitr_plan(&report.plan, args.dry_run);
+        if !args.dry_run && !report.removed.is_empty() {
+            println!("removed {} snapshots", report.removed.len());
+        }
+    }
+    if args.prune {
+        prune_cmd::run_locked(g, &r, &args.prune_flags, args.dry_run)?;
+    }
+    Ok(Status::Success)
+}
+
+/// The WAL and window part of a PITR retention decision.
+pub fn print_pitr_plan(plan: &PitrPlan, dry_run: bool) {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for n in &plan.wal_delete {
+        println!("{verb} WAL {n}");
+    }
+    println!(
+        "WAL: {} file(s) kept, {} {verb}",
+        plan.wal_keep.len(),
+        plan.wal_delete.len()
+    );
+    match (&plan.window_start, &plan.window_required) {
+        (Some(s), Some(req)) if plan.window_covers => println!(
+            "recoverable window: from {} (needed: from {}) to the newest archived WAL",
+            output::local_time(s),
+            output::local_time(req)
+        ),
+        (Some(s), Some(req)) => println!(
+            "recoverable window: from {} only (pitr asks for {}): no older base backup exists yet",
+            output::local_time(s),
+            output::local_time(req)
+        ),
+        (Some(s), None) => println!(
+            "recoverable window: from {} to the newest archived WAL",
+            output::local_time(s)
+        ),
+        (None, _) => println!("recoverable window: none (no base backup)"),
+    }
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::config::{open_policy_repo, OpenedRepo, PolicyArgs};
 use super::hooks::run_hooks;
+use super::pg::items as pg_items;
 use super::status::{newest_snapshot, record_failure};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
@@ -41,8 +42,8 @@ repository is unreachable its fallbacks are tried in order, with a warning. Fail
 recorded in the repository for `bunker status`. Items of kind files, sqlite and postgres \
 are executed; kind command is reported as failed (not supported yet).
 
-Exit status: 0 when every item succeeded, 3 when some files could not be read, 1 when any \
-item failed.";
+Exit status: 0 when every item succeeded, 3 when some files could not be read, 4 when an \
+item was backed up to a fallback repository (3 takes precedence), 1 when any item failed.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -89,8 +90,18 @@ pub struct ItemResult {
     pub duration_seconds: f64,
     pub snapshot: Option<String>,
     pub forgotten: usize,
+    /// Archived WAL files deleted by PITR retention (postgres physical items).
+    pub wal_deleted: usize,
     pub repository_created: bool,
     pub error: Option<String>,
+    /// Why the item ran: "schedule", "no snapshot yet", "requested", or
+    /// the start-up rule of postgres physical items ("server restarted at
+    /// ...", "timeline changed 1→2").
+    pub reason: Option<String>,
+    /// The fallback repository used because `fallback_for` was unreachable.
+    pub fallback_used: Option<String>,
+    /// The target repository that was unreachable.
+    pub fallback_for: Option<String>,
 }
 
 impl ItemResult {
@@ -104,8 +115,12 @@ impl ItemResult {
             duration_seconds: 0.0,
             snapshot: None,
             forgotten: 0,
+            wal_deleted: 0,
             repository_created: false,
             error: None,
+            reason: None,
+            fallback_used: None,
+            fallback_for: None,
         }
     }
 }
@@ -150,14 +165,14 @@ impl Repos<'_> {
     }
 }
 
-/// Whether `item` is due: a schedule, and any target whose newest snapshot
-/// of the item is old enough (or missing, or unreadable).
-fn is_due(repos: &mut Repos<'_>, item: &Item) -> bool {
-    let Some(schedule) = &item.schedule else {
-        return false;
-    };
+/// Why `item` is due, if it is: it has a schedule, and any target's newest
+/// snapshot of the item is old enough (or missing, or unreadable); or, for
+/// a postgres physical item with `full_on_start`, the server restarted or
+/// changed timeline or system since the item's newest base backup there.
+fn due_reason(repos: &mut Repos<'_>, item: &Item) -> Option<String> {
+    let schedule = item.schedule.as_ref()?;
     let now = Utc::now();
-    item.targets.iter().any(|t| {
+    for t in &item.targets {
         let last = match repos.get(t) {
             Ok(o) => match newest_snapshot(&o.repo, item) {
                 Ok(n) => n.map(|(time, _)| time.with_timezone(&Utc)),
@@ -165,8 +180,39 @@ fn is_due(repos: &mut Repos<'_>, item: &Item) -> bool {
             },
             Err(_) => None,
         };
-        schedule.is_due(last, now)
-    })
+        if schedule.is_due(last, now) {
+            return Some(if last.is_none() {
+                "no snapshot yet".into()
+            } else {
+                "schedule".into()
+            });
+        }
+    }
+    let cfg = pg_items::physical(item).filter(|c| c.full_on_start)?;
+    let server = match pg_items::server_state(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "warning: item {}: cannot ask the server whether it restarted: {}",
+                item.name,
+                crate::exit::one_line(&e)
+            );
+            return None;
+        }
+    };
+    for t in &item.targets {
+        let Ok(o) = repos.get(t) else { continue };
+        match pg_items::start_reason(&o.repo, item, &server) {
+            Ok(Some(r)) => return Some(r.to_string()),
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "warning: item {}: reading base backups in {t}: {}",
+                item.name,
+                crate::exit::one_line(&e)
+            ),
+        }
+    }
+    None
 }
 
 fn backup_options(item: &Item, dry_run: bool) -> BackupOptions {
@@ -183,10 +229,30 @@ fn backup_options(item: &Item, dry_run: bool) -> BackupOptions {
 }
 
 /// Forget by the item's retention, then prune if anything was removed.
-fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<usize> {
+/// Postgres physical items use PITR-aware retention: forget base backups,
+/// delete the WAL no kept one needs, then prune. Returns (snapshots
+/// forgotten, WAL files deleted).
+fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<(usize, usize)> {
     let Some(ret) = &item.retention else {
-        return Ok(0);
+        return Ok((0, 0));
     };
+    if pg_items::physical(item).is_some() {
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(RepoLock::acquire(&o.repo, true).context("locking for retention")?)
+        };
+        let report = pg_items::apply_pg_retention(&o.repo, item, dry_run)?;
+        if !dry_run && !report.removed.is_empty() {
+            prune::prune_unlocked(
+                &o.repo,
+                &PruneOptions::default().with_crash_knob_from_env(),
+                &NoProgress,
+            )
+            .context("prune")?;
+        }
+        return Ok((report.removed.len(), report.plan.wal_delete.len()));
+    }
     let opts = ForgetOptions {
         policy: ret.keep_policy(),
         filter: SnapshotFilter {
@@ -197,7 +263,7 @@ fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<usize> 
         ..Default::default()
     };
     if dry_run {
-        return Ok(forget::forget_unlocked(&o.repo, &opts)?.removed.len());
+        return Ok((forget::forget_unlocked(&o.repo, &opts)?.removed.len(), 0));
     }
     let _lock = RepoLock::acquire(&o.repo, true).context("locking for retention")?;
     let report = forget::forget_unlocked(&o.repo, &opts).context("forget")?;
@@ -209,7 +275,7 @@ fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<usize> 
         )
         .context("prune")?;
     }
-    Ok(report.removed.len())
+    Ok((report.removed.len(), 0))
 }
 
 /// Back up a sqlite or postgres item (the engines live in `pg`).
@@ -219,10 +285,9 @@ fn run_database_item(
     dry_run: bool,
 ) -> Result<super::pg::items::ItemSnapshots> {
     if dry_run {
-        bail!(
-            "--dry-run is not supported for items of kind {}",
-            item.kind.as_str()
-        );
+        // Nothing is written: only check that the source can be read.
+        preflight_database_item(item)?;
+        return Ok(Vec::new());
     }
     let tags = item.snapshot_tags();
     match (item.kind, &item.sqlite, &item.postgres) {
@@ -231,6 +296,25 @@ fn run_database_item(
         }
         (ItemKind::Postgres, _, Some(p)) => {
             super::pg::items::run_postgres_item(&o.repo, p, &tags, None, &NoProgress)
+        }
+        (kind, _, _) => bail!("items of kind {} are not supported yet", kind.as_str()),
+    }
+}
+
+/// What a dry run checks for a database item: the SQLite file can be opened
+/// read-only, the PostgreSQL server answers a query with the item's settings.
+fn preflight_database_item(item: &Item) -> Result<()> {
+    match (item.kind, &item.sqlite, &item.postgres) {
+        (ItemKind::Sqlite, Some(s), _) => {
+            std::fs::File::open(&s.path)
+                .with_context(|| format!("opening SQLite database {}", s.path.display()))?;
+            Ok(())
+        }
+        (ItemKind::Postgres, _, Some(p)) => {
+            let conn = super::pg::items::conn_from_policy(p);
+            conn.query(conn.dbname.as_deref(), "SELECT 1")
+                .context("connecting to PostgreSQL")?;
+            Ok(())
         }
         (kind, _, _) => bail!("items of kind {} are not supported yet", kind.as_str()),
     }
@@ -247,6 +331,10 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
         }
     };
     res.target = o.name.clone();
+    if o.name != target {
+        res.fallback_used = Some(o.name.clone());
+        res.fallback_for = Some(target.to_string());
+    }
     res.repository_created = o.initialised;
     if item.kind != ItemKind::Files {
         match run_database_item(o, item, dry_run) {
@@ -261,7 +349,10 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
                 );
                 res.files = snaps.len() as u64;
                 match apply_retention(o, item, dry_run) {
-                    Ok(n) => res.forgotten = n,
+                    Ok((n, w)) => {
+                        res.forgotten = n;
+                        res.wal_deleted = w;
+                    }
                     Err(e) => {
                         res.status = "failed";
                         res.error = Some(format!("retention: {}", crate::exit::one_line(&e)));
@@ -294,7 +385,7 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
                 res.error = Some(format!("{} file(s) could not be read", sum.errors.len()));
             }
             match apply_retention(o, item, dry_run) {
-                Ok(n) => res.forgotten = n,
+                Ok((n, _)) => res.forgotten = n,
                 Err(e) => {
                     res.status = "failed";
                     res.error = Some(format!("retention: {}", crate::exit::one_line(&e)));
@@ -314,7 +405,12 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
     res
 }
 
-fn run_item(repos: &mut Repos<'_>, item: &Item, dry_run: bool) -> Vec<ItemResult> {
+fn run_item(
+    repos: &mut Repos<'_>,
+    item: &Item,
+    dry_run: bool,
+    reason: Option<String>,
+) -> Vec<ItemResult> {
     let hooks = &item.hooks;
     let base_env = vec![("BUNKER_ITEM", item.name.clone())];
     let fail_all = |repos: &mut Repos<'_>, msg: String| -> Vec<ItemResult> {
@@ -348,7 +444,11 @@ fn run_item(repos: &mut Repos<'_>, item: &Item, dry_run: bool) -> Vec<ItemResult
     let results: Vec<ItemResult> = item
         .targets
         .iter()
-        .map(|t| run_target(repos, item, t, dry_run))
+        .map(|t| {
+            let mut r = run_target(repos, item, t, dry_run);
+            r.reason = reason.clone();
+            r
+        })
         .collect();
     if !dry_run {
         let failed: Vec<String> = results
@@ -395,18 +495,33 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
         if !args.items.is_empty() && !args.items.contains(&item.name) {
             continue;
         }
-        let selected = !args.items.is_empty() || args.all || is_due(&mut repos, item);
-        if !selected {
+        let reason = if !args.items.is_empty() || args.all {
+            Some("requested".to_string())
+        } else {
+            due_reason(&mut repos, item)
+        };
+        if reason.is_none() {
             let mut r = ItemResult::new(&item.name, "-");
             r.status = "skipped";
             r.error = Some("not due".into());
             results.push(r);
             continue;
         }
-        results.extend(run_item(&mut repos, item, args.dry_run));
+        results.extend(run_item(&mut repos, item, args.dry_run, reason));
     }
     let failed = results.iter().filter(|r| r.status == "failed").count();
     let incomplete = results.iter().any(|r| r.status == "incomplete");
+    let mut fallback = false;
+    for r in results.iter().filter(|r| r.status != "failed") {
+        if let (Some(used), Some(primary)) = (&r.fallback_used, &r.fallback_for) {
+            fallback = true;
+            eprintln!(
+                "WARNING: item {} was backed up to fallback repository {used:?} because {primary:?} \
+                 was unreachable; heal {primary:?} with `bunker copy --from-repo` once it is back",
+                r.item
+            );
+        }
+    }
     if g.json {
         output::json_line(&JsonRun {
             message_type: "run",
@@ -417,6 +532,22 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     } else if !g.quiet {
         print!("{}", table(&results).render());
         for r in results.iter().filter(|r| r.status != "skipped") {
+            if let Some(why) = r.reason.as_deref().filter(|w| *w != "requested") {
+                println!("{} ({}): due: {why}", r.item, r.target);
+            }
+            if r.wal_deleted > 0 {
+                println!(
+                    "{} ({}): {} archived WAL file(s) no kept base backup needs {}",
+                    r.item,
+                    r.target,
+                    r.wal_deleted,
+                    if args.dry_run {
+                        "would be deleted"
+                    } else {
+                        "deleted"
+                    }
+                );
+            }
             if let Some(e) = &r.error {
                 println!("{} ({}): {e}", r.item, r.target);
             }
@@ -431,6 +562,8 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     }
     Ok(if incomplete {
         Status::Incomplete
+    } else if fallback {
+        Status::Fallback
     } else {
         Status::Success
     })

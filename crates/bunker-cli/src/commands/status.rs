@@ -7,14 +7,17 @@
 
 use anyhow::Result;
 use bunker_policy::Item;
+use bunker_repo::pg::{base, retention, verify};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use bunker_repo::Repository;
+use bunker_sources::postgres::DEFAULT_SEGMENT_SIZE;
 use bunker_storage::FileType;
 use chrono::{DateTime, FixedOffset, Utc};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::config::{open_policy_repo, PolicyArgs};
+use super::pg::items as pg_items;
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 use crate::output::{self, Table};
@@ -74,8 +77,11 @@ const LONG_ABOUT: &str = "\
 Show, for every item of the policy and every target repository, the newest snapshot of the \
 item (tag bunker:item=NAME), its age, and whether that age is within the item's RPO (OK) or \
 not (LATE; also when there is no snapshot at all). The last failure recorded by `bunker run` \
-in the repository is shown with its time. Nothing is written. The exit status is 3 when any \
-item is LATE or a repository cannot be read.";
+in the repository is shown with its time. For postgres physical items the recoverable window \
+(earliest and latest point) is shown too, with warnings when the archive has gaps, the window \
+is shorter than the item's pitr, or the server's newest archived WAL segment is older than the \
+rpo (asked from pg_stat_archiver). Nothing is written. The exit status is 3 when any item is \
+LATE, has such a warning, or a repository cannot be read.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -105,6 +111,110 @@ struct Row {
     rpo_seconds: Option<u64>,
     last_failure: Option<FailureRecord>,
     error: Option<String>,
+    /// Postgres physical items: the recoverable window and the archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pitr: Option<PitrStatus>,
+}
+
+/// The point-in-time recovery state of a postgres physical item.
+#[derive(Serialize, Default)]
+struct PitrStatus {
+    /// Earliest point recoverable continuously (end of the window's first base backup).
+    window_start: Option<String>,
+    /// The end of the newest archived segment.
+    window_end_lsn: Option<String>,
+    newest_segment: Option<String>,
+    /// `now - pitr`, when the item has a span.
+    window_required: Option<String>,
+    /// Seconds since the server archived its newest segment (from pg_stat_archiver).
+    archive_age_seconds: Option<i64>,
+    warnings: Vec<String>,
+}
+
+fn pitr_status(
+    repo: &Repository,
+    item: &Item,
+    cfg: &bunker_policy::PostgresConfig,
+    now: DateTime<Utc>,
+) -> Result<PitrStatus> {
+    let tag = item.tag();
+    let mut backups = base::list_base_backups(repo)?;
+    backups.retain(|b| b.entry.snapshot.tags.contains(&tag));
+    let size = retention::infer_segment_size(&backups).unwrap_or(DEFAULT_SEGMENT_SIZE);
+    let required = cfg
+        .pitr
+        .and_then(|p| chrono::Duration::from_std(p).ok())
+        .map(|p| now - p);
+    let points = required
+        .map(|c| retention::point_only(&backups, c))
+        .unwrap_or_default();
+    let report = verify::verify_window(repo, &backups, size, &points)?;
+    let mut st = PitrStatus {
+        window_start: report.window_start.clone(),
+        window_end_lsn: report.window_end_lsn.clone(),
+        newest_segment: report.newest_segment.clone(),
+        window_required: required.map(|r| r.to_rfc3339()),
+        ..Default::default()
+    };
+    if !backups.is_empty() && !report.ok {
+        st.warnings
+            .push("the WAL archive has gaps (see `bunker pg wal-verify`)".into());
+    }
+    if let (Some(req), Some(start)) = (required, &report.window_start) {
+        let start_ok = DateTime::parse_from_rfc3339(start)
+            .map(|s| s.with_timezone(&Utc) <= req)
+            .unwrap_or(false);
+        if !start_ok {
+            st.warnings.push(format!(
+                "the recoverable window starts at {start}, later than the pitr span asks ({})",
+                req.to_rfc3339()
+            ));
+        }
+    }
+    let conn = pg_items::conn_from_policy(cfg);
+    let sql = "SELECT coalesce(last_archived_wal, ''), \
+               coalesce(extract(epoch from now() - last_archived_time)::bigint, -1), \
+               coalesce(last_failed_wal, ''), \
+               coalesce(extract(epoch from now() - last_failed_time)::bigint, -1) \
+               FROM pg_stat_archiver";
+    match pg_items::query_quick(&conn, sql) {
+        Ok(line) => {
+            let f: Vec<&str> = line.split('|').collect();
+            if let [wal, age, failed, failed_age] = f.as_slice() {
+                let age: i64 = age.parse().unwrap_or(-1);
+                let failed_age: i64 = failed_age.parse().unwrap_or(-1);
+                if !wal.is_empty() && age >= 0 {
+                    st.archive_age_seconds = Some(age);
+                    if st.newest_segment.as_deref().is_none_or(|n| n < *wal) {
+                        st.warnings.push(format!(
+                            "the server archived {wal}, but the newest segment in this repository is {}: is archive_command writing elsewhere?",
+                            st.newest_segment.as_deref().unwrap_or("(none)")
+                        ));
+                    }
+                    if let Some(rpo) = item.rpo.filter(|r| age.unsigned_abs() > r.as_secs()) {
+                        st.warnings.push(format!(
+                            "the newest archived WAL segment is {} old, more than the rpo ({}); set archive_timeout below the rpo",
+                            humantime::format_duration(std::time::Duration::from_secs(age.unsigned_abs())),
+                            humantime::format_duration(rpo)
+                        ));
+                    }
+                }
+                if !failed.is_empty() && failed_age >= 0 && (age < 0 || failed_age < age) {
+                    st.warnings.push(format!(
+                        "archiving {failed} failed {} ago (see the server log)",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            failed_age.unsigned_abs()
+                        ))
+                    ));
+                }
+            }
+        }
+        Err(e) => st.warnings.push(format!(
+            "cannot ask the server how old its newest archived segment is: {}",
+            crate::exit::one_line(&e)
+        )),
+    }
+    Ok(st)
 }
 
 pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
@@ -132,6 +242,7 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
                 rpo_seconds: item.rpo.map(|d| d.as_secs()),
                 last_failure: None,
                 error: None,
+                pitr: None,
             };
             match repos.get(target) {
                 Some(Ok(o)) => {
@@ -156,6 +267,20 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
                             };
                         }
                         Err(e) => row.error = Some(format!("{e:#}")),
+                    }
+                    if let Some(cfg) = pg_items::physical(item) {
+                        match pitr_status(&o.repo, item, cfg, now) {
+                            Ok(p) => row.pitr = Some(p),
+                            Err(e) => {
+                                row.pitr = Some(PitrStatus {
+                                    warnings: vec![format!(
+                                        "cannot read the WAL archive: {}",
+                                        crate::exit::one_line(&e)
+                                    )],
+                                    ..Default::default()
+                                })
+                            }
+                        }
                     }
                 }
                 Some(Err(e)) => row.error = Some(e.clone()),
@@ -210,8 +335,38 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
             ]);
         }
         print!("{}", t.render());
+        for r in &rows {
+            let Some(p) = &r.pitr else { continue };
+            let start = p
+                .window_start
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|s| output::local_time(&s));
+            match (start, &p.window_end_lsn) {
+                (Some(s), Some(e)) => println!(
+                    "{} ({}): recoverable from {s} to WAL position {e} (newest segment {}{})",
+                    r.item,
+                    r.target,
+                    p.newest_segment.as_deref().unwrap_or("-"),
+                    p.archive_age_seconds
+                        .map(|a| format!(
+                            ", archived {} ago",
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                a.unsigned_abs()
+                            ))
+                        ))
+                        .unwrap_or_default()
+                ),
+                _ => println!("{} ({}): no recoverable window", r.item, r.target),
+            }
+            for w in &p.warnings {
+                println!("WARNING: {} ({}): {w}", r.item, r.target);
+            }
+        }
     }
-    let bad = rows.iter().any(|r| r.state != "OK");
+    let bad = rows
+        .iter()
+        .any(|r| r.state != "OK" || r.pitr.as_ref().is_some_and(|p| !p.warnings.is_empty()));
     Ok(if bad {
         Status::Incomplete
     } else {

@@ -55,6 +55,8 @@ const POSTGRES_KEYS: &[&str] = &[
     "dsn",
     "password_env",
     "mode",
+    "pitr",
+    "full_on_start",
 ];
 const SQLITE_KEYS: &[&str] = &["path"];
 const COMMAND_KEYS: &[&str] = &["command", "stdin_filename"];
@@ -452,6 +454,21 @@ fn postgres(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Pos
                 &key(path, "mode"),
                 format!("invalid mode \"{other}\" {wher}"),
                 Some("expected \"logical\" or \"physical\"".into()),
+            ),
+        }
+    }
+    if let Some(v) = m.get("pitr") {
+        pg.pitr = cx.duration(v, &key(path, "pitr"), "pitr", &wher);
+    }
+    if let Some(v) = m.get("full_on_start") {
+        match v {
+            Value::Bool(b) => pg.full_on_start = *b,
+            other => cx.wrong_type(
+                &key(path, "full_on_start"),
+                "full_on_start",
+                &wher,
+                "true or false",
+                other,
             ),
         }
     }

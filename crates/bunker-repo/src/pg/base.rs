@@ -103,7 +103,12 @@ pub struct BaseBackup {
 
 /// Every complete base backup in the repository, oldest first.
 pub fn list_base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
-    let mut out: Vec<BaseBackup> = snapshots::list(repo)?
+    Ok(base_backups_of(snapshots::list(repo)?))
+}
+
+/// The complete base backups among `entries`, oldest first.
+pub fn base_backups_of(entries: Vec<SnapshotEntry>) -> Vec<BaseBackup> {
+    let mut out: Vec<BaseBackup> = entries
         .into_iter()
         .filter_map(|entry| {
             let info = BaseBackupInfo::from_tags(&entry.snapshot.tags)?;
@@ -121,7 +126,7 @@ pub fn list_base_backups(repo: &Repository) -> Result<Vec<BaseBackup>> {
         })
         .collect();
     out.sort_by_key(|b| (b.info.stop_lsn, b.end_time));
-    Ok(out)
+    out
 }
 
 /// Options of [`save_base_backup`].
@@ -309,7 +314,9 @@ mod tests {
     #[test]
     fn stream_becomes_a_tagged_snapshot() {
         let (_d, repo) = test_repo();
-        let mut data = vec![0u8; 6_000_000];
+        // Large enough that one changed chunk (at most 8 MiB, whatever the
+        // repository's random polynomial cuts) is always less than half of it.
+        let mut data = vec![0u8; 20_000_000];
         rand::RngCore::fill_bytes(
             &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(6),
             &mut data,

@@ -9,12 +9,18 @@
 //!   it safely and writing the recovery configuration;
 //! * [`verify`]: gaps in the archive, the recoverable window, and the WAL
 //!   no kept base backup needs;
+//! * [`retention`]: PITR-aware retention (base backups a `pitr` window
+//!   needs, WAL no kept base backup needs) and applying it safely;
+//! * [`due`]: when a full base backup is due (server restarted, timeline or
+//!   system changed since the newest one);
 //! * [`save_stream`] / [`open_stream`]: one-file snapshots of a stream
 //!   (`pg_dump -Fc`, `pg_dumpall --globals-only`) and reading them back;
 //!   [`backup_sqlite_file`]: an online copy of a SQLite database.
 
 pub mod base;
+pub mod due;
 pub mod restore;
+pub mod retention;
 pub mod verify;
 pub mod wal_archive;
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bunker_format::SnapshotId;
 use bunker_sources::postgres::{parse_history, Lsn, Segment, WalFileName};
 use serde::Serialize;
 
@@ -98,6 +99,9 @@ pub struct BackupCoverage {
     pub missing: Vec<(String, String)>,
     /// The last position recovery from this backup can reach.
     pub reachable_lsn: Option<String>,
+    /// Older than the PITR window: retention kept only the WAL that makes
+    /// it consistent, so only start..stop is checked.
+    pub point_only: bool,
 }
 
 /// The `wal-verify` report.
@@ -118,6 +122,18 @@ pub fn verify(
     backups: &[BaseBackup],
     segment_size: u64,
 ) -> Result<VerifyReport> {
+    verify_window(repo, backups, segment_size, &BTreeSet::new())
+}
+
+/// [`verify`], where the backups in `point_only` (older than a PITR
+/// window, see [`crate::pg::retention::point_only`]) need only their own
+/// start..stop WAL: the WAL after them was deleted on purpose.
+pub fn verify_window(
+    repo: &Repository,
+    backups: &[BaseBackup],
+    segment_size: u64,
+    point_only: &BTreeSet<SnapshotId>,
+) -> Result<VerifyReport> {
     let map = ArchiveMap::load(repo, segment_size)?;
     let newest = map.newest();
     let name = |segno: u64| {
@@ -131,7 +147,12 @@ pub fn verify(
     for b in backups {
         let start = b.info.start_lsn.segno(segment_size);
         let stop = b.info.stop_lsn.segno(segment_size);
-        let last = newest.unwrap_or(stop).max(stop);
+        let point = point_only.contains(&b.entry.id);
+        let last = if point {
+            stop
+        } else {
+            newest.unwrap_or(stop).max(stop)
+        };
         let mut missing: Vec<(u64, u64)> = Vec::new();
         let mut reachable: Option<u64> = None;
         for s in start..=last {
@@ -152,16 +173,20 @@ pub fn verify(
             end_time: b.end_time.to_rfc3339(),
             start_wal: b.info.start_wal.clone(),
             stop_lsn: b.info.stop_lsn.to_string(),
-            complete: missing.is_empty() && newest.is_some(),
+            complete: missing.is_empty() && newest.is_some() && !point,
             restorable,
             missing: missing.iter().map(|(a, z)| (name(*a), name(*z))).collect(),
             reachable_lsn: reachable
                 .filter(|_| restorable)
                 .map(|r| Lsn((r + 1).saturating_mul(segment_size)).to_string()),
+            point_only: point,
         });
     }
     let first_complete = backups.iter().zip(&out).find(|(_, c)| c.complete);
-    let ok = !out.is_empty() && out.iter().all(|c| c.complete);
+    let ok = !out.is_empty()
+        && out
+            .iter()
+            .all(|c| c.complete || (c.point_only && c.restorable && c.missing.is_empty()));
     Ok(VerifyReport {
         timeline: map.timeline,
         newest_segment: newest.map(name),
@@ -299,6 +324,28 @@ mod tests {
             ]
         );
         assert!(unneeded_wal(&repo, &[], S).unwrap().is_empty());
+    }
+
+    #[test]
+    fn point_only_backups_need_only_their_own_wal() {
+        let (_d, repo) = test_repo();
+        push_segs(&repo, 1, 2..=3);
+        push_segs(&repo, 1, 8..=9);
+        let old = backup("0/2000028", "0/3000100");
+        let new = backup("0/8000028", "0/8000100");
+        let both = [old.clone(), new.clone()];
+        let strict = verify(&repo, &both, S).unwrap();
+        assert!(!strict.ok, "the pruned stretch is a gap without a window");
+        let points: BTreeSet<SnapshotId> = [old.entry.id].into();
+        let r = verify_window(&repo, &both, S, &points).unwrap();
+        assert!(r.ok, "{r:?}");
+        assert!(r.backups[0].point_only && r.backups[0].restorable);
+        assert!(r.backups[0].missing.is_empty());
+        assert_eq!(r.window_start, Some(new.end_time.to_rfc3339()));
+        // A point-only backup missing its own WAL is still an error.
+        wal_archive::remove(&repo, "000000010000000000000003").unwrap();
+        let r = verify_window(&repo, &both, S, &points).unwrap();
+        assert!(!r.ok && !r.backups[0].restorable);
     }
 
     #[test]

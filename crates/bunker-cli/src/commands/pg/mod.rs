@@ -1,7 +1,8 @@
 //! `bunker pg`: PostgreSQL WAL archiving, base backups, point-in-time
 //! restore, archive verification and logical dumps.
 //!
-//! Submodules: [`wal`] (wal-push, wal-fetch, wal-verify, wal-prune),
+//! Submodules: [`wal`] (wal-push, wal-fetch, wal-verify, wal-prune,
+//! archive-command),
 //! [`physical`] (backup, restore), [`logical`] (dump, restore-dump) and
 //! [`items`] (functions `bunker run` calls for `kind: postgres|sqlite`).
 
@@ -41,6 +42,7 @@ pub enum PgCommand {
     WalFetch(wal::WalFetchArgs),
     WalVerify(wal::WalVerifyArgs),
     WalPrune(wal::WalPruneArgs),
+    ArchiveCommand(wal::ArchiveCommandArgs),
     Backup(physical::BackupArgs),
     Restore(physical::RestoreArgs),
     Dump(logical::DumpArgs),
@@ -53,6 +55,7 @@ pub fn run(g: &GlobalOpts, args: PgArgs) -> Result<Status> {
         PgCommand::WalFetch(a) => wal::fetch(g, a),
         PgCommand::WalVerify(a) => wal::verify(g, a),
         PgCommand::WalPrune(a) => wal::prune(g, a),
+        PgCommand::ArchiveCommand(a) => wal::archive_command(g, a),
         PgCommand::Backup(a) => physical::backup(g, a),
         PgCommand::Restore(a) => physical::restore(g, a),
         PgCommand::Dump(a) => logical::dump(g, a),

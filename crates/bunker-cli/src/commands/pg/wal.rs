@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bunker_repo::pg::{base, verify as pgverify, wal_archive};
+use bunker_repo::pg::{base, retention as pgretention, verify as pgverify, wal_archive};
 use bunker_sources::postgres::DEFAULT_SEGMENT_SIZE;
 use clap::Args;
 
 use crate::cli::GlobalOpts;
+use crate::commands::config::PolicyArgs;
 use crate::exit::Status;
 use crate::{output, repo};
 
@@ -47,18 +48,37 @@ pub struct WalFetchArgs {
 
 /// Check the WAL archive for gaps and report the recoverable window
 #[derive(Args, Debug)]
+#[command(
+    long_about = "Check, for every base backup, that every archived WAL segment from its start \
+to the newest archived segment is present, and print the recoverable window. With a PITR span \
+(--pitr, or the `pitr` of a policy item given with --item), base backups that finished before \
+the window's first base backup need only the WAL that makes them consistent (retention deleted \
+the rest on purpose), and the report says whether the window reaches back to now minus the span."
+)]
 pub struct WalVerifyArgs {
     /// WAL segment size in MiB (initdb --wal-segsize)
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub segment_size: u64,
+    /// Point-in-time recovery span to check (e.g. 7d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub pitr: Option<std::time::Duration>,
+    /// Take --pitr from this policy item (with --config); only its base backups are checked
+    #[arg(long, value_name = "NAME", conflicts_with = "pitr")]
+    pub item: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    bunker_policy::parse_duration(s)
 }
 
 /// Delete archived WAL that no base backup needs any more
 #[derive(Args, Debug)]
 #[command(
     long_about = "Delete archived WAL segments older than the start of the oldest base backup \
-in the repository. Run it after `bunker forget` has removed old base backups; timeline \
-history files are always kept."
+in the repository. Timeline history files are always kept. `bunker forget --item NAME` on a \
+postgres physical item does this (and more: PITR-aware retention) by itself."
 )]
 pub struct WalPruneArgs {
     /// Only list what would be deleted
@@ -126,11 +146,49 @@ pub fn fetch(g: &GlobalOpts, args: WalFetchArgs) -> Result<Status> {
 }
 
 pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
+    let (pitr, item_tag) = match &args.item {
+        Some(name) => {
+            let p = args.policy.load()?;
+            let item = p
+                .item(name)
+                .with_context(|| format!("no item {name:?} in the policy"))?;
+            let cfg = super::items::physical(item)
+                .with_context(|| format!("item {name:?} is not a postgres physical item"))?;
+            (cfg.pitr, Some(item.tag()))
+        }
+        None => (args.pitr, None),
+    };
     let r = repo::open(g)?;
-    let backups = base::list_base_backups(&r)?;
-    let report = pgverify::verify(&r, &backups, args.segment_size * 1024 * 1024)?;
+    let mut backups = base::list_base_backups(&r)?;
+    if let Some(tag) = &item_tag {
+        backups.retain(|b| b.entry.snapshot.tags.contains(tag));
+    }
+    let required = pitr
+        .and_then(|p| chrono::Duration::from_std(p).ok())
+        .map(|p| chrono::Utc::now() - p);
+    let points = required
+        .map(|c| pgretention::point_only(&backups, c))
+        .unwrap_or_default();
+    let report = pgverify::verify_window(&r, &backups, args.segment_size * 1024 * 1024, &points)?;
+    let covers = match (required, &report.window_start) {
+        (Some(req), Some(s)) => Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|s| s.with_timezone(&chrono::Utc) <= req)
+                .unwrap_or(false),
+        ),
+        (Some(_), None) => Some(false),
+        (None, _) => None,
+    };
     if g.json {
-        output::json_line(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "window_required".into(),
+                serde_json::json!(required.map(|r| r.to_rfc3339())),
+            );
+            obj.insert("window_covers".into(), serde_json::json!(covers));
+        }
+        output::json_line(&v)?;
     } else {
         println!(
             "timeline {}, newest segment {}",
@@ -140,6 +198,8 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
         for b in &report.backups {
             let state = if b.complete {
                 "complete".to_string()
+            } else if b.point_only && b.restorable && b.missing.is_empty() {
+                "restorable to its end (older than the PITR window)".to_string()
             } else if b.restorable {
                 format!(
                     "restorable up to {}, then gaps",
@@ -164,6 +224,17 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
             (Some(s), Some(e)) => println!("recoverable window: from {s} to WAL position {e}"),
             _ => println!("recoverable window: none (no base backup with a gap-free archive)"),
         }
+        if let (Some(req), Some(c)) = (required, covers) {
+            println!(
+                "PITR span: from {} needed: {}",
+                output::local_time(&req.fixed_offset()),
+                if c {
+                    "covered"
+                } else {
+                    "NOT covered (no base backup old enough yet, or gaps)"
+                }
+            );
+        }
     }
     if report.ok {
         Ok(Status::Success)
@@ -177,17 +248,29 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
 pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
     let r = repo::open(g)?;
     let _lock = repo::lock(&r, false)?;
-    let backups = base::list_base_backups(&r)?;
     let size = if args.segment_size == 16 {
         DEFAULT_SEGMENT_SIZE
     } else {
         args.segment_size * 1024 * 1024
     };
-    let names = pgverify::unneeded_wal(&r, &backups, size)?;
+    // Every base backup kept, the window from the oldest: the WAL before
+    // the oldest base backup's start goes.
+    let opts = pgretention::PitrOptions {
+        policy: bunker_policy::retention::KeepPolicy {
+            last: bunker_policy::retention::UNLIMITED,
+            ..Default::default()
+        },
+        filter: bunker_repo::snapshots::SnapshotFilter {
+            tags: vec![vec![base::TAG_BASE.to_string()]],
+            ..Default::default()
+        },
+        segment_size: Some(size),
+        dry_run: args.dry_run,
+        ..Default::default()
+    };
+    let report = pgretention::apply(&r, &opts)?;
+    let names = report.plan.wal_delete;
     for n in &names {
-        if !args.dry_run {
-            wal_archive::remove(&r, n)?;
-        }
         if !g.quiet && !g.json {
             println!(
                 "{} {n}",
@@ -201,6 +284,123 @@ pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
     }
     if g.json {
         output::json_line(&serde_json::json!({ "removed": names, "dry_run": args.dry_run }))?;
+    }
+    Ok(Status::Success)
+}
+
+/// Print the postgresql.conf archiving lines for a policy item
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Print the postgresql.conf lines that archive a postgres physical item's WAL \
+continuously into its first target repository (archive_mode, archive_command, wal_level) and \
+the restore_command that reads it back, calling this bunker with the repository's location, \
+password file or command and options from the policy. A password from an environment \
+variable or inline in the policy cannot be written there: use password_file."
+)]
+pub struct ArchiveCommandArgs {
+    /// The policy item (kind postgres, mode physical)
+    #[arg(long, value_name = "NAME")]
+    pub item: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `<bunker> -r LOCATION --password-file F [-o k=v]...` for a policy repository.
+fn bunker_words(cfg: &bunker_policy::RepositoryConfig) -> Result<Vec<String>> {
+    use bunker_policy::PasswordSource;
+    use bunker_sources::postgres::process::shell_quote;
+    let q = |s: &std::ffi::OsStr| shell_quote(&s.to_os_string());
+    let exe = std::env::current_exe().context("finding the bunker executable")?;
+    let location = match cfg.local_path() {
+        Some(p) => std::path::absolute(&p)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned(),
+        None => cfg.location.clone(),
+    };
+    let mut w = vec![q(exe.as_os_str()), "-r".into(), q(location.as_ref())];
+    match &cfg.password {
+        PasswordSource::File(f) => {
+            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            w.push("--password-file".into());
+            w.push(q(abs.as_os_str()));
+        }
+        PasswordSource::Command(c) => {
+            w.push("--password-command".into());
+            w.push(q(c.as_ref()));
+        }
+        PasswordSource::Env(v) => bail!(
+            "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
+             have: give it a password_file readable by the postgres user",
+            cfg.name
+        ),
+        PasswordSource::Plain(_) => bail!(
+            "repository {:?} has its password inline; archive_command would expose it: \
+             use a password_file readable by the postgres user",
+            cfg.name
+        ),
+    }
+    for (k, v) in &cfg.options {
+        if bunker_policy::is_secret_key(k) {
+            bail!(
+                "repository {:?} has the secret option {k:?}; it is not written into \
+                 postgresql.conf: give it to the server through the environment instead",
+                cfg.name
+            );
+        }
+        w.push("-o".into());
+        w.push(q(format!("{k}={v}").as_ref()));
+    }
+    Ok(w)
+}
+
+pub fn archive_command(g: &GlobalOpts, args: ArchiveCommandArgs) -> Result<Status> {
+    let p = args.policy.load()?;
+    let item = p
+        .item(&args.item)
+        .with_context(|| format!("no item {:?} in the policy", args.item))?;
+    if super::items::physical(item).is_none() {
+        bail!(
+            "item {:?} is not a postgres physical item (kind: postgres, postgres.mode: physical)",
+            item.name
+        );
+    }
+    let target = item
+        .targets
+        .first()
+        .with_context(|| format!("item {:?} has no target", item.name))?;
+    let cfg = p
+        .repositories
+        .get(target)
+        .with_context(|| format!("unknown repository {target:?}"))?;
+    let words = bunker_words(cfg)?.join(" ");
+    // postgresql.conf quotes strings with '...', doubling inner quotes.
+    let conf = |s: String| format!("'{}'", s.replace('\'', "''"));
+    let archive = format!("{words} pg wal-push %p");
+    let restore = format!("{words} pg wal-fetch %f %p");
+    if g.json {
+        output::json_line(&serde_json::json!({
+            "item": item.name,
+            "repository": cfg.name,
+            "archive_command": archive,
+            "restore_command": restore,
+        }))?;
+    } else {
+        println!(
+            "# postgresql.conf: archive item {} into repository {}",
+            item.name, cfg.name
+        );
+        println!("wal_level = replica");
+        println!("archive_mode = on");
+        println!("archive_command = {}", conf(archive));
+        println!("# for recovery (bunker pg restore writes this itself):");
+        println!("restore_command = {}", conf(restore));
+        if item.targets.len() > 1 {
+            println!(
+                "# note: only the first target ({}) receives WAL; the others get base backups only",
+                cfg.name
+            );
+        }
     }
     Ok(Status::Success)
 }
