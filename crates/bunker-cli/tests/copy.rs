@@ -3,9 +3,11 @@
 //! `check --read-data` on the destination, and restores that equal the source.
 
 mod fstree;
+mod output_support;
 
+use output_support::{json_last, run_ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -20,28 +22,6 @@ fn bunker(repo: &Path, password: &str) -> Command {
         .env("BUNKER_TEST_KDF_N", "1024")
         .arg("--no-progress");
     c
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_last(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
 }
 
 fn restored(target: &Path, src: &Path) -> PathBuf {

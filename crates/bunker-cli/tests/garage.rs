@@ -5,11 +5,13 @@
 
 #[path = "../../bunker-storage/tests/garage_harness/mod.rs"]
 mod garage_harness;
+mod output_support;
 
 mod fstree;
 
+use output_support::{json_last, run_ok, show};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -43,31 +45,6 @@ fn restic(cluster: &GarageCluster, location: &str, cache: &Path) -> Command {
         .envs(cluster.aws_env())
         .arg("--no-cache");
     c
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", show(&out));
-    out
-}
-
-fn json_last(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{') || l.starts_with('['))
-        .unwrap_or("{}");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
 }
 
 fn restored(target: &Path, src: &Path) -> PathBuf {

@@ -3,9 +3,11 @@
 //! what restic wrote, and both chunk identically (deduplication across tools).
 
 mod fstree;
+mod output_support;
 
+use output_support::run_ok;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 use fstree::{assert_same_tree, build_source};
@@ -37,19 +39,6 @@ fn restic(repo: &Path) -> Command {
         .env("RESTIC_CACHE_DIR", repo.with_extension("restic-cache"))
         .arg("--no-cache");
     c
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Where a backup of `src` lands below a restore target (both tools nest the absolute path).

@@ -169,7 +169,11 @@ fn sqlite_item_while_written_and_a_failing_database_item() {
     };
     // The readable SQLite file would be backed up; the dead server is named.
     assert_eq!(status_of("app-db"), Some(serde_json::json!("ok")), "{v}");
-    assert_eq!(status_of("shop-db"), Some(serde_json::json!("failed")), "{v}");
+    assert_eq!(
+        status_of("shop-db"),
+        Some(serde_json::json!("failed")),
+        "{v}"
+    );
     assert!(
         repo_state(&ctx) == state,
         "the dry run changed the repository"
@@ -251,7 +255,10 @@ fn postgres_logical_item_through_run() {
     };
     let v = json(&out);
     assert_eq!(v["dry_run"], true);
-    assert!(out.status.success(), "a dry run against a live server succeeds: {v}");
+    assert!(
+        out.status.success(),
+        "a dry run against a live server succeeds: {v}"
+    );
     assert_eq!(v["results"][0]["status"], "ok", "{v}");
     assert!(
         repo_state(&ctx) == state,

@@ -5,33 +5,16 @@
 
 #[path = "../../bunker-storage/tests/garage_harness/mod.rs"]
 mod garage_harness;
+mod output_support;
 mod policy_support;
 
+use output_support::{json_last, show};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
 use garage_harness::{garage_or_skip, GarageCluster};
 use policy_support::{Ctx, PASSWORD};
-
-fn show(out: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json_last(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
-}
 
 /// A policy with item `docs` targeting `primary` (at `primary_loc`, with extra
 /// options) that falls back to the local repository `spare`.

@@ -14,14 +14,16 @@
 
 #[path = "../../bunker-storage/tests/garage_harness/mod.rs"]
 mod garage_harness;
+mod output_support;
 #[path = "../../bunker-storage/tests/sshd_harness/mod.rs"]
 mod sshd_harness;
 
 mod fstree;
 
+use output_support::{run_ok, show};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -40,21 +42,6 @@ fn bunker(location: &str) -> Command {
         .env("BUNKER_TEST_KDF_N", "1024")
         .arg("--no-progress");
     c
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", show(&out));
-    out
 }
 
 fn restic_available() -> bool {
