@@ -214,7 +214,7 @@ fn failing_before_hook_skips_item_and_fails_the_run() {
 }
 
 #[test]
-fn unsupported_kind_and_dry_run() {
+fn command_items_and_dry_run() {
     let ctx = Ctx::new();
     std::fs::create_dir_all(ctx.path().join("d")).expect("mkdir");
     let p = ctx.path().join("bunker.yaml");
@@ -222,10 +222,14 @@ fn unsupported_kind_and_dry_run() {
         &p,
         "repositories:\n  main:\n    location: ./repo\n    password_file: ./pw\n\
          items:\n  - name: files\n    paths: [./d]\n    schedule: \"every 1h\"\n\
-         \x20 - name: db\n    kind: command\n    command:\n      command: \"echo hi\"\n    schedule: \"every 1h\"\n",
+         \x20 - name: listing\n    kind: command\n    command:\n\
+         \x20     command: \"printf 'row %s\\\\n' 1 2 3; echo \\\"$BUNKER_ITEM\\\"\"\n\
+         \x20     stdin_filename: rows.txt\n    schedule: \"every 1h\"\n\
+         \x20 - name: broken\n    kind: command\n    command:\n\
+         \x20     command: \"echo partial; echo boom >&2; exit 3\"\n    schedule: \"every 1h\"\n",
     )
     .expect("policy");
-    // A dry run creates nothing.
+    // A dry run creates nothing and runs no command.
     let out = {
         let mut c = ctx.bare();
         c.args(["run", "--dry-run", "--json", "--config"]).arg(&p);
@@ -235,14 +239,67 @@ fn unsupported_kind_and_dry_run() {
         !ctx.repo().exists(),
         "dry run must not create the repository"
     );
-    assert!(!out.status.success());
+    let v = json(&out);
+    assert_eq!(v["dry_run"], true, "{v}");
+
     let out = {
         let mut c = ctx.bare();
-        c.args(["run", "--config"]).arg(&p);
+        c.args(["run", "--json", "--config"]).arg(&p);
         c.output().expect("spawn")
     };
-    assert_eq!(out.status.code(), Some(1));
-    let text = stdout(&out);
-    assert!(text.contains("not supported yet"), "{text}");
-    assert!(text.contains("files") && text.contains(" ok "), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the broken command fails the run"
+    );
+    let v = json(&out);
+    let row = |item: &str| {
+        v["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["item"] == item))
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {item}: {v}"))
+    };
+    assert_eq!(row("files")["status"], "ok", "{v}");
+    assert_eq!(row("listing")["status"], "ok", "{v}");
+    let broken = row("broken");
+    assert_eq!(broken["status"], "failed", "{v}");
+    assert!(
+        broken["error"].as_str().is_some_and(|e| e.contains("boom")),
+        "the command's stderr is in the error: {v}"
+    );
+
+    // The command's output is one file of the item's snapshot, and the
+    // failed command left no snapshot.
+    let snaps = json(&run_ok({
+        let mut c = ctx.bunker();
+        c.args(["snapshots", "--json"]);
+        c
+    }));
+    let tagged = |item: &str| {
+        snaps
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| {
+                        s["tags"]
+                            .as_array()
+                            .is_some_and(|t| t.iter().any(|t| t == &format!("bunker:item={item}")))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(tagged("listing"), 1, "{snaps}");
+    assert_eq!(tagged("broken"), 0, "{snaps}");
+    let id = row("listing")["snapshot"]
+        .as_str()
+        .expect("snapshot id")
+        .to_string();
+    let dumped = run_ok({
+        let mut c = ctx.bunker();
+        c.args(["dump", &id, "/rows.txt"]);
+        c
+    });
+    assert_eq!(stdout(&dumped), "row 1\nrow 2\nrow 3\nlisting\n");
 }

@@ -23,6 +23,7 @@ pub mod snapshots;
 pub mod unlock;
 pub mod version;
 
+pub mod command_item;
 pub mod config;
 pub mod forget;
 pub mod hooks;

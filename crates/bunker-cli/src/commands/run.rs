@@ -39,8 +39,10 @@ after a failed one. They see BUNKER_ITEM, BUNKER_HOOK and (on_failure) BUNKER_ER
 
 A target repository that does not exist yet is created (and the output says so). When a \
 repository is unreachable its fallbacks are tried in order, with a warning. Failures are \
-recorded in the repository for `bunker status`. Items of kind files, sqlite and postgres \
-are executed; kind command is reported as failed (not supported yet).
+recorded in the repository for `bunker status`. Items of kind command run `sh -c COMMAND` \
+(with BUNKER_ITEM set) and store its standard output as one file named by stdin_filename; a \
+command that exits non-zero fails the item and leaves no snapshot. A dry run checks that \
+SQLite files open and PostgreSQL servers answer, and runs no command.
 
 Exit status: 0 when every item succeeded, 3 when some files could not be read, 4 when an \
 item was backed up to a fallback repository (3 takes precedence), 1 when any item failed.";
@@ -278,7 +280,8 @@ fn apply_retention(o: &OpenedRepo, item: &Item, dry_run: bool) -> Result<(usize,
     Ok((report.removed.len(), 0))
 }
 
-/// Back up a sqlite or postgres item (the engines live in `pg`).
+/// Back up a sqlite, postgres or command item (the engines live in `pg` and
+/// `command_item`).
 fn run_database_item(
     o: &OpenedRepo,
     item: &Item,
@@ -297,11 +300,17 @@ fn run_database_item(
         (ItemKind::Postgres, _, Some(p)) => {
             super::pg::items::run_postgres_item(&o.repo, p, &tags, None, &NoProgress)
         }
+        (ItemKind::Command, _, _) => match &item.command {
+            Some(c) => {
+                super::command_item::run_command_item(&o.repo, &item.name, c, &tags, &NoProgress)
+            }
+            None => bail!("item {} of kind command has no command", item.name),
+        },
         (kind, _, _) => bail!("items of kind {} are not supported yet", kind.as_str()),
     }
 }
 
-/// What a dry run checks for a database item: the SQLite file can be opened
+/// What a dry run checks for a non-file item: the SQLite file can be opened
 /// read-only, the PostgreSQL server answers a query with the item's settings.
 fn preflight_database_item(item: &Item) -> Result<()> {
     match (item.kind, &item.sqlite, &item.postgres) {
@@ -316,6 +325,8 @@ fn preflight_database_item(item: &Item) -> Result<()> {
                 .context("connecting to PostgreSQL")?;
             Ok(())
         }
+        // A command is not run in a dry run: it may have side effects.
+        (ItemKind::Command, _, _) if item.command.is_some() => Ok(()),
         (kind, _, _) => bail!("items of kind {} are not supported yet", kind.as_str()),
     }
 }
@@ -430,12 +441,6 @@ fn run_item(
         r.error = Some(msg);
         vec![r]
     };
-    if item.kind == ItemKind::Command {
-        return fail_all(
-            repos,
-            format!("items of kind {} are not supported yet", item.kind.as_str()),
-        );
-    }
     if !dry_run {
         if let Err(e) = run_hooks("before", &hooks.before, hooks.timeout, &base_env) {
             return fail_all(repos, format!("skipped: {e:#}"));
