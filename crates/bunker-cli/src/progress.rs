@@ -243,6 +243,10 @@ impl Progress for Reporter {
         }
     }
 
+    fn wants_totals(&self) -> bool {
+        !matches!(self.display, Display::None)
+    }
+
     fn warn(&self, msg: &str) {
         self.counts.warnings.fetch_add(1, Ordering::Relaxed);
         if self.json {
@@ -295,6 +299,7 @@ mod tests {
         assert_eq!(r.counts.bytes.load(Ordering::Relaxed), 300);
         assert_eq!(r.counts.warnings.load(Ordering::Relaxed), 1);
         assert!(matches!(r.display, Display::None));
+        assert!(!r.wants_totals());
     }
 
     #[test]
@@ -307,6 +312,7 @@ mod tests {
             Reporter::new(&g(true, 1), "files", "x").display,
             Display::Json { .. }
         ));
+        assert!(Reporter::new(&g(true, 1), "files", "x").wants_totals());
     }
 
     #[test]

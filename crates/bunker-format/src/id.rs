@@ -8,6 +8,29 @@ use sha2::{Digest, Sha256};
 
 use crate::error::FormatError;
 
+/// SHA-256 fed piece by piece: `Id::hasher()`, [`IdHasher::update`], then
+/// [`IdHasher::finish`] gives what [`Id::hash`] gives for the concatenation.
+#[derive(Clone, Default)]
+pub struct IdHasher(Sha256);
+
+impl IdHasher {
+    /// Feed the next piece.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The id of everything fed so far.
+    pub fn finish(self) -> Id {
+        Id(self.0.finalize().into())
+    }
+}
+
+impl fmt::Debug for IdHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdHasher")
+    }
+}
+
 /// A 32-byte SHA-256 id: of a blob's plaintext, or of a file's stored bytes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Id(pub [u8; 32]);
@@ -16,6 +39,11 @@ impl Id {
     /// SHA-256 of `data`.
     pub fn hash(data: &[u8]) -> Id {
         Id(Sha256::digest(data).into())
+    }
+
+    /// An incremental hasher, for data that arrives in pieces.
+    pub fn hasher() -> IdHasher {
+        IdHasher(Sha256::new())
     }
 
     /// Parses 64 hex digits (either case).
@@ -216,6 +244,17 @@ impl fmt::Display for BlobType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hasher_in_pieces_equals_hash() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut h = Id::hasher();
+        for piece in data.chunks(333) {
+            h.update(piece);
+        }
+        assert_eq!(h.finish(), Id::hash(&data));
+        assert_eq!(Id::hasher().finish(), Id::hash(b""));
+    }
 
     #[test]
     fn hex_roundtrip_and_display() {

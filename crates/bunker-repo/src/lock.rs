@@ -159,15 +159,16 @@ impl RepoLock {
 }
 
 fn refresh_loop(repo: &Repository, name: &Mutex<String>, stop: &AtomicBool, exclusive: bool) {
-    let step = Duration::from_millis(200);
-    let mut waited = Duration::ZERO;
+    // Parked rather than sleeping: dropping the lock unparks this thread, so
+    // a command does not wait up to a sleep step at exit (was 200 ms steps,
+    // ~100 ms added to every locked command on average).
+    let mut last = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(step);
-        waited += step;
-        if waited < REFRESH_EVERY {
+        std::thread::park_timeout(REFRESH_EVERY.saturating_sub(last.elapsed()));
+        if stop.load(Ordering::Relaxed) || last.elapsed() < REFRESH_EVERY {
             continue;
         }
-        waited = Duration::ZERO;
+        last = std::time::Instant::now();
         match repo.save_json(FileType::Lock, &new_lock(exclusive)) {
             Ok(id) => {
                 let old = std::mem::replace(&mut *name.lock(), id.to_hex());
@@ -182,6 +183,7 @@ impl Drop for RepoLock {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         let name = self.name.lock().clone();

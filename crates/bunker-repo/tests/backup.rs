@@ -274,6 +274,20 @@ fn backup_roundtrip_parent_and_change() {
     let sn3 = snapshot_of(&t.repo, &s3);
     check_dir(&t.repo, subtree_at(&t.repo, sn3.tree, &t.src), &t.src);
 
+    // An xattr added to an otherwise unchanged file is seen (its ctime moved).
+    let empty = t.src.join("empty_file");
+    if rustix::fs::setxattr(&empty, "user.later", b"v", rustix::fs::XattrFlags::empty()).is_ok() {
+        let s = backup(&t.repo, opts(&[&t.src]), &NoProgress).unwrap();
+        let sn = snapshot_of(&t.repo, &s);
+        let tree = t
+            .repo
+            .load_tree(&subtree_at(&t.repo, sn.tree, &t.src))
+            .unwrap();
+        let node = tree.find(b"empty_file").unwrap();
+        assert_eq!(node.extended_attributes.len(), 1, "{node:?}");
+        assert_eq!(node.extended_attributes[0].name, "user.later");
+    }
+
     // --force reads everything again but adds no data.
     let s4 = backup(
         &t.repo,

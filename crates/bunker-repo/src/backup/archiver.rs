@@ -19,7 +19,7 @@ use bunker_format::{BlobType, TreeId};
 use bunker_sources::{lstat_meta, read_dir_sorted, Excluder, FileKind, FsMeta, SourceErrorKind};
 use rayon::prelude::*;
 
-use super::node::{file_unchanged, node_from_meta};
+use super::node::{file_unchanged, no_xattrs_since, node_from_meta};
 use super::stats::{Change, Stats};
 use super::targets::TargetNode;
 use crate::error::{RepoError, Result};
@@ -204,9 +204,11 @@ impl Archiver<'_> {
             // restic does not store sockets: they cannot be restored usefully.
             return Ok(None);
         }
-        match bunker_sources::meta::read_xattrs(path) {
-            Ok(x) => meta.xattrs = x,
-            Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
+        if !prev.is_some_and(|p| no_xattrs_since(&meta, p)) {
+            match bunker_sources::meta::read_xattrs(path) {
+                Ok(x) => meta.xattrs = x,
+                Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
+            }
         }
         let result = match meta.kind {
             FileKind::File => self.save_file(path, name, &meta, prev),
