@@ -40,6 +40,8 @@ ENVIRONMENT:
     BUNKER_PASSWORD_COMMAND   shell command printing the password (like --password-command)
     BUNKER_COMPRESSION        compression: off, auto, max or a zstd level 1..22
     BUNKER_PACK_SIZE          target pack size in MiB (4..128)
+    BUNKER_CACHE_DIR          local cache of tree packs for remote repositories (like
+                              --cache-dir; default $XDG_CACHE_HOME/bunker or ~/.cache/bunker)
     BUNKER_LOG, RUST_LOG      log filter (tracing syntax, e.g. `debug` or `bunker_repo=trace`);
                               overrides -v/-q
     BUNKER_TEST_KDF_N         testing only: scrypt cost N for new keys (never use in production)
@@ -120,6 +122,15 @@ pub struct GlobalOpts {
     #[arg(long, env = "BUNKER_PACK_SIZE", global = true, value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(4..=128))]
     pub pack_size: Option<u64>,
+
+    /// Directory of the local tree-pack cache for remote repositories
+    /// (default: $XDG_CACHE_HOME/bunker or ~/.cache/bunker)
+    #[arg(long, env = "BUNKER_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+
+    /// Do not use the local tree-pack cache (every tree is read from the repository)
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 
     /// Backend option key=value (repeatable), e.g. -o connections=8 -o s3.region=garage
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]

@@ -146,6 +146,8 @@ mod tests {
             no_progress: false,
             compression: None,
             pack_size: None,
+            cache_dir: None,
+            no_cache: false,
             options: vec![],
         }
     }

@@ -284,6 +284,8 @@ mod tests {
             no_progress: true,
             compression: None,
             pack_size: None,
+            cache_dir: None,
+            no_cache: false,
             options: vec![],
         }
     }

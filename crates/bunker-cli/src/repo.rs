@@ -13,7 +13,10 @@ use crate::exit::LockFailed;
 /// Engine tunables from `--compression`, `--pack-size`, `-o connections=N` and
 /// `-o index.flush_interval=SECS`.
 pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
-    let mut o = RepoOptions::default();
+    let mut o = RepoOptions {
+        cache_dir: cache_dir(g),
+        ..RepoOptions::default()
+    };
     if let Some(c) = g.compression {
         o.compression = c;
     }
@@ -45,6 +48,22 @@ pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
         }
     }
     Ok(o)
+}
+
+/// The tree-pack cache root: none for local repositories (their packs are
+/// local already) or with `--no-cache`; else `--cache-dir`/`BUNKER_CACHE_DIR`,
+/// else the user's cache directory.
+fn cache_dir(g: &GlobalOpts) -> Option<std::path::PathBuf> {
+    let local = matches!(
+        g.repo.as_deref().map(bunker_storage::parse_location),
+        None | Some(Ok(bunker_storage::Location::Local(_)))
+    );
+    if g.no_cache || local {
+        return None;
+    }
+    g.cache_dir
+        .clone()
+        .or_else(bunker_repo::tree_cache::default_cache_root)
 }
 
 /// The repository location; an error when none is given.

@@ -32,9 +32,29 @@ fn bunker(cluster: &GarageCluster, location: &str) -> Command {
         .env("BUNKER_REPOSITORY", location)
         .env("BUNKER_PASSWORD", PASSWORD)
         .env("BUNKER_TEST_KDF_N", "1024")
+        .env(
+            "BUNKER_CACHE_DIR",
+            cluster.scratch_dir().join("bunker-cache"),
+        )
         .envs(cluster.aws_env())
         .arg("--no-progress");
     c
+}
+
+/// Every file below `dir` (recursively).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 fn restic(cluster: &GarageCluster, location: &str, cache: &Path) -> Command {
@@ -105,6 +125,32 @@ fn cli_round_trip_on_garage() {
     run_ok(b().args(["restore", "latest", "--target"]).arg(&target));
     assert_same_tree(&src, &restored(&target, &src));
     run_ok(b().args(["check", "--read-data"]));
+
+    // Tree packs were cached locally; a damaged cached copy is never trusted:
+    // the restore reads those trees from the bucket again and is still exact.
+    let cached = files_below(&cluster.scratch_dir().join("bunker-cache"));
+    assert!(!cached.is_empty(), "no tree pack was cached");
+    for f in &cached {
+        let mut bytes = std::fs::read(f).expect("read cached pack");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(f, bytes).expect("damage cached pack");
+    }
+    let target = dir.path().join("restore-after-damage");
+    let out = run_ok(b().args(["restore", "latest", "--target"]).arg(&target));
+    assert_same_tree(&src, &restored(&target, &src));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dropping damaged copy"),
+        "the damaged cache was not noticed: {}",
+        show(&out)
+    );
+    // --no-cache reads everything from the bucket.
+    let target = dir.path().join("restore-no-cache");
+    run_ok(
+        b().args(["--no-cache", "restore", "latest", "--target"])
+            .arg(&target),
+    );
+    assert_same_tree(&src, &restored(&target, &src));
 
     run_ok(b().args(["forget", "--keep-last", "1", "--prune"]));
     let snaps = json_last(&run_ok(b().args(["--json", "snapshots"])));

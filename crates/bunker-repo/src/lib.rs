@@ -32,6 +32,7 @@ pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod snapshots;
+pub mod tree_cache;
 pub mod walk;
 
 pub use error::RepoError;

@@ -13,6 +13,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{RepoError, Result};
 use crate::index::{IndexEntry, MasterIndex};
+use crate::tree_cache::TreeCache;
 
 /// Tunables that do not change the repository, only how we write to it.
 #[derive(Clone, Debug)]
@@ -25,6 +26,9 @@ pub struct RepoOptions {
     /// Index files for uploaded packs are written at least this often during
     /// long operations (so an interrupted backup or copy keeps its packs).
     pub index_flush_interval: std::time::Duration,
+    /// Root of the local tree-pack cache ([`crate::tree_cache`]); `None`
+    /// reads every tree blob from the storage.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RepoOptions {
@@ -34,6 +38,7 @@ impl Default for RepoOptions {
             pack_size: 16 * 1024 * 1024,
             connections: 4,
             index_flush_interval: crate::packer::INDEX_FLUSH_INTERVAL,
+            cache_dir: None,
         }
     }
 }
@@ -46,6 +51,7 @@ pub struct Repository {
     config: RepoConfig,
     options: RepoOptions,
     index: RwLock<MasterIndex>,
+    tree_cache: Option<TreeCache>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -96,6 +102,10 @@ impl Repository {
         let json = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let enc = key.encrypt(&json);
         storage.write_new(FileType::Config, "", enc.into())?;
+        let tree_cache = options
+            .cache_dir
+            .as_deref()
+            .map(|root| TreeCache::new(root, &config.id));
         Ok(Arc::new(Repository {
             storage,
             key,
@@ -103,6 +113,7 @@ impl Repository {
             config,
             options,
             index: RwLock::new(MasterIndex::default()),
+            tree_cache,
         }))
     }
 
@@ -136,6 +147,10 @@ impl Repository {
         config
             .validate()
             .map_err(|e| RepoError::format("config", "", e))?;
+        let tree_cache = options
+            .cache_dir
+            .as_deref()
+            .map(|root| TreeCache::new(root, &config.id));
         Ok(Arc::new(Repository {
             storage,
             key,
@@ -143,6 +158,7 @@ impl Repository {
             config,
             options,
             index: RwLock::new(MasterIndex::default()),
+            tree_cache,
         }))
     }
 
@@ -203,6 +219,12 @@ impl Repository {
             config: self.config.clone(),
             options: self.options.clone(),
             index: RwLock::new(self.index.read().clone()),
+            // Reads only; the cache never writes to the repository.
+            tree_cache: self
+                .options
+                .cache_dir
+                .as_deref()
+                .map(|root| TreeCache::new(root, &self.config.id)),
         })
     }
 
@@ -227,6 +249,10 @@ impl Repository {
     pub fn load_index(&self) -> Result<()> {
         let files = self.storage.list(FileType::Index)?;
         let loaded = MasterIndex::load(self, &files)?;
+        if let Some(cache) = &self.tree_cache {
+            let live = loaded.packs().iter().map(|p| p.to_string()).collect();
+            cache.retain(&live);
+        }
         *self.index.write() = loaded;
         Ok(())
     }
@@ -290,14 +316,23 @@ impl Repository {
             .ok_or_else(|| RepoError::BlobNotFound {
                 blob: id.to_string(),
             })?;
-        let pack = self.index.read().pack_id(entry.pack);
-        let raw = self.storage.read_range(
-            FileType::Pack,
-            &pack.to_string(),
-            u64::from(entry.offset),
-            u64::from(entry.length),
-        )?;
-        self.decode_verified(&raw, id, entry.uncompressed_length, &pack.to_string())
+        let pack = self.index.read().pack_id(entry.pack).to_string();
+        let (offset, length) = (u64::from(entry.offset), u64::from(entry.length));
+        if let (BlobType::Tree, Some(cache)) = (blob_type, &self.tree_cache) {
+            let (raw, from_cache) = cache.read_range(&self.storage, &pack, offset, length)?;
+            match self.decode_verified(&raw, id, entry.uncompressed_length, &pack) {
+                Err(e) if from_cache => {
+                    // Never trust the cache: drop the copy, ask the repository.
+                    tracing::warn!("tree cache: dropping damaged copy of pack {pack}: {e}");
+                    cache.forget(&pack);
+                }
+                decoded => return decoded,
+            }
+        }
+        let raw = self
+            .storage
+            .read_range(FileType::Pack, &pack, offset, length)?;
+        self.decode_verified(&raw, id, entry.uncompressed_length, &pack)
     }
 
     /// Decode a blob read from `pack` and check it hashes to `id`.

@@ -359,6 +359,11 @@ impl GarageCluster {
     }
 
     /// `http://127.0.0.1:PORT` of node 0's S3 API.
+    /// A scratch directory that lives as long as the cluster (e.g. for caches).
+    pub fn scratch_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn endpoint(&self) -> String {
         self.endpoint_of(0)
     }
