@@ -249,11 +249,21 @@ impl SshServer {
 
     /// Client processes using the harness's control-socket directory (leftover
     /// ssh control masters).
+    /// The ssh processes (control masters) still running for this server's
+    /// state dir once they have had up to 15 s to exit: a master exits
+    /// asynchronously after its session is closed, later on a loaded machine.
     pub fn leftover_processes(&self) -> Vec<String> {
-        processes_mentioning(&self.state_dir().display().to_string())
-            .into_iter()
-            .map(|(_, cmd)| cmd)
-            .collect()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let left: Vec<String> = processes_mentioning(&self.state_dir().display().to_string())
+                .into_iter()
+                .map(|(_, cmd)| cmd)
+                .collect();
+            if left.is_empty() || std::time::Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// The end of the server's log, for failure messages.
