@@ -55,14 +55,8 @@ cleanup() { stop_garage; revert_all; }
 revert_all
 trap cleanup EXIT
 
-if sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-    DROP=1
-    CACHE_NOTE="page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed command"
-else
-    DROP=0
-    CACHE_NOTE="page cache NOT dropped (no permission): timings are warm-cache"
-fi
-drop_caches() { if [[ $DROP == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi; }
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
 
 # ---------------------------------------------------------------- dataset 1 (shared with run.sh)
 if [[ $QUICK == 1 ]]; then DATA="$WORK/data-quick" SUBDIR=linux-source-6.1/fs; else DATA="$WORK/data" SUBDIR=linux-source-6.1; fi
@@ -251,19 +245,7 @@ ELAPSED=$(($(date +%s) - START))
 
 META="$G/tmp/meta.txt"
 {
-    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "quick=$QUICK"
-    echo "runs=$RUNS"
-    echo "elapsed_s=$ELAPSED"
-    echo "cache=$CACHE_NOTE"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "cores=$(nproc)"
-    echo "load=load average at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg)"
-    echo "memory=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "kernel=$(uname -r)"
-    echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
-    echo "filesystem=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "linux_source=$(dpkg-query -W -f '${Version}' linux-source-6.1 2>/dev/null || echo unknown)"
+    machine_meta
     echo "ds1=$SUBDIR from linux-source-6.1: $DS1_FILES files, $DS1_BYTES bytes"
     echo "ds2=not used (Garage benchmark: dataset 1 only)"
     echo "datasets=1"

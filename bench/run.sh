@@ -56,15 +56,8 @@ revert_all() {
 revert_all
 trap revert_all EXIT
 
-# Page cache: dropped before every timed command when we are allowed to.
-if sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-    DROP=1
-    CACHE_NOTE="page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed command"
-else
-    DROP=0
-    CACHE_NOTE="page cache NOT dropped (no permission): timings are warm-cache"
-fi
-drop_caches() { if [[ $DROP == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi; }
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
 log "$CACHE_NOTE"
 
 # ---------------------------------------------------------------- datasets
@@ -277,19 +270,7 @@ ELAPSED=$(($(date +%s) - START))
 # ---------------------------------------------------------------- report
 META="$WORK/tmp/meta.txt"
 {
-    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "quick=$QUICK"
-    echo "runs=$RUNS"
-    echo "elapsed_s=$ELAPSED"
-    echo "cache=$CACHE_NOTE"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "cores=$(nproc)"
-    echo "load=load average at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg)"
-    echo "memory=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "kernel=$(uname -r)"
-    echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
-    echo "filesystem=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "linux_source=$(dpkg-query -W -f '${Version}' linux-source-6.1 2>/dev/null || echo unknown)"
+    machine_meta
     echo "ds1=$SUBDIR from linux-source-6.1: $DS1_FILES files, $DS1_BYTES bytes"
     echo "ds1_bytes=$DS1_BYTES"
     echo "ds2=mixed file: ${DS2_PARTS[0]} MiB kernel tar + ${DS2_PARTS[1]} MiB generated CSV + ${DS2_PARTS[2]} MiB xz data, $DS2_BYTES bytes, sha256 $DS2_SHA..."

@@ -1,0 +1,30 @@
+# Shared by bench/run.sh and bench/garage.sh (sourced, not run): page-cache
+# handling and the machine description that heads every results table.
+
+# Page cache: dropped before every timed command when we are allowed to.
+if sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+    DROP=1
+    CACHE_NOTE="page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed command"
+else
+    DROP=0
+    CACHE_NOTE="page cache NOT dropped (no permission): timings are warm-cache"
+fi
+drop_caches() { if [[ $DROP == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi; }
+
+# key=value lines describing the run and the machine (read by summarize.py).
+# Uses QUICK, RUNS, ELAPSED, CACHE_NOTE, LOAD_START and WORK of the caller.
+machine_meta() {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "quick=$QUICK"
+    echo "runs=$RUNS"
+    echo "elapsed_s=$ELAPSED"
+    echo "cache=$CACHE_NOTE"
+    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    echo "cores=$(nproc)"
+    echo "load=load average at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg)"
+    echo "memory=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel=$(uname -r)"
+    echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "filesystem=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+    echo "linux_source=$(dpkg-query -W -f '${Version}' linux-source-6.1 2>/dev/null || echo unknown)"
+}
