@@ -41,6 +41,17 @@ fn bunker(cluster: &GarageCluster, location: &str) -> Command {
     c
 }
 
+/// `restore latest` into `target` equals `src`, and `check --read-data` passes.
+fn restores_and_checks(cluster: &GarageCluster, loc: &str, src: &Path, target: &Path) {
+    run_ok(
+        bunker(cluster, loc)
+            .args(["restore", "latest", "--target"])
+            .arg(target),
+    );
+    assert_same_tree(src, &restored(target, src));
+    run_ok(bunker(cluster, loc).args(["check", "--read-data"]));
+}
+
 /// Every file below `dir` (recursively).
 fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -253,14 +264,7 @@ fn backup_completes_when_one_of_three_nodes_dies() {
         show(&out)
     );
 
-    let target = dir.path().join("restore");
-    run_ok(
-        bunker(&cluster, &loc)
-            .args(["restore", "latest", "--target"])
-            .arg(&target),
-    );
-    assert_same_tree(&src, &restored(&target, &src));
-    run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
+    restores_and_checks(&cluster, &loc, &src, &dir.path().join("restore"));
 }
 
 #[test]
@@ -324,14 +328,7 @@ fn garage_down_during_backup_fails_clearly_and_next_backup_reuses_packs() {
         added < total,
         "the second backup added {added} of {total} bytes: uploaded packs were not reused"
     );
-    let target = dir.path().join("restore");
-    run_ok(
-        bunker(&cluster, &loc)
-            .args(["restore", "latest", "--target"])
-            .arg(&target),
-    );
-    assert_same_tree(&src, &restored(&target, &src));
-    run_ok(bunker(&cluster, &loc).args(["check", "--read-data"]));
+    restores_and_checks(&cluster, &loc, &src, &dir.path().join("restore"));
 }
 
 #[test]

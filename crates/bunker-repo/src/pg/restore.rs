@@ -307,19 +307,12 @@ mod tests {
             entry: SnapshotEntry {
                 id: SnapshotId::from(Id::random()),
                 snapshot: Snapshot {
-                    time: end_time,
-                    parent: None,
-                    tree: TreeId::from(Id::random()),
-                    paths: vec!["/base.tar".into()],
                     hostname: "h".into(),
-                    username: String::new(),
-                    uid: 0,
-                    gid: 0,
-                    excludes: vec![],
-                    tags: vec![],
-                    original: None,
-                    program_version: String::new(),
-                    summary: None,
+                    ..Snapshot::new(
+                        end_time,
+                        TreeId::from(Id::random()),
+                        vec!["/base.tar".into()],
+                    )
                 },
             },
             info: BaseBackupInfo {

@@ -244,21 +244,7 @@ mod tests {
         BaseBackup {
             entry: SnapshotEntry {
                 id: SnapshotId::from(Id::random()),
-                snapshot: Snapshot {
-                    time,
-                    parent: None,
-                    tree: TreeId::from(Id::random()),
-                    paths: vec![],
-                    hostname: String::new(),
-                    username: String::new(),
-                    uid: 0,
-                    gid: 0,
-                    excludes: vec![],
-                    tags: vec![],
-                    original: None,
-                    program_version: String::new(),
-                    summary: None,
-                },
+                snapshot: Snapshot::new(time, TreeId::from(Id::random()), vec![]),
             },
             info: BaseBackupInfo {
                 system_id: None,
