@@ -28,3 +28,18 @@ machine_meta() {
     echo "filesystem=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
     echo "linux_source=$(dpkg-query -W -f '${Version}' linux-source-6.1 2>/dev/null || echo unknown)"
 }
+
+# Dataset 1: the kernel tree (QUICK=1: its fs/ subtree), unpacked once from
+# Debian's linux-source-6.1 tarball. Sets DATA, SUBDIR and DS1.
+prepare_dataset1() {
+    if [[ $QUICK == 1 ]]; then DATA="$WORK/data-quick" SUBDIR=linux-source-6.1/fs; else DATA="$WORK/data" SUBDIR=linux-source-6.1; fi
+    DS1="$DATA/$SUBDIR"
+    mkdir -p "$DATA"
+    if [[ ! -f $DATA/.ds1-complete ]]; then
+        [[ -f $TARBALL ]] || die "$TARBALL not found (apt-get install linux-source-6.1)"
+        log "dataset 1: unpacking $SUBDIR from $TARBALL"
+        rm -rf "$DATA/linux-source-6.1"
+        tar -xJf "$TARBALL" -C "$DATA" "$SUBDIR"
+        touch "$DATA/.ds1-complete"
+    fi
+}

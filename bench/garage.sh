@@ -59,16 +59,7 @@ trap cleanup EXIT
 source "$BENCH_DIR/common.sh"
 
 # ---------------------------------------------------------------- dataset 1 (shared with run.sh)
-if [[ $QUICK == 1 ]]; then DATA="$WORK/data-quick" SUBDIR=linux-source-6.1/fs; else DATA="$WORK/data" SUBDIR=linux-source-6.1; fi
-DS1="$DATA/$SUBDIR"
-if [[ ! -f $DATA/.ds1-complete ]]; then
-    [[ -f $TARBALL ]] || die "$TARBALL not found (apt-get install linux-source-6.1)"
-    log "dataset 1: unpacking $SUBDIR from $TARBALL"
-    mkdir -p "$DATA"
-    rm -rf "$DATA/linux-source-6.1"
-    tar -xJf "$TARBALL" -C "$DATA" "$SUBDIR"
-    touch "$DATA/.ds1-complete"
-fi
+prepare_dataset1
 read -r DS1_FILES DS1_BYTES < <($PY stats "$DS1")
 log "dataset 1: $DS1 ($DS1_FILES files, $DS1_BYTES bytes)"
 

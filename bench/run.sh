@@ -61,24 +61,13 @@ source "$BENCH_DIR/common.sh"
 log "$CACHE_NOTE"
 
 # ---------------------------------------------------------------- datasets
+prepare_dataset1
 if [[ $QUICK == 1 ]]; then
-    DATA="$WORK/data-quick"
-    SUBDIR=linux-source-6.1/fs
     DS2_PARTS=(100 90 10) # MiB of kernel tar, generated CSV, xz bytes
 else
-    DATA="$WORK/data"
-    SUBDIR=linux-source-6.1
     DS2_PARTS=(1024 896 128)
 fi
-DS1="$DATA/$SUBDIR"
 DS2="$DATA/mixed-$((DS2_PARTS[0] + DS2_PARTS[1] + DS2_PARTS[2]))MiB.bin"
-mkdir -p "$DATA"
-if [[ ! -f $DATA/.ds1-complete ]]; then
-    log "dataset 1: unpacking $SUBDIR from $TARBALL"
-    rm -rf "$DATA/linux-source-6.1"
-    tar -xJf "$TARBALL" -C "$DATA" "$SUBDIR"
-    touch "$DATA/.ds1-complete"
-fi
 if [[ ! -f $DS2 ]]; then
     log "dataset 2: writing $DS2"
     $PY mixed "$DS2" --tarball "$TARBALL" --tar-bytes $((DS2_PARTS[0] * MIB)) \
