@@ -581,3 +581,63 @@ fn throughput() {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// An unchanged directory points at the parent snapshot's tree blob, even
+/// when that blob is not byte for byte what bunker would encode (a tree
+/// written by another restic implementation); its nodes are decoded, found
+/// equal and the blob is reused instead of being encoded, hashed and saved.
+#[test]
+fn unchanged_directory_reuses_the_parent_tree_blob() {
+    let t = setup();
+    std::fs::create_dir_all(t.src.join("a/b")).unwrap();
+    std::fs::write(t.src.join("a/b/f.txt"), b"unchanged file").unwrap();
+    std::fs::write(t.src.join("top.txt"), b"top").unwrap();
+    let s1 = backup(&t.repo, opts(&[&t.src]), &NoProgress).unwrap();
+    let sn1 = snapshot_of(&t.repo, &s1);
+
+    // Re-encode the tree of a/b with trailing whitespace (same nodes,
+    // different bytes, so a different id) and rebuild the trees above it.
+    let ab = t.src.join("a/b");
+    let comps: Vec<Vec<u8>> = ab
+        .components()
+        .skip(1)
+        .map(|c| c.as_os_str().as_bytes().to_vec())
+        .collect();
+    let saver = bunker_repo::packer::BlobSaver::new(t.repo.clone());
+    let mut trees = vec![t.repo.load_tree(&sn1.tree).unwrap()];
+    for name in &comps {
+        let id = trees.last().unwrap().find(name).unwrap().subtree.unwrap();
+        trees.push(t.repo.load_tree(&id).unwrap());
+    }
+    let mut bytes = trees.pop().unwrap().to_bytes();
+    bytes.extend_from_slice(b"  \n");
+    let foreign = saver.save(BlobType::Tree, &bytes).unwrap().id;
+    let canonical = subtree_at(&t.repo, sn1.tree, &ab);
+    assert_ne!(foreign, canonical);
+    let mut child = foreign;
+    for (mut tree, name) in trees.into_iter().zip(&comps).rev() {
+        let node = tree.nodes.iter_mut().find(|n| &n.name == name).unwrap();
+        node.subtree = Some(child);
+        child = saver.save(BlobType::Tree, &tree.to_bytes()).unwrap().id;
+    }
+    saver.finish().unwrap();
+    let mut parent = sn1.clone();
+    parent.tree = child;
+    parent.time += chrono::Duration::seconds(1);
+    let parent_id = snapshots::save(&t.repo, &parent).unwrap();
+
+    // Touch top.txt so the source directory itself changed, a/b did not.
+    std::fs::write(t.src.join("top.txt"), b"top, changed").unwrap();
+    let mut o = opts(&[&t.src]);
+    o.parent = Some(parent_id.to_string());
+    let s2 = backup(&t.repo, o, &NoProgress).unwrap();
+    assert!(s2.errors.is_empty(), "{:?}", s2.errors);
+    assert_eq!((s2.files_changed, s2.files_unmodified), (1, 1));
+    let sn2 = snapshot_of(&t.repo, &s2);
+    assert_eq!(subtree_at(&t.repo, sn2.tree, &ab), foreign);
+    assert_ne!(
+        subtree_at(&t.repo, sn2.tree, &t.src),
+        subtree_at(&t.repo, parent.tree, &t.src)
+    );
+    check_dir(&t.repo, subtree_at(&t.repo, sn2.tree, &t.src), &t.src);
+}

@@ -9,14 +9,36 @@ use crate::error::SourceError;
 /// List the entry names of a directory (without `.` and `..`), sorted by
 /// their raw bytes, which is the order restic uses for tree nodes.
 pub fn read_dir_sorted(path: &Path) -> Result<Vec<OsString>, SourceError> {
+    Ok(read_dir_typed(path)?.into_iter().map(|e| e.name).collect())
+}
+
+/// One directory entry as `readdir` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntryName {
+    pub name: OsString,
+    /// The file system says (`d_type`) this is a regular file. A hint only:
+    /// false when unknown, and the entry may change before it is read.
+    pub regular_file: bool,
+}
+
+/// As [`read_dir_sorted`], with the entry type hint `readdir` gives for free
+/// (no `lstat`; entries of unknown type are not regular files here).
+pub fn read_dir_typed(path: &Path) -> Result<Vec<DirEntryName>, SourceError> {
     let rd = std::fs::read_dir(path).map_err(|e| SourceError::io("opendir", path, e))?;
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| SourceError::io("readdir", path, e))?;
-        names.push(entry.file_name());
+        // `file_type` is d_type where the file system fills it in; where it
+        // does not, std falls back to an lstat, which is what we avoid, so
+        // only trust the cheap answer.
+        let regular_file = entry.file_type().is_ok_and(|t| t.is_file());
+        entries.push(DirEntryName {
+            name: entry.file_name(),
+            regular_file,
+        });
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
+    entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -55,5 +77,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = read_dir_sorted(&dir.path().join("gone")).unwrap_err();
         assert_eq!(e.kind(), SourceErrorKind::NotFound);
+    }
+
+    #[test]
+    fn typed_listing_marks_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
+        let got: Vec<(String, bool)> = read_dir_typed(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.to_string_lossy().into_owned(), e.regular_file))
+            .collect();
+        let want = [("d", false), ("f", true), ("l", false)];
+        let want: Vec<(String, bool)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(got, want);
     }
 }

@@ -16,10 +16,11 @@ use std::sync::atomic::AtomicUsize;
 use bunker_format::chunker::Chunker;
 use bunker_format::node::{Node, NodeType, Tree};
 use bunker_format::{BlobType, TreeId};
-use bunker_sources::{lstat_meta, read_dir_sorted, Excluder, FileKind, FsMeta, SourceErrorKind};
+use bunker_sources::{lstat_meta, read_dir_typed, Excluder, FileKind, FsMeta, SourceErrorKind};
 use rayon::prelude::*;
 
 use super::node::{file_unchanged, no_xattrs_since, node_from_meta};
+use super::prefetch::Prefetcher;
 use super::stats::{Change, Stats};
 use super::targets::TargetNode;
 use crate::error::{RepoError, Result};
@@ -53,6 +54,8 @@ pub struct Archiver<'a> {
     /// Bytes of chunks handed to other workers and not yet saved.
     pub inflight: AtomicUsize,
     pub inflight_limit: usize,
+    /// Read-ahead for files about to be read (none: no hints).
+    pub prefetch: Option<&'a Prefetcher>,
 }
 
 fn display(path: &Path) -> String {
@@ -137,7 +140,7 @@ impl Archiver<'_> {
                 let mut meta = meta;
                 meta.xattrs = xattrs;
                 let mut node = node_from_meta(name, &meta);
-                node.subtree = Some(self.save_tree(nodes)?);
+                node.subtree = Some(self.save_dir_tree(nodes, prev, prev_tree.as_ref())?);
                 self.stats.dir(change_of(prev, &node));
                 Ok(Some(node))
             }
@@ -164,6 +167,26 @@ impl Archiver<'_> {
                 None
             }
         }
+    }
+
+    /// Save a directory's tree; when its nodes are exactly the parent
+    /// snapshot's (nothing below changed), the parent's tree blob is reused
+    /// instead of encoding, hashing and looking up the same tree again.
+    /// Equal nodes decode from that blob, so the snapshot is the same; the
+    /// blob must still be in the index (it may have been pruned).
+    fn save_dir_tree(
+        &self,
+        mut nodes: Vec<Node>,
+        prev: Option<&Node>,
+        prev_tree: Option<&Tree>,
+    ) -> Result<TreeId> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        if let (Some(id), Some(t)) = (prev.and_then(|p| p.subtree), prev_tree) {
+            if t.nodes == nodes && self.repo.index().read().has(&id.id().into()) {
+                return Ok(id);
+            }
+        }
+        self.save_tree(nodes)
     }
 
     /// Encode and save a tree blob (nodes are sorted by name).
@@ -227,12 +250,22 @@ impl Archiver<'_> {
 
     /// The nodes of a directory's entries, in name order.
     fn dir_nodes(&self, path: &Path, prev_tree: Option<&Tree>) -> Result<Vec<Node>, ItemError> {
-        let names = read_dir_sorted(path).map_err(|e| ItemError::Skip(e.to_string()))?;
-        let nodes: Vec<Option<Node>> = names
+        let entries = read_dir_typed(path).map_err(|e| ItemError::Skip(e.to_string()))?;
+        if let Some(prefetch) = self.prefetch {
+            // Files the parent snapshot has are most likely unchanged and
+            // not read at all: only announce the others.
+            entries
+                .iter()
+                .filter(|e| e.regular_file && find(prev_tree, e.name.as_bytes()).is_none())
+                .map(|e| path.join(&e.name))
+                .filter(|p| !self.excluder.is_some_and(|x| x.excluded_by_name(p)))
+                .for_each(|p| prefetch.hint(p));
+        }
+        let nodes: Vec<Option<Node>> = entries
             .par_iter()
-            .map(|n| {
-                let name = n.as_bytes();
-                self.save_item(&path.join(n), name, find(prev_tree, name), false)
+            .map(|e| {
+                let name = e.name.as_bytes();
+                self.save_item(&path.join(&e.name), name, find(prev_tree, name), false)
             })
             .collect::<Result<_>>()?;
         Ok(nodes.into_iter().flatten().collect())
@@ -248,7 +281,7 @@ impl Archiver<'_> {
         let prev_tree = self.load_prev_tree(path, prev);
         let nodes = self.dir_nodes(path, prev_tree.as_ref())?;
         let mut node = node_from_meta(name, meta);
-        node.subtree = Some(self.save_tree(nodes)?);
+        node.subtree = Some(self.save_dir_tree(nodes, prev, prev_tree.as_ref())?);
         self.stats.dir(change_of(prev, &node));
         Ok(node)
     }

@@ -245,6 +245,7 @@ mod tests {
             inflight: AtomicUsize::new(0),
             // Small limit: some chunks are saved inline, some by other workers.
             inflight_limit: MAX_SIZE,
+            prefetch: None,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
@@ -303,6 +304,7 @@ mod tests {
             stats: Stats::default(),
             inflight: AtomicUsize::new(0),
             inflight_limit: MAX_SIZE,
+            prefetch: None,
         };
         match arch.save_content(&mut Failing, 10) {
             Err(ItemError::Skip(msg)) => assert!(msg.contains("disk on fire"), "{msg}"),

@@ -9,6 +9,8 @@
 //!   the repository chunker; chunks are hashed, deduplicated, compressed and
 //!   encrypted on the pool's workers ([`file`]) and packed by the
 //!   [`BlobSaver`], which uploads packs on its own threads;
+//! * read-ahead threads tell the kernel which files are about to be read,
+//!   so their data comes off the disk while workers compress ([`prefetch`]);
 //! * a scanner thread counts files and bytes for the progress ETA (only
 //!   when the front end shows totals, see [`Progress::wants_totals`]).
 //!
@@ -19,6 +21,7 @@
 mod archiver;
 mod file;
 mod node;
+mod prefetch;
 mod scanner;
 mod stats;
 mod targets;
@@ -294,6 +297,7 @@ pub fn backup(
         .map_err(|e| RepoError::Io(format!("cannot start backup workers: {e}")))?;
 
     let saver = BlobSaver::new(work.clone());
+    let prefetcher = stdin.is_none().then(prefetch::Prefetcher::start);
     let chunker = Chunker::new(work.config().chunker_polynomial);
     let archiver = Archiver {
         repo: &work,
@@ -306,6 +310,7 @@ pub fn backup(
         stats,
         inflight: AtomicUsize::new(0),
         inflight_limit: file::inflight_limit(threads),
+        prefetch: prefetcher.as_ref(),
     };
     let stop = AtomicBool::new(false);
     let tree_id = std::thread::scope(|s| {

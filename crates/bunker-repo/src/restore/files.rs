@@ -20,6 +20,7 @@ use bunker_format::{BlobId, Id};
 use bunker_sources::{RestoreMeta, SparseWriter, TargetDir};
 use bunker_storage::FileType;
 use parking_lot::Mutex;
+use rayon::prelude::*;
 
 use crate::index::IndexEntry;
 use crate::progress::Progress;
@@ -165,72 +166,96 @@ fn ranges(blobs: &[BlobUse]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn process_pack(repo: &Repository, job: &PackJob, files: &[FileState], progress: &dyn Progress) {
-    let pack_id = repo.index().read().pack_id(job.pack);
-    let pack_name = pack_id.to_string();
-    for r in ranges(&job.blobs) {
-        let blobs = &job.blobs[r];
-        let live = |b: &BlobUse| b.targets.iter().any(|(fi, _)| !files[*fi].is_failed());
-        if !blobs.iter().any(live) {
-            continue;
-        }
-        let start = u64::from(blobs[0].entry.offset);
-        let end = blobs
-            .iter()
-            .map(|b| u64::from(b.entry.offset) + u64::from(b.entry.length))
-            .max()
-            .unwrap_or(start);
-        let data = match repo
-            .storage()
-            .read_range(FileType::Pack, &pack_name, start, end - start)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                let msg = format!("reading pack {pack_name}: {e}");
-                for b in blobs {
-                    for (fi, _) in &b.targets {
-                        files[*fi].fail(msg.clone());
-                    }
+/// One read of a pack: a range of its (offset-sorted) blobs.
+struct RangeJob<'p> {
+    pack: &'p PackJob,
+    blobs: &'p [BlobUse],
+}
+
+/// The reads of a batch, packs of earlier files first.
+fn range_jobs(packs: &[PackJob]) -> Vec<RangeJob<'_>> {
+    packs
+        .iter()
+        .flat_map(|p| {
+            ranges(&p.blobs).into_iter().map(move |r| RangeJob {
+                pack: p,
+                blobs: &p.blobs[r],
+            })
+        })
+        .collect()
+}
+
+/// Read one range and write its blobs. The blobs are decrypted,
+/// decompressed and checked in parallel (a batch of small files often lies
+/// in a single range, which one thread would otherwise decode alone).
+fn process_range(
+    repo: &Repository,
+    job: &RangeJob<'_>,
+    files: &[FileState],
+    progress: &dyn Progress,
+) {
+    let blobs = job.blobs;
+    let live = |b: &BlobUse| b.targets.iter().any(|(fi, _)| !files[*fi].is_failed());
+    if !blobs.iter().any(live) {
+        return;
+    }
+    let pack_name = repo.index().read().pack_id(job.pack.pack).to_string();
+    let start = u64::from(blobs[0].entry.offset);
+    let end = blobs
+        .iter()
+        .map(|b| u64::from(b.entry.offset) + u64::from(b.entry.length))
+        .max()
+        .unwrap_or(start);
+    let data = match repo
+        .storage()
+        .read_range(FileType::Pack, &pack_name, start, end - start)
+    {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = format!("reading pack {pack_name}: {e}");
+            for b in blobs {
+                for (fi, _) in &b.targets {
+                    files[*fi].fail(msg.clone());
                 }
-                continue;
+            }
+            return;
+        }
+    };
+    blobs.par_iter().for_each(|b| {
+        let lo = (u64::from(b.entry.offset) - start) as usize;
+        let hi = lo + b.entry.length as usize;
+        let plain = match data.get(lo..hi) {
+            None => Err(format!(
+                "pack {pack_name} is damaged: short read for blob {}",
+                b.id.id().short()
+            )),
+            Some(raw) => repo
+                .decode_verified(raw, &b.id, b.entry.uncompressed_length, &pack_name)
+                .map_err(|e| e.to_string()),
+        };
+        let plain = match plain {
+            Ok(p) => p,
+            Err(msg) => {
+                for (fi, _) in &b.targets {
+                    files[*fi].fail(msg.clone());
+                }
+                return;
             }
         };
-        for b in blobs {
-            let lo = (u64::from(b.entry.offset) - start) as usize;
-            let hi = lo + b.entry.length as usize;
-            let plain = match data.get(lo..hi) {
-                None => Err(format!(
-                    "pack {pack_name} is damaged: short read for blob {}",
-                    b.id.id().short()
-                )),
-                Some(raw) => repo
-                    .decode_verified(raw, &b.id, b.entry.uncompressed_length, &pack_name)
-                    .map_err(|e| e.to_string()),
-            };
-            let plain = match plain {
-                Ok(p) => p,
-                Err(msg) => {
-                    for (fi, _) in &b.targets {
-                        files[*fi].fail(msg.clone());
-                    }
-                    continue;
+        for (fi, off) in &b.targets {
+            let f = &files[*fi];
+            if f.is_failed() {
+                continue;
+            }
+            match f.writer.write_at(*off, &plain) {
+                Ok(()) => {
+                    f.written.fetch_add(1, Ordering::Relaxed);
+                    progress.add_bytes(plain.len() as u64);
                 }
-            };
-            for (fi, off) in &b.targets {
-                let f = &files[*fi];
-                if f.is_failed() {
-                    continue;
-                }
-                match f.writer.write_at(*off, &plain) {
-                    Ok(()) => {
-                        f.written.fetch_add(1, Ordering::Relaxed);
-                        progress.add_bytes(plain.len() as u64);
-                    }
-                    Err(e) => f.fail(e),
-                }
+                Err(e) => f.fail(e),
             }
         }
-    }
+    });
 }
 
 /// Re-read a restored file and check every blob against its id.
@@ -255,27 +280,13 @@ fn verify_file(file: &File, blobs: &[(BlobId, IndexEntry, u64)]) -> Result<(), S
     Ok(())
 }
 
-fn run_pool<F: Fn(usize) + Sync>(workers: usize, n: usize, f: F) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                f(i);
-            });
-        }
-    });
-}
-
 /// Fill, finish, verify and apply metadata to a batch of created files.
 pub fn run_batch(
     repo: &Repository,
     target: &TargetDir,
     jobs: Vec<FileJob>,
     cfg: BatchConfig,
+    pool: &rayon::ThreadPool,
     progress: &dyn Progress,
 ) -> BatchResult {
     let packs = plan(&jobs);
@@ -294,8 +305,10 @@ pub fn run_batch(
         });
         metas.push((job.rel, job.display, job.blobs, job.size, job.meta));
     }
-    run_pool(cfg.workers, packs.len(), |i| {
-        process_pack(repo, &packs[i], &states, progress)
+    let work = range_jobs(&packs);
+    pool.install(|| {
+        work.par_iter()
+            .for_each(|job| process_range(repo, job, &states, progress))
     });
 
     let finished: Vec<(Result<File, String>, usize)> = states
@@ -315,27 +328,29 @@ pub fn run_batch(
         .collect();
     let results: Vec<Mutex<Result<bool, String>>> =
         finished.iter().map(|_| Mutex::new(Ok(false))).collect();
-    run_pool(cfg.workers, finished.len(), |i| {
-        let (res, idx) = &finished[i];
-        let (rel, _, blobs, _, meta) = &metas[*idx];
-        let outcome = match res {
-            Err(msg) => Err(msg.clone()),
-            Ok(file) => {
-                let verified = if cfg.verify {
-                    verify_file(file, blobs).map(|_| true)
-                } else {
-                    Ok(false)
-                };
-                verified.and_then(|v| {
-                    let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
-                    target
-                        .apply_file_meta(&parts, file, meta)
-                        .map(|_| v)
-                        .map_err(|e| e.to_string())
-                })
-            }
-        };
-        *results[i].lock() = outcome;
+    pool.install(|| {
+        (0..finished.len()).into_par_iter().for_each(|i| {
+            let (res, idx) = &finished[i];
+            let (rel, _, blobs, _, meta) = &metas[*idx];
+            let outcome = match res {
+                Err(msg) => Err(msg.clone()),
+                Ok(file) => {
+                    let verified = if cfg.verify {
+                        verify_file(file, blobs).map(|_| true)
+                    } else {
+                        Ok(false)
+                    };
+                    verified.and_then(|v| {
+                        let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
+                        target
+                            .apply_file_meta(&parts, file, meta)
+                            .map(|_| v)
+                            .map_err(|e| e.to_string())
+                    })
+                }
+            };
+            *results[i].lock() = outcome;
+        })
     });
 
     let mut out = BatchResult::default();
