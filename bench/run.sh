@@ -104,6 +104,8 @@ for tool in $TOOLS; do
                 NOTE[rustic]="skipped: rustic not on PATH (cargo install --locked rustic-rs)"
                 continue
             fi
+            # How rustic was built, when not with its own release profile.
+            VERSION[rustic]+=${BENCH_RUSTIC_BUILD:+ ($BENCH_RUSTIC_BUILD)}
             ;;
         borg)
             if ! VERSION[borg]=$(borg --version 2>/dev/null | head -n1); then

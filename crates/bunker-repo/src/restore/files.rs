@@ -2,11 +2,11 @@
 //!
 //! The restore walker hands over batches of already created (empty) files.
 //! For a batch we group every needed blob by pack, merge blobs that lie close
-//! together in a pack into one range read, and let a pool of workers take
-//! packs one at a time. Each blob is decrypted, decompressed and checked
-//! against its id, then written at every offset of every file that contains
-//! it (positional writes, so a large file is filled out of order by several
-//! workers at once). Zero blocks are skipped to keep files sparse. A blob
+//! together in a pack into one range read, and let the restore's rayon pool
+//! take the ranges. The blobs of a range are decrypted, decompressed and
+//! checked against their ids in parallel, then each is written at every
+//! offset of every file that contains it (positional writes, so a large file
+//! is filled out of order by several workers at once). Zero blocks are skipped to keep files sparse. A blob
 //! that fails fails only the files containing it. Memory is bounded by the
 //! batch size and one range per worker.
 
