@@ -43,3 +43,21 @@ prepare_dataset1() {
         touch "$DATA/.ds1-complete"
     fi
 }
+
+# Build bunker when BUILD=1, then print its version line. On failure print why
+# (one line, no machine paths) and return 1. Uses ROOT, LOGDIR and BUNKER_BIN.
+bunker_version() {
+    if [[ $BUILD == 1 ]]; then
+        log "building bunker (cargo build --release -p bunker-cli)"
+        if ! (cd "$ROOT" && cargo build --release -p bunker-cli) >"$LOGDIR/build-bunker.log" 2>&1; then
+            echo "cargo build --release -p bunker-cli failed (see build-bunker.log in the bench logs)"
+            return 1
+        fi
+    fi
+    local v
+    if ! v=$("$BUNKER_BIN" version 2>/dev/null | head -n1); then
+        echo "the bunker binary does not run"
+        return 1
+    fi
+    echo "${v:-(no output from bunker version)}"
+}

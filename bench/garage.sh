@@ -68,14 +68,7 @@ declare -A VERSION NOTE
 ACTIVE=()
 for tool in $TOOLS; do
     case $tool in
-        bunker)
-            if [[ $BUILD == 1 ]]; then
-                log "building bunker (cargo build --release -p bunker-cli)"
-                (cd "$ROOT" && cargo build --release -p bunker-cli) >"$LOGDIR/build-bunker.log" 2>&1 ||
-                    die "cargo build --release -p bunker-cli failed (see $LOGDIR/build-bunker.log)"
-            fi
-            VERSION[bunker]=$("$BUNKER_BIN" version 2>/dev/null | head -n1) || die "$BUNKER_BIN does not run"
-            ;;
+        bunker) VERSION[bunker]=$(bunker_version) || die "${VERSION[bunker]}" ;;
         restic) VERSION[restic]=$(restic version | head -n1) ;;
         *) die "unknown tool $tool (known: bunker restic)" ;;
     esac

@@ -85,18 +85,10 @@ ACTIVE=()
 for tool in $TOOLS; do
     case $tool in
         bunker)
-            if [[ $BUILD == 1 ]]; then
-                log "building bunker (cargo build --release -p bunker-cli)"
-                if ! (cd "$ROOT" && cargo build --release -p bunker-cli) >"$LOGDIR/build-bunker.log" 2>&1; then
-                    NOTE[bunker]="skipped: cargo build --release -p bunker-cli failed (see bench/scratch/logs/build-bunker.log)"
-                    continue
-                fi
-            fi
-            if ! VERSION[bunker]=$("$BUNKER_BIN" version 2>/dev/null | head -n1); then
-                NOTE[bunker]="skipped: $BUNKER_BIN does not run"
+            if ! VERSION[bunker]=$(bunker_version); then
+                NOTE[bunker]="skipped: ${VERSION[bunker]}"
                 continue
             fi
-            VERSION[bunker]=${VERSION[bunker]:-(no output from bunker version)}
             ;;
         restic) VERSION[restic]=$(restic version | head -n1) ;;
         rustic)
