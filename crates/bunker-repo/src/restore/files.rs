@@ -61,6 +61,16 @@ pub struct BatchResult {
     pub errors: Vec<(String, String)>,
 }
 
+impl BatchResult {
+    /// Add another batch's outcome to this one.
+    pub fn merge(&mut self, other: BatchResult) {
+        self.files_ok += other.files_ok;
+        self.bytes += other.bytes;
+        self.verified += other.verified;
+        self.errors.extend(other.errors);
+    }
+}
+
 enum Writer {
     Sparse(SparseWriter),
     Plain(File),

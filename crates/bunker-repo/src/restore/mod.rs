@@ -38,6 +38,9 @@ use select::Selector;
 pub const BATCH_FILES: usize = 256;
 /// Blobs per batch (bounds the per-batch plan).
 pub const BATCH_BLOBS: usize = 65_536;
+/// Batches filled at once. With the batch being built and the one waiting,
+/// (FILLING + 2) × BATCH_FILES descriptors may be open.
+pub const FILLING: usize = 2;
 /// At most this many skipped paths are listed in the summary (all are counted).
 pub const MAX_LISTED_SKIPS: usize = 10_000;
 
@@ -193,21 +196,41 @@ pub fn restore(
         writer: None,
     };
     // File contents are written by a batch thread while the walker goes on
-    // creating directories and the files of the next batches (at most two
-    // batches wait, 2 × BATCH_FILES open descriptors). With the directory cache of `TargetDir`, the kernel-tree
-    // restore (page cache dropped) went from 10.1 s to 6.2 s wall.
+    // creating directories and the files of the next batches. The batch
+    // thread lets the pool fill up to FILLING batches at once: on object
+    // storage a batch of small files is often a single ranged GET, and one
+    // batch at a time waits on the service's latency GET after GET. With the
+    // directory cache of `TargetDir`, the kernel-tree restore (page cache
+    // dropped) went from 10.1 s to 6.2 s wall, and to 5.2 s with the blobs of
+    // a range decoded in parallel.
+    raise_open_file_limit();
     let (cfg, target_dir, pool) = (r.cfg, r.target, &pool);
     let walked = std::thread::scope(|s| {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<FileJob>>(1);
         let writer = target_dir.map(|t| {
             s.spawn(move || {
                 let mut total = files::BatchResult::default();
-                for jobs in rx {
-                    let res = files::run_batch(repo, t, jobs, cfg, pool, progress);
-                    total.files_ok += res.files_ok;
-                    total.bytes += res.bytes;
-                    total.verified += res.verified;
-                    total.errors.extend(res.errors);
+                let (done_tx, done_rx) = crossbeam_channel::unbounded();
+                pool.in_place_scope(|scope| {
+                    let mut filling = 0usize;
+                    for jobs in rx {
+                        while filling >= FILLING {
+                            if let Ok(res) = done_rx.recv() {
+                                total.merge(res);
+                            }
+                            filling -= 1;
+                        }
+                        let done_tx = done_tx.clone();
+                        scope.spawn(move |_| {
+                            let res = files::run_batch(repo, t, jobs, cfg, pool, progress);
+                            let _ = done_tx.send(res);
+                        });
+                        filling += 1;
+                    }
+                });
+                drop(done_tx);
+                for res in done_rx {
+                    total.merge(res);
                 }
                 total
             })
@@ -239,6 +262,20 @@ pub fn restore(
         r.summary.chown_skipped = st.chown_skipped;
     }
     Ok(r.summary)
+}
+
+/// Raise the soft limit of open files to the hard limit (as Go programs
+/// such as restic do at start), so that the open descriptors of the batches
+/// in flight fit even where the soft limit is 1024. Best effort.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::debug!("cannot raise the open-file limit: {e}");
+        }
+    }
 }
 
 /// A path relative to the target, as name components.
