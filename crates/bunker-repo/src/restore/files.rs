@@ -44,10 +44,9 @@ pub struct FileJob {
     pub meta: RestoreMeta,
 }
 
-/// How to write a batch.
+/// How to write a batch (the restore's pool sets the parallelism).
 #[derive(Clone, Copy, Debug)]
 pub struct BatchConfig {
-    pub workers: usize,
     pub sparse: bool,
     pub verify: bool,
 }

@@ -177,7 +177,6 @@ pub fn restore(
         progress,
         pool: &pool,
         cfg: BatchConfig {
-            workers,
             sparse: opts.sparse,
             verify: opts.verify,
         },
