@@ -249,6 +249,9 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         dry_run: args.dry_run,
         read_concurrency: args.read_concurrency,
     };
+    // The tree's metadata is read into the kernel's caches while the
+    // repository is opened (key derivation, lock, index).
+    let _warm = backup::warm_up(&opts);
     let opened = crate::fallback::open_for_backup(g, &args.fallback_repos)?;
     let r = opened.repo;
     let reporter = Reporter::new(g, "files", "archival");

@@ -334,6 +334,9 @@ fn preflight_database_item(item: &Item) -> Result<()> {
 fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -> ItemResult {
     let mut res = ItemResult::new(&item.name, target);
     let start = Instant::now();
+    // File items: warm the tree's metadata while the repository is opened.
+    let opts = (item.kind == ItemKind::Files).then(|| backup_options(item, dry_run));
+    let _warm = opts.as_ref().and_then(backup::warm_up);
     let o = match repos.get(target) {
         Ok(o) => o,
         Err(e) => {
@@ -382,7 +385,8 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
         res.duration_seconds = start.elapsed().as_secs_f64();
         return res;
     }
-    match backup::backup(&o.repo, backup_options(item, dry_run), &NoProgress) {
+    let opts = opts.unwrap_or_else(|| backup_options(item, dry_run));
+    match backup::backup(&o.repo, opts, &NoProgress) {
         Ok(sum) => {
             res.files = sum.total_files_processed;
             res.data_added = sum.data_added;

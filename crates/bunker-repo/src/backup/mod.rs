@@ -11,6 +11,8 @@
 //!   [`BlobSaver`], which uploads packs on its own threads;
 //! * read-ahead threads tell the kernel which files are about to be read,
 //!   so their data comes off the disk while workers compress ([`prefetch`]);
+//! * a metadata read-ahead thread, started by the caller before it opens the
+//!   repository ([`warm_up`]), `lstat`s the tree ahead of the walk ([`warm`]);
 //! * a scanner thread counts files and bytes for the progress ETA (only
 //!   when the front end shows totals, see [`Progress::wants_totals`]).
 //!
@@ -25,6 +27,7 @@ mod prefetch;
 mod scanner;
 mod stats;
 mod targets;
+mod warm;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -49,6 +52,7 @@ use crate::Repository;
 
 pub use scanner::ScanTotals;
 pub use targets::absolute_clean;
+pub use warm::{warm_up, MetadataWarmer};
 
 use archiver::Archiver;
 use stats::{Change, Stats};
