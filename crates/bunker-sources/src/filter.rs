@@ -357,6 +357,9 @@ impl PatternList {
     /// Whether `path` is matched: later `!` patterns re-include paths matched
     /// by earlier patterns.
     pub fn matches(&self, path: &[u8]) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
         let cleaned = clean(path);
         let strs = split_path(&cleaned);
         let mut matched = false;
