@@ -299,9 +299,14 @@ fn new_builder(blob_type: BlobType, pack_size: u64) -> PackBuilder {
 
 fn upload(shared: &Shared, builder: PackBuilder) -> Result<IndexPack> {
     let repo = &shared.repo;
+    let tree_pack = builder.blob_type() == BlobType::Tree;
     let (pack_id, bytes, blobs) = builder.finish(repo.key());
-    repo.storage()
-        .write(FileType::Pack, &pack_id.to_string(), bytes.into())?;
+    let bytes = bytes::Bytes::from(bytes);
+    let name = pack_id.to_string();
+    repo.storage().write(FileType::Pack, &name, bytes.clone())?;
+    if tree_pack {
+        repo.cache_new_tree_pack(&name, &bytes);
+    }
     shared.packs.fetch_add(1, Ordering::Relaxed);
     let ip = IndexPack {
         id: pack_id,

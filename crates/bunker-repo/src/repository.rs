@@ -219,12 +219,13 @@ impl Repository {
             config: self.config.clone(),
             options: self.options.clone(),
             index: RwLock::new(self.index.read().clone()),
-            // Reads only; the cache never writes to the repository.
+            // Reads only; the cache never writes to the repository, and the
+            // packs of a dry run are never written, so they are not cached.
             tree_cache: self
                 .options
                 .cache_dir
                 .as_deref()
-                .map(|root| TreeCache::new(root, &self.config.id)),
+                .map(|root| TreeCache::new(root, &self.config.id).without_new_packs()),
         })
     }
 
@@ -306,6 +307,14 @@ impl Repository {
     /// Where a blob lives, if the master index knows it.
     pub fn lookup(&self, id: &BlobId) -> Option<IndexEntry> {
         self.index.read().get(id)
+    }
+
+    /// Keep a copy of a tree pack just written to the storage in the local
+    /// tree cache, if there is one (see [`crate::tree_cache`]).
+    pub(crate) fn cache_new_tree_pack(&self, pack: &str, bytes: &[u8]) {
+        if let Some(cache) = &self.tree_cache {
+            cache.insert_new(pack, bytes);
+        }
     }
 
     /// Read, decrypt, decompress and verify one blob.

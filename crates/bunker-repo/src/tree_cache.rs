@@ -6,7 +6,9 @@
 //! latency. Like restic's cache, the first read of a tree blob from a pack
 //! downloads the whole pack (tree packs hold only trees, so they are a small
 //! part of the repository) into `<cache dir>/<repository id>/packs/`, and
-//! later reads are served from that file.
+//! later reads are served from that file. Tree packs that this process
+//! uploads (backup, copy) are put there as they are written, so the next
+//! backup finds its parent's trees without downloading them.
 //!
 //! The cache is never trusted: a pack file is stored only when its bytes hash
 //! to its name, and every blob read from it is still checked against its id
@@ -31,6 +33,9 @@ use crate::error::{RepoError, Result};
 #[derive(Debug)]
 pub struct TreeCache {
     dir: PathBuf,
+    /// Whether packs this process writes are added (not for dry runs, whose
+    /// packs never reach the repository).
+    new_packs: bool,
 }
 
 impl TreeCache {
@@ -38,6 +43,30 @@ impl TreeCache {
     pub fn new(root: &Path, repo_id: &str) -> TreeCache {
         TreeCache {
             dir: root.join(repo_id).join("packs"),
+            new_packs: true,
+        }
+    }
+
+    /// The same cache, but packs written through it are not added (for a
+    /// dry-run view of the repository).
+    pub fn without_new_packs(mut self) -> TreeCache {
+        self.new_packs = false;
+        self
+    }
+
+    /// Add a tree pack that was just written to the repository under the
+    /// name `pack` (its id: the SHA-256 of `bytes`, by construction). Best
+    /// effort: a cache that cannot be written only costs speed.
+    pub fn insert_new(&self, pack: &str, bytes: &[u8]) {
+        if !self.new_packs {
+            return;
+        }
+        let path = self.path(pack);
+        if path.exists() {
+            return;
+        }
+        if let Err(e) = self.store(pack, &path, bytes) {
+            tracing::debug!("tree cache: not storing new pack {pack}: {e}");
         }
     }
 
@@ -179,6 +208,26 @@ mod tests {
         assert!(cache.path(&pack).exists());
         cache.retain(&HashSet::new());
         assert!(!cache.path(&pack).exists());
+    }
+
+    #[test]
+    fn new_packs_are_served_from_the_cache_except_in_dry_run_views() {
+        let repo_dir = tempfile::tempdir().expect("tempdir");
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let storage = bunker_storage::open(&repo_dir.path().to_string_lossy(), &[]).expect("open");
+        storage.create().expect("create");
+        let content = b"a new tree pack".to_vec();
+        let pack = Id::hash(&content).to_hex();
+
+        let dry = TreeCache::new(cache_dir.path(), "repo").without_new_packs();
+        dry.insert_new(&pack, &content);
+        assert!(!dry.path(&pack).exists(), "a dry run adds nothing");
+
+        // Not in the storage at all: only the cache can answer.
+        let cache = TreeCache::new(cache_dir.path(), "repo");
+        cache.insert_new(&pack, &content);
+        let (got, cached) = cache.read_range(&storage, &pack, 2, 3).expect("read");
+        assert_eq!((got.as_slice(), cached), (&b"new"[..], true));
     }
 
     #[test]

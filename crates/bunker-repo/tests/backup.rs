@@ -641,3 +641,71 @@ fn unchanged_directory_reuses_the_parent_tree_blob() {
     );
     check_dir(&t.repo, subtree_at(&t.repo, sn2.tree, &t.src), &t.src);
 }
+
+/// Files below `dir`, recursively (none when it does not exist).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The tree packs a backup uploads go into the local tree cache as they are
+/// written, so the next backup reads its parent's trees without fetching
+/// them; a dry run, whose packs are never written, adds nothing.
+#[test]
+fn backup_puts_the_tree_packs_it_writes_into_the_tree_cache() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (repo_dir, src, cache) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    std::fs::write(src.join("a/b/f.txt"), b"some content").unwrap();
+    std::fs::write(src.join("top.txt"), b"top").unwrap();
+    let storage = bunker_storage::open(&repo_dir.join("repo").to_string_lossy(), &[]).unwrap();
+    let options = RepoOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    let kdf = KdfParams {
+        n: 1024,
+        r: 8,
+        p: 1,
+    };
+    let repo = Repository::init(storage, b"secret", options, kdf).unwrap();
+
+    let mut dry = opts(&[src]);
+    dry.dry_run = true;
+    backup(&repo, dry, &NoProgress).unwrap();
+    assert_eq!(files_below(cache), Vec::<PathBuf>::new());
+
+    let s = backup(&repo, opts(&[src]), &NoProgress).unwrap();
+    let tree_packs: std::collections::BTreeSet<String> = {
+        let index = repo.index().read();
+        index
+            .iter()
+            .filter(|(_, e)| e.blob_type == BlobType::Tree)
+            .map(|(_, e)| index.pack_id(e.pack).to_string())
+            .collect()
+    };
+    assert!(!tree_packs.is_empty());
+    let cached: std::collections::BTreeSet<String> = files_below(cache)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached, tree_packs);
+
+    // With the tree packs gone from the storage, the trees still load.
+    for pack in &tree_packs {
+        repo.storage().remove(FileType::Pack, pack).unwrap();
+    }
+    let sn = snapshot_of(&repo, &s);
+    check_dir(&repo, subtree_at(&repo, sn.tree, src), src);
+}
