@@ -186,12 +186,18 @@ impl Archiver<'_> {
                 return Ok(id);
             }
         }
-        self.save_tree(nodes)
+        self.save_sorted_tree(nodes)
     }
 
-    /// Encode and save a tree blob (nodes are sorted by name).
+    /// Encode and save a tree blob (nodes are sorted by name first).
     pub fn save_tree(&self, mut nodes: Vec<Node>) -> Result<TreeId> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.save_sorted_tree(nodes)
+    }
+
+    /// Encode and save a tree blob whose nodes are already sorted by name.
+    fn save_sorted_tree(&self, nodes: Vec<Node>) -> Result<TreeId> {
+        debug_assert!(nodes.windows(2).all(|w| w[0].name <= w[1].name));
         let bytes = Tree { nodes }.to_bytes();
         let saved = self.saver.save(BlobType::Tree, &bytes)?;
         self.stats.tree_blob(&saved, bytes.len());
