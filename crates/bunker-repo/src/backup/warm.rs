@@ -14,13 +14,13 @@
 //! Best effort only: every error is ignored (the archiver reports it), the
 //! helpers never open anything but directories, do not follow symlinks,
 //! skip what the exclusion patterns name and stay on the roots' file
-//! systems with `--one-file-system`. They stop when dropped.
+//! systems with `--one-file-system`. They are told to stop when the
+//! warmer is dropped, and are not waited for.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use bunker_sources::{read_dir_typed, Excluder};
 use parking_lot::{Condvar, Mutex};
@@ -35,7 +35,6 @@ const THREADS: usize = 2;
 /// The metadata read-ahead of one backup; stopped when dropped.
 pub struct MetadataWarmer {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 /// Start warming the metadata of the paths `opts` backs up. Call it before
@@ -61,24 +60,25 @@ pub fn warm_up(opts: &BackupOptions) -> Option<MetadataWarmer> {
     let excluder = Excluder::new(&ex).ok();
     let walk = Arc::new(Walk::new(&roots, excluder, ex.one_file_system));
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<JoinHandle<()>> = (0..THREADS)
-        .filter_map(|i| {
-            let (walk, stop) = (walk.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("bunker-warm-{i}"))
-                .spawn(move || walk.run(&stop, &|_| {}))
-                .ok()
-        })
-        .collect();
-    (!threads.is_empty()).then_some(MetadataWarmer { stop, threads })
+    let mut started = 0;
+    for i in 0..THREADS {
+        let (walk, stop) = (walk.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("bunker-warm-{i}"))
+            .spawn(move || walk.run(&stop, &|_| {}));
+        started += usize::from(spawned.is_ok());
+    }
+    (started > 0).then_some(MetadataWarmer { stop })
 }
 
 impl Drop for MetadataWarmer {
+    /// Tells the helpers to stop, without waiting for them: one stuck in an
+    /// `lstat` on a hung mount the backup itself skipped (say, below a
+    /// directory excluded by `--exclude-if-present`) must not keep bunker
+    /// from finishing. They own everything they use and stop at their next
+    /// entry.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }
 
