@@ -171,9 +171,14 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn storage_with(dir: &Path, content: &[u8]) -> (DynStorage, String) {
+    fn empty_storage(dir: &Path) -> DynStorage {
         let storage = bunker_storage::open(&dir.to_string_lossy(), &[]).expect("open");
         storage.create().expect("create");
+        storage
+    }
+
+    fn storage_with(dir: &Path, content: &[u8]) -> (DynStorage, String) {
+        let storage = empty_storage(dir);
         let name = Id::hash(content).to_hex();
         storage
             .write_new(FileType::Pack, &name, Bytes::copy_from_slice(content))
@@ -214,8 +219,7 @@ mod tests {
     fn new_packs_are_served_from_the_cache_except_in_dry_run_views() {
         let repo_dir = tempfile::tempdir().expect("tempdir");
         let cache_dir = tempfile::tempdir().expect("tempdir");
-        let storage = bunker_storage::open(&repo_dir.path().to_string_lossy(), &[]).expect("open");
-        storage.create().expect("create");
+        let storage = empty_storage(repo_dir.path());
         let content = b"a new tree pack".to_vec();
         let pack = Id::hash(&content).to_hex();
 
@@ -234,8 +238,7 @@ mod tests {
     fn a_pack_that_does_not_match_its_name_is_not_cached() {
         let repo_dir = tempfile::tempdir().expect("tempdir");
         let cache_dir = tempfile::tempdir().expect("tempdir");
-        let storage = bunker_storage::open(&repo_dir.path().to_string_lossy(), &[]).expect("open");
-        storage.create().expect("create");
+        let storage = empty_storage(repo_dir.path());
         let name = Id::hash(b"expected").to_hex();
         storage
             .write_new(FileType::Pack, &name, Bytes::from_static(b"something else"))

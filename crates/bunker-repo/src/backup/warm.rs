@@ -202,6 +202,10 @@ mod tests {
         seen.into_inner()
     }
 
+    fn under(root: &Path, rels: &[&str]) -> Vec<PathBuf> {
+        rels.iter().map(|p| root.join(p)).collect()
+    }
+
     fn tree() -> (tempfile::TempDir, PathBuf, Excluder) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("r");
@@ -233,10 +237,7 @@ mod tests {
         let walk = Walk::new(std::slice::from_ref(&root), Some(ex), false);
         let got = visited(walk, 1, &AtomicBool::new(false));
         // A directory's entries by name, then its subdirectories in turn.
-        let want: Vec<PathBuf> = ["a", "b", "c", "link", "a/1", "b/deep", "b/deep/2"]
-            .iter()
-            .map(|p| root.join(p))
-            .collect();
+        let want = under(&root, &["a", "b", "c", "link", "a/1", "b/deep", "b/deep/2"]);
         assert_eq!(got, want);
     }
 
@@ -246,10 +247,7 @@ mod tests {
         let walk = Walk::new(std::slice::from_ref(&root), Some(ex), false);
         let mut got = visited(walk, 3, &AtomicBool::new(false));
         got.sort();
-        let want: Vec<PathBuf> = ["a", "a/1", "b", "b/deep", "b/deep/2", "c", "link"]
-            .iter()
-            .map(|p| root.join(p))
-            .collect();
+        let want = under(&root, &["a", "a/1", "b", "b/deep", "b/deep/2", "c", "link"]);
         assert_eq!(got, want);
     }
 
