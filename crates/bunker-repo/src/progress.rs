@@ -16,8 +16,7 @@ pub trait Progress: Send + Sync {
     /// A non-fatal problem worth showing the user right away.
     fn warn(&self, _msg: &str) {}
     /// Whether the front end shows totals (percentages, an ETA). When it
-    /// does not, operations skip work done only to compute them, such as
-    /// the second walk of the backup targets by the scanner.
+    /// does not, operations skip work done only to report them.
     fn wants_totals(&self) -> bool {
         true
     }

@@ -246,6 +246,13 @@ impl Excluder {
         })
     }
 
+    /// Whether [`Excluder::excluded`] can exclude more than
+    /// [`Excluder::excluded_by_name`] does (size, tag file or device rules),
+    /// so callers that have only an `lstat` know when full metadata is needed.
+    pub fn needs_metadata(&self) -> bool {
+        self.max_size.is_some() || !self.tags.is_empty() || self.devices.is_some()
+    }
+
     /// Whether the path alone (no metadata) is excluded by a pattern.
     pub fn excluded_by_name(&self, path: &Path) -> bool {
         let raw = path.as_os_str().as_bytes();

@@ -235,7 +235,7 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
     } else {
         None
     };
-    let opts = BackupOptions {
+    let mut opts = BackupOptions {
         paths: args.paths,
         excludes,
         tags,
@@ -248,10 +248,11 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         stdin,
         dry_run: args.dry_run,
         read_concurrency: args.read_concurrency,
+        warmer: None,
     };
-    // The tree's metadata is read into the kernel's caches while the
-    // repository is opened (key derivation, lock, index).
-    let _warm = backup::warm_up(&opts);
+    // The tree's metadata is read into the kernel's caches (and counted for
+    // the progress totals) while the repository is opened.
+    opts.warmer = backup::warm_up(&opts);
     let opened = crate::fallback::open_for_backup(g, &args.fallback_repos)?;
     let r = opened.repo;
     let reporter = Reporter::new(g, "files", "archival");

@@ -335,8 +335,11 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
     let mut res = ItemResult::new(&item.name, target);
     let start = Instant::now();
     // File items: warm the tree's metadata while the repository is opened.
-    let opts = (item.kind == ItemKind::Files).then(|| backup_options(item, dry_run));
-    let _warm = opts.as_ref().and_then(backup::warm_up);
+    let opts = (item.kind == ItemKind::Files).then(|| {
+        let mut o = backup_options(item, dry_run);
+        o.warmer = backup::warm_up(&o);
+        o
+    });
     let o = match repos.get(target) {
         Ok(o) => o,
         Err(e) => {

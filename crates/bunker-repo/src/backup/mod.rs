@@ -11,10 +11,10 @@
 //!   [`BlobSaver`], which uploads packs on its own threads;
 //! * read-ahead threads tell the kernel which files are about to be read,
 //!   so their data comes off the disk while workers compress ([`prefetch`]);
-//! * a metadata read-ahead thread, started by the caller before it opens the
-//!   repository ([`warm_up`]), `lstat`s the tree ahead of the walk ([`warm`]);
-//! * a scanner thread counts files and bytes for the progress ETA (only
-//!   when the front end shows totals, see [`Progress::wants_totals`]).
+//! * metadata read-ahead threads, best started by the caller before it opens
+//!   the repository ([`warm_up`], [`BackupOptions::warmer`]), `lstat` the
+//!   tree ahead of the walk and count its files and bytes for the progress
+//!   totals and ETA ([`warm`]).
 //!
 //! Order of writes: packs, then index ([`BlobSaver::finish`]), then the
 //! snapshot. A shared lock is held for the whole run (none in dry-run mode,
@@ -24,7 +24,6 @@ mod archiver;
 mod file;
 mod node;
 mod prefetch;
-mod scanner;
 mod stats;
 mod targets;
 mod warm;
@@ -50,9 +49,8 @@ use crate::progress::Progress;
 use crate::snapshots::{self, SnapshotEntry, SnapshotFilter};
 use crate::Repository;
 
-pub use scanner::ScanTotals;
 pub use targets::absolute_clean;
-pub use warm::{warm_up, MetadataWarmer};
+pub use warm::{warm_up, MetadataWarmer, ScanTotals};
 
 use archiver::Archiver;
 use stats::{Change, Stats};
@@ -85,6 +83,10 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Worker threads (reading, hashing, compressing); 0 = one per core.
     pub read_concurrency: usize,
+    /// The metadata read-ahead started for these options before the
+    /// repository was opened ([`warm_up`]); without one, the backup starts
+    /// its own.
+    pub warmer: Option<MetadataWarmer>,
 }
 
 impl std::fmt::Debug for BackupOptions {
@@ -316,13 +318,16 @@ pub fn backup(
         inflight_limit: file::inflight_limit(threads),
         prefetch: prefetcher.as_ref(),
     };
+    let warmer = match opts.warmer.take() {
+        Some(w) => Some(w),
+        None if stdin.is_none() => warm_up(&opts),
+        None => None,
+    };
     let stop = AtomicBool::new(false);
     let tree_id = std::thread::scope(|s| {
-        // The scanner lstats the whole tree a second time (on the kernel
-        // tree: 210k statx for 84k items); only worth it when totals are shown.
-        if stdin.is_none() && progress.wants_totals() {
-            let (present, excluder, stop) = (&present, excluder.as_ref(), &stop);
-            s.spawn(move || scanner::scan(present, excluder, stop, progress));
+        if let Some(w) = warmer.as_ref().filter(|_| progress.wants_totals()) {
+            let stop = &stop;
+            s.spawn(move || w.report_totals(stop, progress));
         }
         let result = pool.install(|| match stdin {
             Some((mut reader, name)) => save_stdin(&archiver, &mut *reader, &name, &time),

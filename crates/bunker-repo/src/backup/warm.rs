@@ -1,5 +1,6 @@
 //! Metadata read-ahead: warm the kernel's directory and inode caches for a
-//! backup before and while the archiver walks.
+//! backup before and while the archiver walks, and count the files and
+//! bytes to back up for the progress display's totals and ETA.
 //!
 //! Opening a repository takes a while before the walk can start: the key
 //! derivation (scrypt), the lock and the index load need about 0.2 s, and
@@ -13,27 +14,40 @@
 //!
 //! Best effort only: every error is ignored (the archiver reports it), the
 //! helpers never open anything but directories, do not follow symlinks,
-//! skip what the exclusion patterns name and stay on the roots' file
+//! skip what the exclusion rules exclude and stay on the roots' file
 //! systems with `--one-file-system`. They are told to stop when the
 //! warmer is dropped, and are not waited for.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bunker_sources::{read_dir_typed, Excluder};
+use bunker_sources::{lstat_meta, read_dir_typed, Excluder};
 use parking_lot::{Condvar, Mutex};
 
 use super::targets::absolute_clean;
 use super::BackupOptions;
+use crate::progress::Progress;
 
 /// Helper threads: one covers about half of the kernel tree's cold `lstat`
 /// walk while the repository opens; two cover nearly all of it.
 const THREADS: usize = 2;
 
+/// How often intermediate totals are reported.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+
+/// Files and bytes found below the backup paths.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanTotals {
+    pub files: u64,
+    pub bytes: u64,
+}
+
 /// The metadata read-ahead of one backup; stopped when dropped.
 pub struct MetadataWarmer {
+    walk: Arc<Walk>,
     stop: Arc<AtomicBool>,
 }
 
@@ -68,7 +82,35 @@ pub fn warm_up(opts: &BackupOptions) -> Option<MetadataWarmer> {
             .spawn(move || walk.run(&stop, &|_| {}));
         started += usize::from(spawned.is_ok());
     }
-    (started > 0).then_some(MetadataWarmer { stop })
+    (started > 0).then_some(MetadataWarmer { walk, stop })
+}
+
+impl MetadataWarmer {
+    /// Files and bytes counted so far, and whether the walk is complete.
+    pub fn totals(&self) -> (ScanTotals, bool) {
+        self.walk.totals()
+    }
+
+    /// Report the totals through `progress.set_total` as they grow, until
+    /// the walk is complete (then the final totals) or `stop` is set.
+    pub(super) fn report_totals(&self, stop: &AtomicBool, progress: &dyn Progress) {
+        let mut last_report = Instant::now();
+        loop {
+            let (totals, complete) = self.totals();
+            if complete {
+                progress.set_total(totals.files, totals.bytes);
+                return;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if last_report.elapsed() >= REPORT_EVERY {
+                last_report = Instant::now();
+                progress.set_total(totals.files, totals.bytes);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for MetadataWarmer {
@@ -91,39 +133,86 @@ struct Pending {
 /// One walk shared by its threads: a stack of directories still to list
 /// (depth first with entries by name, so the walk runs ahead of the
 /// archiver in nearly its order) and the number of threads listing one
-/// right now.
+/// right now; the regular files and bytes found; whether it is complete.
 struct Walk {
     state: Mutex<(Vec<Pending>, usize)>,
     wake: Condvar,
     excluder: Option<Excluder>,
     one_file_system: bool,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    complete: AtomicBool,
 }
 
 impl Walk {
+    /// A walk of `roots`: they are never excluded (they were named), a
+    /// regular file among them is counted, a directory is listed.
     fn new(roots: &[PathBuf], excluder: Option<Excluder>, one_file_system: bool) -> Walk {
-        let pending = roots
-            .iter()
-            .rev()
-            .filter_map(|r| {
-                let md = std::fs::symlink_metadata(r).ok()?;
-                md.is_dir().then(|| Pending {
-                    dir: r.clone(),
-                    root_dev: md.dev(),
-                })
-            })
-            .collect();
-        Walk {
-            state: Mutex::new((pending, 0)),
+        let walk = Walk {
+            state: Mutex::new((Vec::new(), 0)),
             wake: Condvar::new(),
             excluder,
             one_file_system,
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            complete: AtomicBool::new(false),
+        };
+        let mut pending = Vec::new();
+        for r in roots.iter().rev() {
+            let Ok(md) = std::fs::symlink_metadata(r) else {
+                continue;
+            };
+            walk.count(&md);
+            if md.is_dir() {
+                pending.push(Pending {
+                    dir: r.clone(),
+                    root_dev: md.dev(),
+                });
+            }
+        }
+        walk.state.lock().0 = pending;
+        walk
+    }
+
+    fn count(&self, md: &std::fs::Metadata) {
+        if md.is_file() {
+            self.files.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(md.size(), Ordering::Relaxed);
         }
     }
 
-    /// `lstat` every entry below the roots, calling `visit` with each path;
-    /// returns when all is done or `stop` is set. Directories excluded by
-    /// name are not entered; with `one_file_system`, neither are
-    /// directories on another device than their root.
+    fn totals(&self) -> (ScanTotals, bool) {
+        // Acquire: once complete is seen, every count before it is too.
+        let complete = self.complete.load(Ordering::Acquire);
+        let totals = ScanTotals {
+            files: self.files.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        };
+        (totals, complete)
+    }
+
+    /// The `lstat` of `path` (not a root), unless the archiver would leave
+    /// it out by the same exclusion rules or it cannot be read.
+    fn included(&self, path: &Path) -> Option<std::fs::Metadata> {
+        let ex = self.excluder.as_ref();
+        if ex.is_some_and(|x| x.excluded_by_name(path)) {
+            return None;
+        }
+        let md = std::fs::symlink_metadata(path).ok()?;
+        if let Some(x) = ex.filter(|x| x.needs_metadata()) {
+            // Size, tag-file and device rules need the full metadata.
+            match lstat_meta(path, false) {
+                Ok(meta) if !x.excluded(path, &meta) => {}
+                _ => return None,
+            }
+        }
+        Some(md)
+    }
+
+    /// `lstat` every entry below the roots, calling `visit` with each path
+    /// and counting regular files; returns when all is done or `stop` is
+    /// set. Excluded entries are skipped; with `one_file_system`,
+    /// directories on another device than their root are not entered.
     fn run(&self, stop: &AtomicBool, visit: &(dyn Fn(&Path) + Sync)) {
         loop {
             let next = {
@@ -138,6 +227,7 @@ impl Walk {
                     }
                     if st.1 == 0 {
                         // Nothing queued and nobody listing: done.
+                        self.complete.store(true, Ordering::Release);
                         self.wake.notify_all();
                         return;
                     }
@@ -163,17 +253,11 @@ impl Walk {
                 break;
             }
             let path = p.dir.join(&e.name);
-            if self
-                .excluder
-                .as_ref()
-                .is_some_and(|x| x.excluded_by_name(&path))
-            {
-                continue;
-            }
-            let Ok(md) = std::fs::symlink_metadata(&path) else {
+            let Some(md) = self.included(&path) else {
                 continue;
             };
             visit(&path);
+            self.count(&md);
             if md.is_dir() && !(self.one_file_system && md.dev() != p.root_dev) {
                 subdirs.push(Pending {
                     dir: path,
@@ -191,7 +275,7 @@ mod tests {
     use bunker_sources::ExcludeOptions;
 
     /// Paths visited by `threads` threads sharing one walk, in visit order.
-    fn visited(walk: Walk, threads: usize, stop: &AtomicBool) -> Vec<PathBuf> {
+    fn visited(walk: &Walk, threads: usize, stop: &AtomicBool) -> Vec<PathBuf> {
         let seen = Mutex::new(Vec::new());
         let record = |p: &Path| seen.lock().push(p.to_path_buf());
         std::thread::scope(|s| {
@@ -235,7 +319,7 @@ mod tests {
     fn visits_in_walk_order_skips_excluded_and_does_not_follow_links() {
         let (_dir, root, ex) = tree();
         let walk = Walk::new(std::slice::from_ref(&root), Some(ex), false);
-        let got = visited(walk, 1, &AtomicBool::new(false));
+        let got = visited(&walk, 1, &AtomicBool::new(false));
         // A directory's entries by name, then its subdirectories in turn.
         let want = under(&root, &["a", "b", "c", "link", "a/1", "b/deep", "b/deep/2"]);
         assert_eq!(got, want);
@@ -245,7 +329,7 @@ mod tests {
     fn several_threads_visit_everything_once() {
         let (_dir, root, ex) = tree();
         let walk = Walk::new(std::slice::from_ref(&root), Some(ex), false);
-        let mut got = visited(walk, 3, &AtomicBool::new(false));
+        let mut got = visited(&walk, 3, &AtomicBool::new(false));
         got.sort();
         let want = under(&root, &["a", "a/1", "b", "b/deep", "b/deep/2", "c", "link"]);
         assert_eq!(got, want);
@@ -255,15 +339,63 @@ mod tests {
     fn a_set_stop_flag_ends_the_walk_at_once() {
         let (_dir, root, _) = tree();
         let walk = Walk::new(&[root], None, false);
-        let got = visited(walk, 2, &AtomicBool::new(true));
+        let got = visited(&walk, 2, &AtomicBool::new(true));
         assert!(got.is_empty(), "{got:?}");
+    }
+
+    /// Totals for the progress display:
+    /// regular files and their bytes, by the archiver's exclusion rules
+    /// (here: a pattern, and a size rule that needs the full metadata).
+    #[test]
+    fn counts_files_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/one"), vec![0u8; 10]).unwrap();
+        std::fs::write(dir.path().join("a/b/two"), vec![0u8; 32]).unwrap();
+        std::fs::write(dir.path().join("skip.tmp"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("big"), vec![0u8; 5000]).unwrap();
+        std::os::unix::fs::symlink("a/one", dir.path().join("link")).unwrap();
+        let roots = [dir.path().to_path_buf()];
+        let totals = |ex: Option<Excluder>| {
+            let walk = Walk::new(&roots, ex, false);
+            visited(&walk, 2, &AtomicBool::new(false));
+            walk.totals()
+        };
+        let all = ScanTotals {
+            files: 4,
+            bytes: 6042,
+        };
+        assert_eq!(totals(None), (all, true));
+
+        let ex = Excluder::new(&ExcludeOptions {
+            excludes: vec!["*.tmp".into()],
+            exclude_larger_than: Some("4K".into()),
+            roots: roots.to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+        let some = ScanTotals {
+            files: 2,
+            bytes: 42,
+        };
+        assert_eq!(totals(Some(ex)), (some, true));
+
+        // A named file is counted; a stopped walk is not complete.
+        let file = [dir.path().join("big")];
+        let walk = Walk::new(&file, None, false);
+        visited(&walk, 1, &AtomicBool::new(true));
+        let one = ScanTotals {
+            files: 1,
+            bytes: 5000,
+        };
+        assert_eq!(walk.totals(), (one, false));
     }
 
     #[test]
     fn missing_roots_and_stdin_backups_start_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let walk = Walk::new(&[dir.path().join("gone")], None, false);
-        assert!(visited(walk, 2, &AtomicBool::new(false)).is_empty());
+        assert!(visited(&walk, 2, &AtomicBool::new(false)).is_empty());
         let opts = BackupOptions {
             stdin: Some((Box::new(std::io::empty()), "x".into())),
             ..Default::default()
