@@ -1,4 +1,5 @@
-//! SIGINT handling: set a flag, release this process's repository locks, exit 130.
+//! SIGINT handling: set a flag, stop time-limited commands, release this
+//! process's repository locks, exit 130.
 //!
 //! A background thread waits for the signal (through tokio's signal driver, so
 //! no unsafe code is needed). Engine operations cannot be cancelled midway, so
@@ -79,6 +80,9 @@ pub fn install() {
             rt.block_on(signal.recv());
             INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("bunker: interrupted, releasing locks");
+            // Commands with a time limit run in process groups of their own
+            // and did not see the terminal's Ctrl-C.
+            bunker_sources::postgres::watchdog::terminate_all();
             release_locks();
             std::process::exit(i32::from(crate::exit::INTERRUPTED));
         });

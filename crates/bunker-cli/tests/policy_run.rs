@@ -226,7 +226,10 @@ fn command_items_and_dry_run() {
          \x20     command: \"printf 'row %s\\\\n' 1 2 3; echo \\\"$BUNKER_ITEM\\\"\"\n\
          \x20     stdin_filename: rows.txt\n    schedule: \"every 1h\"\n\
          \x20 - name: broken\n    kind: command\n    command:\n\
-         \x20     command: \"echo partial; echo boom >&2; exit 3\"\n    schedule: \"every 1h\"\n",
+         \x20     command: \"echo partial; echo boom >&2; exit 3\"\n    schedule: \"every 1h\"\n\
+         \x20 - name: hung\n    kind: command\n    command:\n\
+         \x20     command: \"echo started; sleep 120 | cat\"\n      timeout: 1s\n\
+         \x20   schedule: \"every 1h\"\n",
     )
     .expect("policy");
     // A dry run creates nothing and runs no command.
@@ -242,11 +245,18 @@ fn command_items_and_dry_run() {
     let v = json(&out);
     assert_eq!(v["dry_run"], true, "{v}");
 
+    let started = std::time::Instant::now();
     let out = {
         let mut c = ctx.bare();
         c.args(["run", "--json", "--config"]).arg(&p);
         c.output().expect("spawn")
     };
+    // Liveness, not speed: without the time limit the hung pipeline would
+    // hold the run for two minutes.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(90),
+        "the hung command was not stopped"
+    );
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -267,6 +277,14 @@ fn command_items_and_dry_run() {
     assert!(
         broken["error"].as_str().is_some_and(|e| e.contains("boom")),
         "the command's stderr is in the error: {v}"
+    );
+    let hung = row("hung");
+    assert_eq!(hung["status"], "failed", "{v}");
+    assert!(
+        hung["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish within 1s")),
+        "the time limit is named in the error: {v}"
     );
 
     // The command's output is one file of the item's snapshot, and the
@@ -292,6 +310,7 @@ fn command_items_and_dry_run() {
     };
     assert_eq!(tagged("listing"), 1, "{snaps}");
     assert_eq!(tagged("broken"), 0, "{snaps}");
+    assert_eq!(tagged("hung"), 0, "{snaps}");
     let id = row("listing")["snapshot"]
         .as_str()
         .expect("snapshot id")
@@ -302,4 +321,83 @@ fn command_items_and_dry_run() {
         c
     });
     assert_eq!(stdout(&dumped), "row 1\nrow 2\nrow 3\nlisting\n");
+}
+
+/// Regression: a time-limited command runs in a process group of its own,
+/// so the terminal's Ctrl-C no longer reaches it; an interrupted `bunker run`
+/// must stop it (and what it started) before exiting.
+#[test]
+fn sigint_stops_a_time_limited_command_item() {
+    use std::time::{Duration, Instant};
+    let ctx = Ctx::new();
+    let p = ctx.path().join("bunker.yaml");
+    let pidfile = ctx.path().join("sleep.pid");
+    std::fs::write(
+        &p,
+        format!(
+            "repositories:\n  main:\n    location: ./repo\n    password_file: ./pw\n\
+             items:\n  - name: slow\n    kind: command\n    command:\n\
+             \x20     command: \"sleep 120 & echo $! > {}; wait\"\n      timeout: 1h\n",
+            pidfile.display()
+        ),
+    )
+    .expect("policy");
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("bunker"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BUNKER_") || k.starts_with("RESTIC_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("BUNKER_TEST_KDF_N", "1024")
+        .current_dir(ctx.path())
+        .args(["run", "--all", "--config"])
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut run = c.spawn().expect("spawn");
+    let start = Instant::now();
+    let sleep_pid = loop {
+        if let Ok(s) = std::fs::read_to_string(&pidfile) {
+            if s.ends_with('\n') {
+                break s.trim().to_string();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive(&sleep_pid));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let code = loop {
+        if let Some(st) = run.try_wait().expect("wait") {
+            break st.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "bunker ignored SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+    let gone_by = Instant::now() + Duration::from_secs(10);
+    while alive(&sleep_pid) && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(&sleep_pid),
+        "the command's sleep {sleep_pid} outlived bunker"
+    );
 }

@@ -440,6 +440,9 @@ pub struct CommandConfig {
     pub command: String,
     /// File name the output is stored under (default `stdin`).
     pub stdin_filename: String,
+    /// Time limit for the command (default none); past it the command and
+    /// everything it started are stopped and the item fails.
+    pub timeout: Option<Duration>,
 }
 
 /// One thing to back up.

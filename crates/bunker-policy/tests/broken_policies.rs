@@ -13,6 +13,8 @@ const CASES: &[(&str, &[&str])] = &[
         &[
             r#"8:10: invalid duration "24 hourz" for "rpo" in item "app" (expected a duration like "90m", "24h", "30d" or "1w")"#,
             r#"10:16: invalid duration "soon" for "timeout" in hooks of item "app" (expected a duration like "90m", "24h", "30d" or "1w")"#,
+            r#"15:16: invalid duration "0s" for "timeout" in command settings of item "dump" (expected a duration like "90m", "24h", "30d" or "1w")"#,
+            r#"20:16: invalid duration "later" for "timeout" in command settings of item "dump2" (expected a duration like "90m", "24h", "30d" or "1w")"#,
         ],
     ),
     (

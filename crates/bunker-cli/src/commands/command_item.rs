@@ -1,6 +1,7 @@
 //! `kind: command` policy items: the standard output of a shell command,
 //! streamed into a snapshot holding one file (no temporary copy). A command
-//! that exits non-zero fails the item and leaves no snapshot behind.
+//! that exits non-zero, or runs past its `timeout` (it is then stopped with
+//! everything it started), fails the item and leaves no snapshot behind.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub fn run_command_item(
 ) -> Result<ItemSnapshots> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&cfg.command).env("BUNKER_ITEM", item);
-    let reader = ChildReader::spawn(cmd).context("starting the command")?;
+    let reader = ChildReader::spawn_limited(cmd, cfg.timeout).context("starting the command")?;
     let s = save_stream(
         repo,
         Box::new(reader),

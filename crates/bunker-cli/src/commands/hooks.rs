@@ -1,9 +1,12 @@
-//! Running an item's hook commands (`sh -c`, with a time limit).
+//! Running an item's hook commands (`sh -c`, with a time limit that stops the
+//! hook and everything it started, see [`Watchdog`]).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use bunker_sources::postgres::watchdog::Watchdog;
 
 /// Time limit for a hook when the policy sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -30,27 +33,22 @@ pub fn run_hooks(
         for (k, v) in env {
             c.env(k, v);
         }
+        // A group of its own: past the limit the hook and everything it
+        // started are stopped together.
+        c.process_group(0);
         let mut child = c
             .spawn()
             .with_context(|| format!("{kind} hook {cmd:?} could not be started"))?;
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child
-                .try_wait()
-                .with_context(|| format!("waiting for {kind} hook {cmd:?}"))?
-            {
-                break s;
-            }
-            if start.elapsed() >= limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "{kind} hook {cmd:?} timed out after {}",
-                    humantime::format_duration(limit)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut watchdog = Watchdog::start(child.id(), limit);
+        let status = watchdog
+            .wait(&mut child)
+            .with_context(|| format!("waiting for {kind} hook {cmd:?}"))?;
+        if watchdog.fired() {
+            bail!(
+                "{kind} hook {cmd:?} timed out after {}",
+                humantime::format_duration(limit)
+            );
+        }
         if !status.success() {
             bail!("{kind} hook {cmd:?} failed ({status})");
         }
@@ -68,7 +66,7 @@ mod tests {
         let e =
             run_hooks("before", &["true".into(), "exit 7".into()], None, &[]).expect_err("fails");
         assert!(e.to_string().contains("exit 7"), "{e}");
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         let e = run_hooks(
             "after",
             &["sleep 5".into()],
@@ -78,6 +76,32 @@ mod tests {
         .expect_err("times out");
         assert!(e.to_string().contains("timed out"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(4));
+    }
+
+    /// Regression: on timeout only the shell was killed; what it had
+    /// started in the background ran on.
+    #[test]
+    fn a_timed_out_hook_takes_what_it_started_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let cmd = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let e = run_hooks("before", &[cmd], Some(Duration::from_millis(300)), &[])
+            .expect_err("times out");
+        assert!(e.to_string().contains("timed out after 300ms"), "{e}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let t = std::time::Instant::now();
+        let alive = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        while alive() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the hook's background sleep survived");
     }
 
     #[test]

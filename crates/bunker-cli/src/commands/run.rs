@@ -41,7 +41,9 @@ A target repository that does not exist yet is created (and the output says so).
 repository is unreachable its fallbacks are tried in order, with a warning. Failures are \
 recorded in the repository for `bunker status`. Items of kind command run `sh -c COMMAND` \
 (with BUNKER_ITEM set) and store its standard output as one file named by stdin_filename; a \
-command that exits non-zero fails the item and leaves no snapshot. A dry run checks that \
+command that exits non-zero, or runs past the item's command timeout (it is then stopped \
+with everything it started: SIGTERM, SIGKILL 10 s later), fails the item and leaves no \
+snapshot. A dry run checks that \
 SQLite files open and PostgreSQL servers answer, and runs no command.
 
 Exit status: 0 when every item succeeded, 3 when some files could not be read, 4 when an \

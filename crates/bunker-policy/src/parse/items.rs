@@ -59,7 +59,7 @@ const POSTGRES_KEYS: &[&str] = &[
     "full_on_start",
 ];
 const SQLITE_KEYS: &[&str] = &["path"];
-const COMMAND_KEYS: &[&str] = &["command", "stdin_filename"];
+const COMMAND_KEYS: &[&str] = &["command", "stdin_filename", "timeout"];
 
 /// The items and, for each, its index in the YAML list.
 pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<Item>, Vec<usize>) {
@@ -223,12 +223,16 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
                 Some(v) => cx.string(v, &key(&p, "stdin_filename"), "stdin_filename", &w),
                 None => Some("stdin".to_string()),
             };
+            let timeout = cm
+                .get("timeout")
+                .and_then(|v| cx.duration(v, &key(&p, "timeout"), "timeout", &w));
             match cm.get("command") {
                 Some(v) => {
                     if let Some(command) = cx.string(v, &key(&p, "command"), "command", &w) {
                         item.command = Some(CommandConfig {
                             command,
                             stdin_filename: stdin_filename.unwrap_or_else(|| "stdin".into()),
+                            timeout,
                         });
                     }
                 }

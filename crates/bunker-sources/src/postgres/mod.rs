@@ -8,6 +8,7 @@ pub mod label;
 pub mod process;
 pub mod tarscan;
 pub mod wal;
+pub mod watchdog;
 
 pub use label::{
     end_point_from_log, parse_backup_label, parse_manifest_wal_ranges, system_identifier,
@@ -34,6 +35,8 @@ pub enum PgError {
         status: String,
         stderr: String,
     },
+    #[error("{program} did not finish within {limit} and was stopped")]
+    TimedOut { program: String, limit: String },
 }
 
 impl PgError {

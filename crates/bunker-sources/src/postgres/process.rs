@@ -4,13 +4,16 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::watchdog::Watchdog;
 use super::PgError;
 
 /// How much of a program's standard error is kept for messages.
@@ -103,6 +106,7 @@ pub struct ChildReader {
     stdout: ChildStdout,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<JoinHandle<()>>,
+    watchdog: Option<Watchdog>,
     finished: bool,
 }
 
@@ -117,8 +121,22 @@ impl std::fmt::Debug for ChildReader {
 impl ChildReader {
     /// Start `cmd` with its standard output piped to this reader and its
     /// standard error collected.
-    pub fn spawn(mut cmd: Command) -> Result<ChildReader, PgError> {
+    pub fn spawn(cmd: Command) -> Result<ChildReader, PgError> {
+        ChildReader::spawn_limited(cmd, None)
+    }
+
+    /// Like [`ChildReader::spawn`]; with a `limit`, the program runs in a
+    /// process group of its own, and past the limit the whole group is
+    /// stopped (see [`Watchdog`]) and the stream ends with
+    /// [`PgError::TimedOut`].
+    pub fn spawn_limited(
+        mut cmd: Command,
+        limit: Option<Duration>,
+    ) -> Result<ChildReader, PgError> {
         let program = cmd.get_program().to_string_lossy().into_owned();
+        if limit.is_some() {
+            cmd.process_group(0);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -149,12 +167,14 @@ impl ChildReader {
                 }
             }
         });
+        let watchdog = limit.map(|l| Watchdog::start(child.id(), l));
         Ok(ChildReader {
             program,
             child,
             stdout,
             stderr,
             stderr_thread: Some(stderr_thread),
+            watchdog,
             finished: false,
         })
     }
@@ -172,9 +192,22 @@ impl ChildReader {
 
     fn finish(&mut self) -> io::Result<()> {
         self.finished = true;
-        let status = self.child.wait()?;
+        let (status, timed_out) = match &mut self.watchdog {
+            Some(wd) => {
+                let status = wd.wait(&mut self.child)?;
+                (status, wd.fired().then(|| wd.limit()))
+            }
+            None => (self.child.wait()?, None),
+        };
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
+        }
+        if let (Some(limit), false) = (timed_out, status.success()) {
+            let e = PgError::TimedOut {
+                program: self.program.clone(),
+                limit: humantime::format_duration(limit).to_string(),
+            };
+            return Err(io::Error::new(io::ErrorKind::TimedOut, e.to_string()));
         }
         if status.success() {
             Ok(())
@@ -207,8 +240,14 @@ impl Read for ChildReader {
 impl Drop for ChildReader {
     fn drop(&mut self) {
         if !self.finished {
-            // Abandoned mid-stream (the backup failed): do not leave the program behind.
-            let _ = self.child.kill();
+            // Abandoned mid-stream (the backup failed): do not leave the
+            // program (or, in a group of its own, anything it started) behind.
+            match &mut self.watchdog {
+                Some(wd) => wd.kill_group(),
+                None => {
+                    let _ = self.child.kill();
+                }
+            }
             let _ = self.child.wait();
         }
     }
@@ -292,6 +331,94 @@ mod tests {
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, b"ok");
         assert_eq!(r.stderr_text().trim(), "note");
+    }
+
+    /// Whether process `pid` is gone (or a zombie waiting for init).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(s) => s
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z')),
+        }
+    }
+
+    fn wait_gone(pid: &str) -> bool {
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if gone(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn a_time_limit_stops_the_whole_pipeline_and_fails_the_stream() {
+        let mut c = Command::new("sh");
+        // The background sleep holds standard output open: only stopping
+        // the whole group ends the stream.
+        c.args(["-c", "sleep 60 & echo $!; wait; printf never"]);
+        let t = std::time::Instant::now();
+        let mut r = ChildReader::spawn_limited(c, Some(Duration::from_millis(300))).unwrap();
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("did not finish within 300ms"), "{e}");
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("never"), "{out}");
+        assert!(
+            wait_gone(out.trim()),
+            "the background sleep {} survived",
+            out.trim()
+        );
+    }
+
+    #[test]
+    fn a_time_limit_does_not_delay_or_fail_a_quick_program() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf ok"]);
+        let t = std::time::Instant::now();
+        let mut r = ChildReader::spawn_limited(c, Some(Duration::from_secs(60))).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"ok");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            t.elapsed()
+        );
+        // A failing program is still reported as failed, not as timed out.
+        let mut c = Command::new("sh");
+        c.args(["-c", "exit 4"]);
+        let e = ChildReader::spawn_limited(c, Some(Duration::from_secs(60)))
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("exit status: 4"), "{e}");
+    }
+
+    #[test]
+    fn an_abandoned_limited_stream_takes_its_whole_group_down() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 60 & echo $!; wait"]);
+        let mut r = ChildReader::spawn_limited(c, Some(Duration::from_secs(600))).unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while r.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        let pid = String::from_utf8(line).unwrap();
+        assert!(!gone(&pid));
+        drop(r);
+        assert!(wait_gone(&pid), "the background sleep {pid} survived");
     }
 
     #[test]
