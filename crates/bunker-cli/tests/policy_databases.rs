@@ -109,6 +109,12 @@ fn sqlite_item_while_written_and_a_failing_database_item() {
             .any(|l| l.starts_with("app-db") && l.contains(" ok ")),
         "{text}"
     );
+    // Regression: the "Added" column showed 0 B for database items.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("app-db") && !l.contains(" 0 B ")),
+        "{text}"
+    );
 
     let snaps = json(&run_ok({
         let mut c = ctx.bunker();

@@ -272,6 +272,11 @@ fn command_items_and_dry_run() {
     };
     assert_eq!(row("files")["status"], "ok", "{v}");
     assert_eq!(row("listing")["status"], "ok", "{v}");
+    // Regression: database and command items reported 0 bytes added.
+    assert!(
+        row("listing")["data_added"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
     let broken = row("broken");
     assert_eq!(broken["status"], "failed", "{v}");
     assert!(

@@ -13,7 +13,7 @@ use bunker_repo::progress::Progress;
 use bunker_repo::Repository;
 use bunker_sources::postgres::ChildReader;
 
-use super::pg::items::ItemSnapshots;
+use super::pg::items::{ItemSnapshots, StoredSnapshot};
 
 /// Run `sh -c COMMAND` (with `BUNKER_ITEM` set) and store its output as
 /// `/<stdin_filename>`.
@@ -36,8 +36,9 @@ pub fn run_command_item(
         progress,
     )
     .context("backing up the command's output")?;
-    Ok(vec![(
-        s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
-        cfg.stdin_filename.clone(),
-    )])
+    Ok(vec![StoredSnapshot {
+        id: s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
+        file: cfg.stdin_filename.clone(),
+        data_added: s.data_added,
+    }])
 }

@@ -362,11 +362,12 @@ fn run_target(repos: &mut Repos<'_>, item: &Item, target: &str, dry_run: bool) -
                 res.snapshot = Some(
                     snaps
                         .iter()
-                        .map(|(id, _)| id.get(..8).unwrap_or(id).to_string())
+                        .map(|s| s.id.get(..8).unwrap_or(&s.id).to_string())
                         .collect::<Vec<_>>()
                         .join(","),
                 );
                 res.files = snaps.len() as u64;
+                res.data_added = snaps.iter().map(|s| s.data_added).sum();
                 match apply_retention(o, item, dry_run) {
                     Ok((n, w)) => {
                         res.forgotten = n;

@@ -15,8 +15,33 @@ use bunker_repo::snapshots::SnapshotFilter;
 use bunker_repo::Repository;
 use bunker_sources::postgres::PgConn;
 
-/// What one item run stored: (snapshot id, file name) per snapshot.
-pub type ItemSnapshots = Vec<(String, String)>;
+/// One snapshot an item run stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// Snapshot id (empty in a dry run).
+    pub id: String,
+    /// The one file the snapshot holds.
+    pub file: String,
+    /// Bytes this snapshot added to the repository (after deduplication
+    /// and compression).
+    pub data_added: u64,
+}
+
+impl StoredSnapshot {
+    fn new(summary: &bunker_repo::backup::BackupSummary, file: impl Into<String>) -> Self {
+        StoredSnapshot {
+            id: summary
+                .snapshot_id
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            file: file.into(),
+            data_added: summary.data_added,
+        }
+    }
+}
+
+/// What one item run stored.
+pub type ItemSnapshots = Vec<StoredSnapshot>;
 
 /// Connection settings of a policy item. A `dsn` is passed as the database
 /// name (libpq accepts a connection string there); `password_env` names
@@ -57,7 +82,11 @@ pub fn run_postgres_item(
                 next_xid: None,
             };
             let r = super::physical::base_backup(repo, &conn, req, "bunker run", progress)?;
-            Ok(vec![(r.snapshot_id.to_string(), "base.tar".to_string())])
+            Ok(vec![StoredSnapshot {
+                id: r.snapshot_id.to_string(),
+                file: "base.tar".to_string(),
+                data_added: r.summary.data_added,
+            }])
         }
         PostgresMode::Logical => {
             let dbs = match &cfg.database {
@@ -68,17 +97,11 @@ pub fn run_postgres_item(
             for db in &dbs {
                 let s =
                     super::logical::dump_database(repo, &conn, db, tags, host.clone(), progress)?;
-                out.push((
-                    s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
-                    format!("{db}.dump"),
-                ));
+                out.push(StoredSnapshot::new(&s, format!("{db}.dump")));
             }
             if cfg.database.is_none() {
                 let s = super::logical::dump_globals(repo, &conn, tags, host.clone(), progress)?;
-                out.push((
-                    s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
-                    "globals.sql".to_string(),
-                ));
+                out.push(StoredSnapshot::new(&s, "globals.sql"));
             }
             Ok(out)
         }
@@ -98,10 +121,7 @@ pub fn run_sqlite_item(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(vec![(
-        s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
-        name,
-    )])
+    Ok(vec![StoredSnapshot::new(&s, name)])
 }
 
 /// The postgres settings of a `kind: postgres, mode: physical` item.
