@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bunker_format::{BlobId, Id};
 use bunker_sources::{RestoreMeta, SparseWriter, TargetDir};
@@ -72,23 +72,30 @@ impl BatchResult {
 
 enum Writer {
     Sparse(SparseWriter),
-    Plain(File),
+    /// A file written in full, and the end of its furthest write.
+    Plain(File, AtomicU64),
 }
 
 impl Writer {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), String> {
         match self {
             Writer::Sparse(w) => w.write_at(offset, data).map_err(|e| e.to_string()),
-            Writer::Plain(f) => f
-                .write_all_at(data, offset)
-                .map_err(|e| format!("write at {offset}: {e}")),
+            Writer::Plain(f, end) => {
+                f.write_all_at(data, offset)
+                    .map_err(|e| format!("write at {offset}: {e}"))?;
+                end.fetch_max(offset + data.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
         }
     }
 
+    /// Give the (new, empty when created) file its length; no `ftruncate`
+    /// when the writes already ended there.
     fn finish(self, size: u64) -> Result<File, String> {
         match self {
             Writer::Sparse(w) => w.finish(size).map_err(|e| e.to_string()),
-            Writer::Plain(f) => f
+            Writer::Plain(f, end) if end.load(Ordering::Relaxed) == size => Ok(f),
+            Writer::Plain(f, _) => f
                 .set_len(size)
                 .map(|_| f)
                 .map_err(|e| format!("set length: {e}")),
@@ -305,7 +312,7 @@ pub fn run_batch(
         let writer = if cfg.sparse {
             Writer::Sparse(SparseWriter::new(job.file))
         } else {
-            Writer::Plain(job.file)
+            Writer::Plain(job.file, AtomicU64::new(0))
         };
         states.push(FileState {
             writer,
