@@ -393,16 +393,24 @@ fn lane_scan_matches_byte_by_byte() {
     let data = GoRand::bytes(7, 3 * 1024 * 1024);
     let chunker = Chunker::with_params(TEST_POL, 64, 1 << 20, 16);
     let whole = split(chunker.clone(), &data, data.len());
-    let bytewise = split(chunker, &data[..1 << 20], 1);
+    let bytewise = split(chunker.clone(), &data[..1 << 20], 1);
     assert!(bytewise.len() > 8);
+    let cuts = |c: &[(usize, u64, Vec<u8>)], n: usize| -> Vec<(usize, u64)> {
+        c[..n].iter().map(|c| (c.0, c.1)).collect()
+    };
     assert_eq!(
-        whole[..bytewise.len() - 1]
-            .iter()
-            .map(|c| (c.0, c.1))
-            .collect::<Vec<_>>(),
-        bytewise[..bytewise.len() - 1]
-            .iter()
-            .map(|c| (c.0, c.1))
-            .collect::<Vec<_>>()
+        cuts(&whole, bytewise.len() - 1),
+        cuts(&bytewise, bytewise.len() - 1)
     );
+    // Blocks shorter and longer than the window and than a lane region:
+    // the outgoing bytes come from the ring, from the block, or from both,
+    // and the ring is rebuilt from the block between calls.
+    for block in [63, 64, 65, 1000, 40_000, 100_003] {
+        let got = split(chunker.clone(), &data, block);
+        assert_eq!(
+            cuts(&got, got.len()),
+            cuts(&whole, whole.len()),
+            "block {block}"
+        );
+    }
 }
