@@ -82,7 +82,7 @@ pub fn install() {
             eprintln!("bunker: interrupted, releasing locks");
             // Commands with a time limit run in process groups of their own
             // and did not see the terminal's Ctrl-C.
-            bunker_sources::postgres::watchdog::terminate_all();
+            bunker_sources::watchdog::terminate_all();
             release_locks();
             std::process::exit(i32::from(crate::exit::INTERRUPTED));
         });

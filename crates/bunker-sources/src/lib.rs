@@ -9,6 +9,8 @@
 //! * [`sqlite`]: consistent online copies of (WAL-mode) SQLite databases.
 //! * [`postgres`]: WAL names and positions, base-backup labels, and running
 //!   PostgreSQL's client programs as streams.
+//! * [`watchdog`]: time limits for child processes (command items, hooks,
+//!   and any stream started with a limit), stopping their whole group.
 //!
 //! The types here are plain structs; the repository layer converts them to
 //! and from snapshot tree nodes.
@@ -22,6 +24,7 @@ pub mod restore_fs;
 pub mod sparse;
 pub mod sqlite;
 pub mod walk;
+pub mod watchdog;
 
 pub use error::{SourceError, SourceErrorKind};
 pub use exclude::{parse_size, ExcludeOptions, Excluder};

@@ -36,9 +36,5 @@ pub fn run_command_item(
         progress,
     )
     .context("backing up the command's output")?;
-    Ok(vec![StoredSnapshot {
-        id: s.snapshot_id.map(|i| i.to_string()).unwrap_or_default(),
-        file: cfg.stdin_filename.clone(),
-        data_added: s.data_added,
-    }])
+    Ok(vec![StoredSnapshot::new(&s, cfg.stdin_filename.clone())])
 }

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bunker_sources::postgres::watchdog::Watchdog;
+use bunker_sources::watchdog::Watchdog;
 
 /// Time limit for a hook when the policy sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);

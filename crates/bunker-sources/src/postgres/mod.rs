@@ -8,7 +8,6 @@ pub mod label;
 pub mod process;
 pub mod tarscan;
 pub mod wal;
-pub mod watchdog;
 
 pub use label::{
     end_point_from_log, parse_backup_label, parse_manifest_wal_ranges, system_identifier,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::watchdog::Watchdog;
 use super::PgError;
+use crate::watchdog::Watchdog;
 
 /// How much of a program's standard error is kept for messages.
 const STDERR_KEEP: usize = 64 * 1024;

@@ -28,7 +28,8 @@ pub struct StoredSnapshot {
 }
 
 impl StoredSnapshot {
-    fn new(summary: &bunker_repo::backup::BackupSummary, file: impl Into<String>) -> Self {
+    /// The snapshot a backup summary names, holding `file`.
+    pub fn new(summary: &bunker_repo::backup::BackupSummary, file: impl Into<String>) -> Self {
         StoredSnapshot {
             id: summary
                 .snapshot_id
