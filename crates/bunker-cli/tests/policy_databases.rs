@@ -8,12 +8,13 @@ mod pg_cluster;
 mod policy_support;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pg_cluster::{chown_postgres, free_port, pg_available, psql, Cluster, PG_BIN};
+use pg_cluster::{chown_postgres, free_port, pg_available, pg_program, psql, Cluster, PG_BIN};
 use policy_support::{json, run_ok, stdout, tree, Ctx};
 use rusqlite::Connection;
 
@@ -269,6 +270,107 @@ fn postgres_logical_item_through_run() {
     assert!(
         repo_state(&ctx) == state,
         "the dry run changed the repository"
+    );
+
+    // Regression: pg_dump ran without a time limit, so a dump blocked on a
+    // lock hung the run for good. Another session holds an exclusive lock
+    // on the table; pg_dump waits for it until the item's timeout stops it.
+    let mut locker = std::process::Command::new(pg_program("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-qAtX",
+            "-d",
+            "shop",
+            "-p",
+        ])
+        .arg(cluster.port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let mut to_locker = locker.stdin.take().expect("stdin");
+    to_locker
+        .write_all(b"BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        .expect("lock");
+    let mut line = String::new();
+    std::io::BufReader::new(locker.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "locked");
+    let limited = ctx.path().join("limited.yaml");
+    std::fs::write(
+        &limited,
+        std::fs::read_to_string(&policy)
+            .expect("policy")
+            .replace("mode: logical", "mode: logical\n      timeout: 2s"),
+    )
+    .expect("limited policy");
+    let out = {
+        let mut c = ctx.bare();
+        c.env("PATH", &path)
+            .args(["run", "--json", "--all", "--config"])
+            .arg(&limited);
+        c.output().expect("spawn")
+    };
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["results"][0]["status"], "failed", "{v}");
+    assert!(
+        v["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pg_dump") && e.contains("did not finish within 2s")),
+        "{v}"
+    );
+    // The same through `bunker pg dump --timeout`.
+    let out = {
+        let mut c = ctx.bunker();
+        c.env("PATH", &path)
+            .args(["pg", "dump", "-d", "shop", "--timeout", "2s"])
+            .args(["--pghost", "127.0.0.1", "--pguser", "postgres", "--pgport"])
+            .arg(cluster.port.to_string());
+        c.output().expect("spawn")
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("did not finish within 2s"), "{err}");
+    // No snapshot came of either, and the stopped pg_dumps left the server.
+    // (The failed run's report under bunker/reports/ is the one new file.)
+    let restic_layout = |m: BTreeMap<String, Vec<u8>>| {
+        m.into_iter()
+            .filter(|(k, _)| !k.starts_with("bunker/reports/"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert!(
+        restic_layout(repo_state(&ctx)) == restic_layout(state),
+        "a stopped dump changed the repository"
+    );
+    let dumps_gone = (0..100).any(|_| {
+        let n = psql(
+            cluster.port,
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
+        );
+        n == "0" || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(dumps_gone, "a stopped pg_dump still holds a connection");
+    to_locker.write_all(b"ROLLBACK;\n").expect("unlock");
+    drop(to_locker);
+    assert!(locker.wait().expect("psql").success());
+    let bad = {
+        let mut c = ctx.bunker();
+        c.args(["pg", "dump", "-d", "shop", "--timeout", "0s"]);
+        c.output().expect("spawn")
+    };
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("greater than zero"),
+        "a zero timeout is refused"
     );
     drop(cluster);
 }

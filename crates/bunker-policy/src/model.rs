@@ -392,6 +392,9 @@ pub struct PostgresConfig {
     /// or its timeline or system identifier changed, since the newest base
     /// backup in the repository (default true).
     pub full_on_start: bool,
+    /// Time limit for each `pg_dump`, `pg_dumpall` or `pg_basebackup` run
+    /// (`timeout: 6h`); past it the program is stopped and the item fails.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for PostgresConfig {
@@ -406,6 +409,7 @@ impl Default for PostgresConfig {
             mode: PostgresMode::default(),
             pitr: None,
             full_on_start: true,
+            timeout: None,
         }
     }
 }
@@ -422,6 +426,7 @@ impl fmt::Debug for PostgresConfig {
             .field("mode", &self.mode)
             .field("pitr", &self.pitr)
             .field("full_on_start", &self.full_on_start)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

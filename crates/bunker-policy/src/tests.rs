@@ -240,16 +240,18 @@ fn syntax_errors_have_positions() {
 
 #[test]
 fn postgres_pitr_and_full_on_start() {
-    let text = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: db\n    kind: postgres\n    postgres: { mode: physical, pitr: 7d, full_on_start: false }\n    schedule: \"@daily\"\n    retention: { keep_within_daily: 35d }\n  - name: db2\n    kind: postgres\n    postgres: { mode: physical }\n";
+    let text = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: db\n    kind: postgres\n    postgres: { mode: physical, pitr: 7d, full_on_start: false, timeout: 6h }\n    schedule: \"@daily\"\n    retention: { keep_within_daily: 35d }\n  - name: db2\n    kind: postgres\n    postgres: { mode: physical }\n";
     let p = parse(text).expect("valid");
     let pg = p.items[0].postgres.as_ref().expect("postgres");
     assert_eq!(pg.pitr, Some(Duration::from_secs(7 * 86400)));
     assert!(!pg.full_on_start);
+    assert_eq!(pg.timeout, Some(Duration::from_secs(6 * 3600)));
     let pg2 = p.items[1].postgres.as_ref().expect("postgres");
     assert_eq!(pg2.pitr, None);
+    assert_eq!(pg2.timeout, None, "no time limit by default");
     assert!(pg2.full_on_start, "full_on_start defaults to true");
 
-    let bad = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: a\n    kind: postgres\n    postgres: { mode: logical, pitr: 7d }\n    retention: { keep_last: 1 }\n  - name: b\n    kind: postgres\n    postgres: { mode: physical, pitr: 7d, full_on_start: maybe }\n  - name: c\n    kind: postgres\n    postgres: { mode: physical, pitr: soon }\n";
+    let bad = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: a\n    kind: postgres\n    postgres: { mode: logical, pitr: 7d }\n    retention: { keep_last: 1 }\n  - name: b\n    kind: postgres\n    postgres: { mode: physical, pitr: 7d, full_on_start: maybe }\n  - name: c\n    kind: postgres\n    postgres: { mode: physical, pitr: soon, timeout: 0s }\n";
     let err = parse(bad).expect_err("invalid");
     let lines: Vec<String> = err.diagnostics().iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -259,6 +261,7 @@ fn postgres_pitr_and_full_on_start() {
             "bunker.yaml:10:33: \"pitr\" in item \"b\" needs a \"retention\" for the base backups kept beyond the window (e.g. \"retention: { keep_daily: 35 }\", or \"keep_last: 1\" to keep only the window)",
             "bunker.yaml:10:58: wrong type for \"full_on_start\" in postgres settings of item \"b\": expected true or false, found a string",
             "bunker.yaml:13:39: invalid duration \"soon\" for \"pitr\" in postgres settings of item \"c\" (expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\")",
+            "bunker.yaml:13:54: invalid duration \"0s\" for \"timeout\" in postgres settings of item \"c\" (expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\")",
         ],
     );
 }

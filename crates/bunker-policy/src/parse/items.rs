@@ -57,6 +57,7 @@ const POSTGRES_KEYS: &[&str] = &[
     "mode",
     "pitr",
     "full_on_start",
+    "timeout",
 ];
 const SQLITE_KEYS: &[&str] = &["path"];
 const COMMAND_KEYS: &[&str] = &["command", "stdin_filename", "timeout"];
@@ -463,6 +464,9 @@ fn postgres(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Pos
     }
     if let Some(v) = m.get("pitr") {
         pg.pitr = cx.duration(v, &key(path, "pitr"), "pitr", &wher);
+    }
+    if let Some(v) = m.get("timeout") {
+        pg.timeout = cx.duration(v, &key(path, "timeout"), "timeout", &wher);
     }
     if let Some(v) = m.get("full_on_start") {
         match v {

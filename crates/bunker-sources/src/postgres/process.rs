@@ -30,6 +30,9 @@ pub struct PgConn {
     pub bin_dir: Option<PathBuf>,
     /// Password handed to the programs as `PGPASSWORD` (never printed).
     pub password: Option<String>,
+    /// Time limit for each streamed program (`pg_dump`, `pg_dumpall`,
+    /// `pg_basebackup`): see [`PgConn::spawn_stream`].
+    pub timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for PgConn {
             .field("user", &self.user)
             .field("bin_dir", &self.bin_dir)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +76,12 @@ impl PgConn {
             c.env("PGPASSWORD", p);
         }
         c
+    }
+
+    /// Start `cmd` (built by [`PgConn::command`]) as a stream, under this
+    /// connection's time limit when it has one (see [`ChildReader::spawn_limited`]).
+    pub fn spawn_stream(&self, cmd: Command) -> Result<ChildReader, PgError> {
+        ChildReader::spawn_limited(cmd, self.timeout)
     }
 
     /// Run `psql -AtX -c sql` against `dbname` (or the default database) and
@@ -432,6 +442,19 @@ mod tests {
     }
 
     #[test]
+    fn streams_run_under_the_connections_time_limit() {
+        let conn = PgConn {
+            timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 60"]);
+        let mut r = conn.spawn_stream(c).unwrap();
+        let e = r.read(&mut [0u8; 16]).unwrap_err();
+        assert!(e.to_string().contains("did not finish within 300ms"), "{e}");
+    }
+
+    #[test]
     fn connection_goes_to_the_environment() {
         let conn = PgConn {
             host: Some("/tmp/sock".into()),
@@ -440,6 +463,7 @@ mod tests {
             dbname: Some("d".into()),
             bin_dir: None,
             password: Some("secret".into()),
+            timeout: None,
         };
         assert!(!format!("{conn:?}").contains("secret"));
         let c = conn.command("psql");

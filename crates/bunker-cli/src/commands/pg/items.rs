@@ -62,6 +62,7 @@ pub fn conn_from_policy(cfg: &PostgresConfig) -> PgConn {
             .password_env
             .as_ref()
             .and_then(|var| std::env::var(var).ok()),
+        timeout: cfg.timeout,
     }
 }
 

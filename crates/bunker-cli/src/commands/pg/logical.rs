@@ -13,7 +13,7 @@ use bunker_repo::Repository;
 use bunker_sources::postgres::process::{
     dump_command, globals_command, ident_quote, restore_command,
 };
-use bunker_sources::postgres::{ChildReader, PgConn};
+use bunker_sources::postgres::PgConn;
 use clap::Args;
 
 use super::{flat_tags, ConnArgs};
@@ -48,6 +48,10 @@ pub struct DumpArgs {
     /// Extra tags (comma-separated, repeatable)
     #[arg(long = "tag", value_name = "TAG[,TAG]")]
     pub tags: Vec<String>,
+    /// Stop each pg_dump or pg_dumpall (SIGTERM, SIGKILL 10 s later) that runs
+    /// longer than this (90m, 6h); the dump then fails and leaves no snapshot
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Dump one database into a snapshot.
@@ -62,7 +66,7 @@ pub fn dump_database(
     if db.is_empty() || db.contains('/') || db.starts_with('.') {
         bail!("database name {db:?} cannot be stored as a file name");
     }
-    let child = ChildReader::spawn(dump_command(conn, db))?;
+    let child = conn.spawn_stream(dump_command(conn, db))?;
     let mut t = tags.to_vec();
     t.push(TAG_DUMP.to_string());
     t.push(format!("pg-db={db}"));
@@ -78,7 +82,7 @@ pub fn dump_globals(
     host: Option<String>,
     progress: &dyn bunker_repo::progress::Progress,
 ) -> Result<BackupSummary> {
-    let child = ChildReader::spawn(globals_command(conn))?;
+    let child = conn.spawn_stream(globals_command(conn))?;
     let mut t = tags.to_vec();
     t.push(TAG_GLOBALS.to_string());
     save_stream(r, Box::new(child), "globals.sql", t, host, progress).context("dumping globals")
@@ -98,7 +102,10 @@ pub fn all_databases(conn: &PgConn) -> Result<Vec<String>> {
 }
 
 pub fn dump(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
-    let conn = args.conn.conn();
+    let conn = PgConn {
+        timeout: args.timeout,
+        ..args.conn.conn()
+    };
     let tags = flat_tags(&args.tags);
     let (dbs, globals) = if args.dbnames.is_empty() {
         (all_databases(&conn)?, true)

@@ -89,8 +89,15 @@ impl ConnArgs {
             dbname: None,
             bin_dir: self.pg_bin.clone(),
             password: None,
+            timeout: None,
         }
     }
+}
+
+/// `--timeout`: a human duration (`90m`, `6h`, `2h30m`), zero rejected.
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    bunker_policy::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration like \"90m\", \"6h\" or \"2h30m\")"))
 }
 
 /// Comma-separated, repeatable `--tag` values as a flat list.

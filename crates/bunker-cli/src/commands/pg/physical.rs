@@ -11,7 +11,7 @@ use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use bunker_repo::Repository;
 use bunker_sources::postgres::process::{basebackup_command, shell_quote};
-use bunker_sources::postgres::{ChildReader, Lsn, PgConn};
+use bunker_sources::postgres::{Lsn, PgConn};
 use clap::{ArgGroup, Args};
 
 use super::{flat_tags, ConnArgs};
@@ -40,6 +40,10 @@ pub struct BackupArgs {
     /// Backup label shown in pg_stat_progress_basebackup
     #[arg(long, default_value = "bunker base backup")]
     pub label: String,
+    /// Stop pg_basebackup (SIGTERM, SIGKILL 10 s later) if it runs longer than
+    /// this (90m, 6h); the backup then fails and leaves no snapshot
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Back up a cluster as a base backup (used by `bunker run` too).
@@ -60,7 +64,7 @@ pub fn base_backup(
             }
         };
     }
-    let child = ChildReader::spawn(basebackup_command(conn, label))?;
+    let child = conn.spawn_stream(basebackup_command(conn, label))?;
     let log = child.stderr_buffer();
     let res = base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
         .context("base backup failed")?;
@@ -76,7 +80,11 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         tags: flat_tags(&args.tags),
         next_xid: None,
     };
-    let res = base_backup(&r, &args.conn.conn(), req, &args.label, &reporter)?;
+    let conn = PgConn {
+        timeout: args.timeout,
+        ..args.conn.conn()
+    };
+    let res = base_backup(&r, &conn, req, &args.label, &reporter)?;
     reporter.finish();
     let s = &res.summary;
     if g.json {
