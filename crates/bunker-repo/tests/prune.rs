@@ -1,19 +1,20 @@
 //! Prune at library level: what it keeps still reads back identically, the
-//! repository checks clean, unused data is gone, and it refuses to act on a
-//! partial view.
+//! repository checks clean, unused data is gone, it refuses to act on a
+//! partial view, `max_repack_size` bounds one run's repacking and
+//! `repack_small` merges small packs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use bunker_format::keyfile::KdfParams;
-use bunker_format::{BlobType, TreeId};
+use bunker_format::{BlobType, PackId, TreeId};
 use bunker_policy::retention::KeepPolicy;
 use bunker_repo::backup::{backup, BackupOptions};
 use bunker_repo::check::{check, CheckOptions, ReadData};
 use bunker_repo::forget::{forget, ForgetOptions};
 use bunker_repo::progress::NoProgress;
-use bunker_repo::prune::{prune, MaxUnused, PruneOptions};
+use bunker_repo::prune::{prune, MaxUnused, PruneOptions, MIN_SMALL_PACKS};
 use bunker_repo::{snapshots, RepoOptions, Repository};
 use bunker_storage::FileType;
 use rand::{RngCore, SeedableRng};
@@ -306,4 +307,233 @@ fn missing_tree_refuses_to_prune() {
         repo.storage().list(FileType::Pack).expect("list").len(),
         n_before
     );
+}
+
+fn pack_sizes(repo: &Repository) -> HashMap<PackId, u64> {
+    repo.storage()
+        .list(FileType::Pack)
+        .expect("list packs")
+        .into_iter()
+        .map(|f| {
+            let id = bunker_format::Id::from_hex(&f.name).expect("pack name");
+            (PackId::from(id), f.size)
+        })
+        .collect()
+}
+
+fn backup_once(repo: &Arc<Repository>, src: &Path) {
+    backup(
+        repo,
+        BackupOptions {
+            paths: vec![src.to_path_buf()],
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("backup");
+}
+
+#[test]
+fn max_repack_size_stops_after_the_budget_and_a_rerun_finishes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    // 24 files of 16 KiB (one blob each, 4 to a 64 KiB pack): the even ones
+    // never change, the odd ones change every round. Once only the newest
+    // snapshot is kept, the first round's packs are partly used.
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for round in 0..3u64 {
+        for i in 0..24u64 {
+            let seed = if i % 2 == 0 {
+                i
+            } else {
+                1000 * (round + 1) + i
+            };
+            std::fs::write(src.join(format!("f{i:02}")), random_bytes(seed, 16 * 1024))
+                .expect("write");
+        }
+        backup_once(&repo, &src);
+    }
+    forget(
+        &repo,
+        &ForgetOptions {
+            policy: KeepPolicy {
+                last: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .expect("forget");
+    let repo = reopen(&dir);
+    let before = all_contents(&repo);
+    let sizes = pack_sizes(&repo);
+    let all = PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        ..Default::default()
+    };
+
+    // Without a budget every partly used pack would be repacked, in this order.
+    let unlimited = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..all.clone()
+        },
+        &NoProgress,
+    )
+    .expect("dry run");
+    let order = unlimited.repacked.clone();
+    assert!(!unlimited.repack_limited);
+    assert!(order.len() >= 3, "too few partly used packs: {unlimited:?}");
+    assert!(unlimited.packs_removed > 0, "{unlimited:?}");
+
+    // A budget of exactly the first two packs repacks exactly those two.
+    let budget = sizes[&order[0]] + sizes[&order[1]];
+    let limited = prune(
+        &repo,
+        &PruneOptions {
+            max_repack_size: Some(budget),
+            ..all.clone()
+        },
+        &NoProgress,
+    )
+    .expect("limited prune");
+    assert_eq!(limited.repacked, order[..2].to_vec(), "{limited:?}");
+    assert_eq!(limited.packs_repacked, 2);
+    assert!(limited.repack_limited);
+    assert!(limited.unused_bytes_after > 0);
+    // Wholly unused packs are deleted regardless of the budget.
+    assert_eq!(limited.packs_removed, unlimited.packs_removed);
+    let after = pack_sizes(&repo);
+    for id in &order[..2] {
+        assert!(
+            !after.contains_key(id),
+            "repacked pack {id} is still stored"
+        );
+    }
+    for id in &order[2..] {
+        assert_eq!(
+            after.get(id),
+            sizes.get(id),
+            "pack {id} beyond the budget was touched"
+        );
+    }
+
+    let repo = reopen(&dir);
+    assert_eq!(all_contents(&repo), before, "limited prune kept every file");
+    check_clean(&repo);
+
+    // The next run, without a limit, repacks the rest.
+    let rest = prune(&repo, &all, &NoProgress).expect("second prune");
+    let mut expected = order[2..].to_vec();
+    expected.sort();
+    let mut got = rest.repacked.clone();
+    got.sort();
+    assert_eq!(got, expected, "{rest:?}");
+    assert!(!rest.repack_limited);
+    assert_eq!((rest.packs_removed, rest.unused_bytes_after), (0, 0));
+    let repo = reopen(&dir);
+    assert_eq!(all_contents(&repo), before);
+    check_clean(&repo);
+
+    // A zero budget deletes nothing it would have to repack.
+    let zero = prune(
+        &repo,
+        &PruneOptions {
+            max_repack_size: Some(0),
+            ..all
+        },
+        &NoProgress,
+    )
+    .expect("third prune");
+    assert_eq!((zero.packs_repacked, zero.repack_limited), (0, false));
+}
+
+#[test]
+fn repack_small_merges_small_packs_into_full_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let dir = tmp.path().join("repo");
+    let repo = new_repo(&dir);
+    // Many small backups: each adds one 3 KiB file, so each writes one small
+    // data pack and one small tree pack, all of them wholly used.
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for round in 0..12u64 {
+        std::fs::write(
+            src.join(format!("f{round:02}")),
+            random_bytes(round, 3 * 1024),
+        )
+        .expect("write");
+        backup_once(&repo, &src);
+    }
+    let repo = reopen(&dir);
+    let before = all_contents(&repo);
+    let packs_before = pack_sizes(&repo);
+    assert!(
+        packs_before.len() >= 2 * MIN_SMALL_PACKS,
+        "{packs_before:?}"
+    );
+
+    // Without --repack-small there is nothing to do.
+    let plain = prune(&repo, &PruneOptions::default(), &NoProgress).expect("prune");
+    assert_eq!((plain.packs_repacked, plain.new_packs), (0, 0));
+
+    // A budget of half the bytes merges only some of them.
+    let total: u64 = packs_before.values().sum();
+    let half = prune(
+        &repo,
+        &PruneOptions {
+            repack_small: true,
+            max_repack_size: Some(total / 2),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("limited prune");
+    assert!(half.repack_limited, "{half:?}");
+    assert!(half.packs_repacked > 1 && half.packs_repacked < packs_before.len() as u64);
+    assert_eq!(half.packs_repacked_small, half.packs_repacked);
+    let spent: u64 = half.repacked.iter().map(|id| packs_before[id]).sum();
+    assert!(spent <= total / 2, "{spent} > {}", total / 2);
+    let repo = reopen(&dir);
+    assert_eq!(all_contents(&repo), before);
+    check_clean(&repo);
+
+    // Without a budget, the rest: one data and one tree pack remain.
+    let merged = prune(
+        &repo,
+        &PruneOptions {
+            repack_small: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("prune --repack-small");
+    assert!(!merged.repack_limited);
+    assert_eq!(merged.packs_repacked_small, merged.packs_repacked);
+    assert_eq!(merged.new_packs, 2, "{merged:?}");
+    let packs_after = pack_sizes(&repo);
+    assert_eq!(packs_after.len(), 2);
+    let repo = reopen(&dir);
+    assert_eq!(
+        all_contents(&repo),
+        before,
+        "merged packs read back identically"
+    );
+    check_clean(&repo);
+
+    // Two small packs are too few to repack again: no endless repacking.
+    let again = prune(
+        &repo,
+        &PruneOptions {
+            repack_small: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("again");
+    assert_eq!(again.packs_repacked, 0);
+    assert_eq!(pack_sizes(&repo), packs_after);
 }

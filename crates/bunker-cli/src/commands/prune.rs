@@ -19,6 +19,16 @@ and packs that are partly used are repacked (their used blobs copied into new pa
 the unused space left is within --max-unused. Pack files no index lists (leftovers of \
 interrupted backups) are deleted too.
 
+--max-repack-size SIZE bounds the total size of the pack files repacked in one run (500M, \
+2G, or bytes): packs beyond the budget are left for a later run, which frees the rest. \
+Deleting wholly unused packs is not repacking and always happens. The report says when the \
+limit stopped repacking (`repack_limited` in --json).
+
+--repack-small also repacks packs smaller than 80% of the target pack size (--pack-size), \
+merging the many small packs of many small backups into full ones: small packs that are \
+partly used always, wholly used ones when there are at least 10 of them (as restic). \
+--max-repack-size applies to them too.
+
 prune refuses to run when any snapshot, index file or tree cannot be read, since a partial \
 view could delete data a snapshot still needs. It holds an exclusive lock, and writes in a \
 crash-safe order: new packs, then a new index superseding the old one, then deletion of the \
@@ -31,7 +41,10 @@ EXAMPLES:
     bunker prune --dry-run
     bunker prune --max-unused 0%        # repack everything partly used
     bunker prune --max-unused 1G
-    bunker prune --max-unused unlimited # only delete wholly unused packs";
+    bunker prune --max-unused unlimited # only delete wholly unused packs
+    bunker prune --max-repack-size 2G   # repack at most 2 GiB of packs this run
+    bunker prune --repack-small         # merge small packs into full ones
+    bunker forget --keep-last 7 --prune --max-repack-size 500M";
 
 /// Options shared by `prune` and `forget --prune`.
 #[derive(Args, Debug, Clone)]
@@ -42,10 +55,22 @@ pub struct PruneFlags {
     /// Only repack packs of tree blobs (metadata)
     #[arg(long)]
     pub repack_cacheable_only: bool,
+    /// Repack at most SIZE of pack files in this run (500M, 2G); the rest waits for a later run
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_repack_size)]
+    pub max_repack_size: Option<u64>,
+    /// Also repack packs smaller than 80% of the target pack size, merging them into full ones
+    #[arg(long)]
+    pub repack_small: bool,
 }
 
 fn parse_max_unused(s: &str) -> Result<MaxUnused, String> {
     MaxUnused::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_max_repack_size(s: &str) -> Result<u64, String> {
+    // clap names the flag and the value already; keep only what is expected.
+    prune::parse_max_repack_size(s)
+        .map_err(|_| "expected a size such as 500M, 2G or 1048576 (bytes)".to_string())
 }
 
 /// Remove unreferenced data from the repository
@@ -82,6 +107,13 @@ pub fn text_report(r: &PruneReport) -> String {
         "packs: {} indexed, {} kept, {} {repacked}, {} {removed}, {} unreferenced {removed}\n",
         r.packs_total, r.packs_kept, r.packs_repacked, r.packs_removed, r.packs_unreferenced
     ));
+    if r.packs_repacked_small > 0 {
+        s.push_str(&format!(
+            "{} of the repacked packs {} small (--repack-small)\n",
+            r.packs_repacked_small,
+            if r.dry_run { "would be" } else { "were" }
+        ));
+    }
     if r.packs_missing_unused > 0 {
         s.push_str(&format!(
             "{} indexed packs are missing but hold no used data; {would}drop them from the index\n",
@@ -100,6 +132,12 @@ pub fn text_report(r: &PruneReport) -> String {
             r.new_packs, r.index_files_written, r.index_files_removed
         ));
     }
+    if r.repack_limited {
+        s.push_str(&format!(
+            "{} repacking at --max-repack-size; run prune again to free the rest\n",
+            if r.dry_run { "would stop" } else { "stopped" }
+        ));
+    }
     s
 }
 
@@ -114,6 +152,8 @@ pub fn run_locked(
         max_unused: flags.max_unused,
         dry_run,
         repack_cacheable_only: flags.repack_cacheable_only,
+        max_repack_size: flags.max_repack_size,
+        repack_small: flags.repack_small,
         crash_after: None,
     }
     .with_crash_knob_from_env();
@@ -137,4 +177,37 @@ pub fn run(g: &GlobalOpts, args: PruneArgs) -> Result<Status> {
     };
     run_locked(g, &r, &args.flags, args.dry_run)?;
     Ok(Status::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_states_the_small_pack_rules_of_the_library() {
+        assert!(LONG_ABOUT.contains(&format!("at least {} of them", prune::MIN_SMALL_PACKS)));
+        assert_eq!(prune::small_pack_limit(100), 80, "80% in the help text");
+    }
+
+    #[test]
+    fn report_says_when_the_repack_limit_stopped_repacking() {
+        let mut r = PruneReport {
+            packs_repacked: 3,
+            packs_repacked_small: 2,
+            repack_limited: true,
+            ..Default::default()
+        };
+        let text = text_report(&r);
+        assert!(text.contains(
+            "stopped repacking at --max-repack-size; run prune again to free the rest\n"
+        ));
+        assert!(
+            text.contains("2 of the repacked packs were small"),
+            "{text}"
+        );
+        r.dry_run = true;
+        assert!(text_report(&r).contains("would stop repacking at --max-repack-size"));
+        r.repack_limited = false;
+        assert!(!text_report(&r).contains("--max-repack-size"));
+    }
 }

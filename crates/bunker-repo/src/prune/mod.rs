@@ -1,5 +1,9 @@
 //! `prune`: remove data no snapshot references, repack partly-used packs.
 //!
+//! Which packs are repacked is decided by the `select` module (restic's rules):
+//! partly-used packs until `max_unused` is met, small packs with
+//! `repack_small`, never more than `max_repack_size` bytes of packs a run.
+//!
 //! Safety rules:
 //! * it refuses to run when anything it must read fails: the snapshot list,
 //!   any snapshot, any index file, any tree (a partial view could make it
@@ -13,7 +17,9 @@
 //!   the next run deletes.
 
 mod exec;
+mod limits;
 pub mod plan;
+mod select;
 mod used;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +37,9 @@ use crate::lock::RepoLock;
 use crate::progress::Progress;
 use crate::Repository;
 
-pub use plan::{make_plan, MaxUnused, PackAction, Plan, PlanInput};
+pub use limits::{parse_max_repack_size, MaxUnused};
+pub use plan::{make_plan, PackAction, Plan, PlanInput};
+pub use select::{small_pack_limit, MIN_SMALL_PACKS};
 pub use used::used_blobs;
 
 /// Environment knob for crash tests: abort the process (no cleanup, like
@@ -46,6 +54,13 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Only repack packs holding tree blobs.
     pub repack_cacheable_only: bool,
+    /// Upper bound on the total size of the pack files repacked in this run
+    /// (`--max-repack-size`); packs beyond it are left for a later run.
+    /// Deleting wholly unused packs does not count.
+    pub max_repack_size: Option<u64>,
+    /// Also repack packs smaller than [`small_pack_limit`] (80% of the target
+    /// pack size), merging them into full ones (`--repack-small`).
+    pub repack_small: bool,
     /// Testing only: abort the process after this many storage mutations.
     pub crash_after: Option<u64>,
 }
@@ -75,6 +90,8 @@ pub struct PruneReport {
     pub packs_total: u64,
     pub packs_kept: u64,
     pub packs_repacked: u64,
+    /// Of `packs_repacked`, those repacked for being small (`--repack-small`).
+    pub packs_repacked_small: u64,
     pub packs_removed: u64,
     /// Packs no index listed (leftovers of interrupted runs), deleted.
     pub packs_unreferenced: u64,
@@ -85,6 +102,13 @@ pub struct PruneReport {
     pub new_packs: u64,
     pub index_files_written: u64,
     pub index_files_removed: u64,
+    /// `--max-repack-size` stopped repacking before the work was done; run
+    /// prune again to free the rest.
+    pub repack_limited: bool,
+    /// The packs repacked (or to repack, in a dry run), most urgent first.
+    /// Library callers only: not part of the JSON report.
+    #[serde(skip)]
+    pub repacked: Vec<PackId>,
 }
 
 /// Counts storage mutations; aborts the process at the crash knob.
@@ -187,6 +211,9 @@ pub fn prune_unlocked(
         used: &used,
         max_unused: opts.max_unused,
         repack_cacheable_only: opts.repack_cacheable_only,
+        max_repack_size: opts.max_repack_size,
+        repack_small: opts.repack_small,
+        pack_size: repo.options().pack_size,
     })?;
 
     let mut report = summarize(&plan, &used, snaps.len());
@@ -206,6 +233,8 @@ fn summarize(plan: &Plan, used: &HashSet<BlobId>, snapshots: usize) -> PruneRepo
         used_blobs: used.len() as u64,
         packs_total: plan.packs.len() as u64,
         packs_unreferenced: plan.unreferenced.len() as u64,
+        repack_limited: plan.repack_limited,
+        repacked: plan.repack_order.clone(),
         ..Default::default()
     };
     for p in &plan.packs {
@@ -218,6 +247,7 @@ fn summarize(plan: &Plan, used: &HashSet<BlobId>, snapshots: usize) -> PruneRepo
             }
             PackAction::Repack => {
                 r.packs_repacked += 1;
+                r.packs_repacked_small += u64::from(p.small);
                 r.bytes_repacked += p.used_bytes;
                 r.bytes_removed += p.unused_bytes;
             }

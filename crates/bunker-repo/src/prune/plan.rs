@@ -4,76 +4,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bunker_format::index::{IndexBlob, IndexPack};
-use bunker_format::{BlobId, BlobType, IndexId, PackId};
+use bunker_format::{BlobId, IndexId, PackId};
 use serde::Serialize;
 
+use super::select::{self, Limits};
 use crate::error::{RepoError, Result};
 
-/// How much unused space may remain in partly-used packs (`--max-unused`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub enum MaxUnused {
-    /// A percentage of the used size (restic's `5%` default).
-    Percent(f64),
-    /// An absolute number of bytes.
-    Bytes(u64),
-    /// Never repack for space.
-    Unlimited,
-}
-
-impl Default for MaxUnused {
-    fn default() -> Self {
-        MaxUnused::Percent(5.0)
-    }
-}
-
-impl MaxUnused {
-    /// Parses `5%`, `unlimited`, or a size like `100M`, `2G`, `512` (bytes).
-    pub fn parse(s: &str) -> Result<MaxUnused> {
-        let t = s.trim();
-        let bad = || {
-            RepoError::Invalid(format!(
-                "invalid --max-unused {s:?}: expected a percentage (5%), a size (100M) or `unlimited`"
-            ))
-        };
-        if t.eq_ignore_ascii_case("unlimited") {
-            return Ok(MaxUnused::Unlimited);
-        }
-        if let Some(p) = t.strip_suffix('%') {
-            let v: f64 = p.trim().parse().map_err(|_| bad())?;
-            if !(0.0..=100.0).contains(&v) || v.is_nan() {
-                return Err(bad());
-            }
-            return Ok(MaxUnused::Percent(v));
-        }
-        let (num, mult) = match t.char_indices().last() {
-            Some((i, c)) if c.is_ascii_alphabetic() => {
-                let m: u64 = match c.to_ascii_uppercase() {
-                    'B' => 1,
-                    'K' => 1 << 10,
-                    'M' => 1 << 20,
-                    'G' => 1 << 30,
-                    'T' => 1 << 40,
-                    _ => return Err(bad()),
-                };
-                (&t[..i], m)
-            }
-            _ => (t, 1),
-        };
-        let n: u64 = num.trim().parse().map_err(|_| bad())?;
-        n.checked_mul(mult).map(MaxUnused::Bytes).ok_or_else(bad)
-    }
-
-    /// Unused bytes tolerated for `used` bytes in use (restic's formula:
-    /// `p%` means unused may be `p%` of the total after pruning).
-    pub fn limit(&self, used: u64) -> u64 {
-        match *self {
-            MaxUnused::Unlimited => u64::MAX,
-            MaxUnused::Bytes(b) => b,
-            MaxUnused::Percent(p) if p >= 100.0 => u64::MAX,
-            MaxUnused::Percent(p) => (used as f64 * p / (100.0 - p)) as u64,
-        }
-    }
-}
+pub use super::limits::MaxUnused;
 
 /// What happens to one pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -102,6 +39,8 @@ pub struct PackPlan {
     pub entry: IndexPack,
     /// The pack is listed in the index but absent from storage.
     pub missing: bool,
+    /// Repacked as a small pack (`--repack-small`), not for its unused space.
+    pub small: bool,
 }
 
 /// The decisions of one prune run.
@@ -112,6 +51,11 @@ pub struct Plan {
     pub unreferenced: Vec<(PackId, u64)>,
     /// Index files read (all are superseded by the rewritten index).
     pub index_files: Vec<IndexId>,
+    /// The packs to repack, in the order they were chosen (most urgent first).
+    pub repack_order: Vec<PackId>,
+    /// `max_repack_size` left packs that would otherwise have been repacked,
+    /// and the work is unfinished (a later run frees the rest).
+    pub repack_limited: bool,
 }
 
 /// Inputs for [`make_plan`].
@@ -125,6 +69,12 @@ pub struct PlanInput<'a> {
     pub max_unused: MaxUnused,
     /// Only repack tree packs (metadata), never data packs.
     pub repack_cacheable_only: bool,
+    /// Upper bound on the total size of the packs repacked (`--max-repack-size`).
+    pub max_repack_size: Option<u64>,
+    /// Also merge packs much smaller than `pack_size` (`--repack-small`).
+    pub repack_small: bool,
+    /// Target size of new packs, in bytes.
+    pub pack_size: u64,
 }
 
 /// Classify every pack. Each used blob is claimed by exactly one pack (the
@@ -190,6 +140,7 @@ pub fn make_plan(input: &PlanInput<'_>) -> Result<Plan> {
             used_blobs,
             entry: p.clone(),
             missing,
+            small: false,
         });
     }
     if let Some(lost) = input.used.iter().find(|b| !claimed.contains(b)) {
@@ -198,37 +149,16 @@ pub fn make_plan(input: &PlanInput<'_>) -> Result<Plan> {
         )));
     }
 
-    // Repack partly-used packs, most wasteful first, until what is left
-    // unused is within the limit.
-    let used_total: u64 = plans.iter().map(|p| p.used_bytes).sum();
-    let limit = input.max_unused.limit(used_total);
-    let mut remaining: u64 = plans
-        .iter()
-        .filter(|p| p.action == PackAction::Keep)
-        .map(|p| p.unused_bytes)
-        .sum();
-    let mut candidates: Vec<usize> = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.action == PackAction::Keep && p.unused_bytes > 0)
-        .filter(|(_, p)| {
-            !input.repack_cacheable_only
-                || p.used_blobs.iter().all(|b| b.blob_type == BlobType::Tree)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    candidates.sort_by(|a, b| {
-        let ra = plans[*a].unused_bytes as f64 / plans[*a].size.max(1) as f64;
-        let rb = plans[*b].unused_bytes as f64 / plans[*b].size.max(1) as f64;
-        rb.total_cmp(&ra).then(plans[*a].id.cmp(&plans[*b].id))
-    });
-    for i in candidates {
-        if remaining <= limit {
-            break;
-        }
-        plans[i].action = PackAction::Repack;
-        remaining -= plans[i].unused_bytes;
-    }
+    let selection = select::choose(
+        &mut plans,
+        &Limits {
+            max_unused: input.max_unused,
+            max_repack_size: input.max_repack_size,
+            repack_small: input.repack_small,
+            pack_size: input.pack_size,
+            repack_cacheable_only: input.repack_cacheable_only,
+        },
+    );
 
     let indexed: HashSet<PackId> = packs.keys().copied().collect();
     let mut unreferenced: Vec<(PackId, u64)> = input
@@ -239,16 +169,18 @@ pub fn make_plan(input: &PlanInput<'_>) -> Result<Plan> {
         .collect();
     unreferenced.sort();
     Ok(Plan {
-        packs: plans,
         unreferenced,
         index_files: input.indexes.iter().map(|(id, _)| *id).collect(),
+        repack_order: selection.chosen.iter().map(|&i| plans[i].id).collect(),
+        repack_limited: selection.limited,
+        packs: plans,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bunker_format::Id;
+    use bunker_format::{BlobType, Id};
 
     fn blob(n: u32, len: u32) -> IndexBlob {
         IndexBlob {
@@ -286,6 +218,9 @@ mod tests {
             used: &used,
             max_unused: max,
             repack_cacheable_only: false,
+            max_repack_size: None,
+            repack_small: false,
+            pack_size: 64 * 1024,
         })
     }
 
@@ -358,26 +293,10 @@ mod tests {
             used: &used,
             max_unused: MaxUnused::default(),
             repack_cacheable_only: false,
+            max_repack_size: None,
+            repack_small: false,
+            pack_size: 64 * 1024,
         });
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn max_unused_parsing_and_limits() {
-        assert_eq!(MaxUnused::parse("5%").ok(), Some(MaxUnused::Percent(5.0)));
-        assert_eq!(
-            MaxUnused::parse("unlimited").ok(),
-            Some(MaxUnused::Unlimited)
-        );
-        assert_eq!(
-            MaxUnused::parse("10M").ok(),
-            Some(MaxUnused::Bytes(10 << 20))
-        );
-        assert_eq!(MaxUnused::parse("512").ok(), Some(MaxUnused::Bytes(512)));
-        assert!(MaxUnused::parse("150%").is_err());
-        assert!(MaxUnused::parse("lots").is_err());
-        assert_eq!(MaxUnused::Percent(50.0).limit(100), 100);
-        assert_eq!(MaxUnused::Percent(0.0).limit(100), 0);
-        assert_eq!(MaxUnused::Unlimited.limit(1), u64::MAX);
     }
 }
