@@ -59,13 +59,15 @@ fn check_and_restore(ctx: &Ctx, src: &Path, name: &str) {
     assert_eq!(tree(&restored), tree(src), "latest restores differently");
 }
 
-/// Twelve small backups, each adding one 3 KiB file: two small packs each.
+/// 24 small backups at `--pack-size 4`, each adding one 165 KiB file of
+/// random bytes: each writes a small data pack (4% of the target size and a
+/// little more, so not tiny) and a tiny tree pack.
 fn small_backups(ctx: &Ctx) -> std::path::PathBuf {
     run_ok(bunker(ctx, &["init"]));
     let src = ctx.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
-    for round in 0..12u64 {
-        std::fs::write(src.join(format!("f{round:02}")), bytes(round, 3 * 1024)).expect("write");
+    for round in 0..24u64 {
+        std::fs::write(src.join(format!("f{round:02}")), bytes(round, 165 * 1024)).expect("write");
         run_ok(bunker(ctx, &["backup", "-q", "--pack-size", "4", "src"]));
     }
     src
@@ -76,16 +78,25 @@ fn max_repack_size_and_repack_small_flags_report_and_stay_readable() {
     let ctx = Ctx::new();
     let src = small_backups(&ctx);
     let before = packs(&ctx);
-    assert!(before.len() >= 20, "{before:?}");
-    let total: u64 = before.iter().map(|(_, s)| s).sum();
+    assert_eq!(before.len(), 48, "{before:?}");
 
-    // Without --repack-small the small packs stay.
+    // Without --repack-small only the tiny packs (below 4% of 4 MiB: the 24
+    // tree packs) merge, as restic's default; the small data packs stay.
+    let tiny = before
+        .iter()
+        .filter(|(_, s)| *s < 4 * 1024 * 1024 / 25)
+        .count();
+    assert_eq!(tiny, 24, "{before:?}");
     let plain = json(&run_ok(bunker(
         &ctx,
         &["prune", "--json", "--pack-size", "4"],
     )));
-    assert_eq!(plain["packs_repacked"], 0, "{plain}");
+    assert_eq!(plain["packs_repacked"], 24, "{plain}");
+    assert_eq!(plain["new_packs"], 1, "{plain}");
     assert_eq!(plain["repack_limited"], false, "{plain}");
+    let before = packs(&ctx);
+    assert_eq!(before.len(), 25, "{before:?}");
+    let total: u64 = before.iter().map(|(_, s)| s).sum();
 
     // A zero budget repacks nothing and says so.
     let out = run_ok(bunker(
@@ -106,8 +117,8 @@ fn max_repack_size_and_repack_small_flags_report_and_stay_readable() {
     );
     assert_eq!(packs(&ctx), before);
 
-    // Half the bytes: some packs are merged, the report is limited.
-    let half = (total / 2).to_string();
+    // A quarter of the bytes: some packs are merged, the report is limited.
+    let quarter = (total / 4).to_string();
     let limited = json(&run_ok(bunker(
         &ctx,
         &[
@@ -115,7 +126,7 @@ fn max_repack_size_and_repack_small_flags_report_and_stay_readable() {
             "--json",
             "--repack-small",
             "--max-repack-size",
-            &half,
+            &quarter,
             "--pack-size",
             "4",
         ],
@@ -226,5 +237,6 @@ fn help_documents_the_flags() {
     }
     let help = stdout(&run_ok(bunker(&ctx, &["prune", "--help"])));
     assert!(help.contains("bunker prune --max-repack-size 2G"), "{help}");
-    assert!(help.contains("80% of the target pack size"), "{help}");
+    assert!(help.contains("4% of the target pack size"), "{help}");
+    assert!(help.contains("raises that to 80%"), "{help}");
 }

@@ -24,9 +24,10 @@ interrupted backups) are deleted too.
 Deleting wholly unused packs is not repacking and always happens. The report says when the \
 limit stopped repacking (`repack_limited` in --json).
 
---repack-small also repacks packs smaller than 80% of the target pack size (--pack-size), \
-merging the many small packs of many small backups into full ones: small packs that are \
-partly used always, wholly used ones when there are at least 10 of them (as restic). \
+Small packs are repacked whatever --max-unused says, merging the many small packs of many \
+small backups into full ones: small packs that are partly used always, wholly used ones \
+when there are at least 10 of them (as restic). Without --repack-small, small means below \
+4% of the target pack size (--pack-size); --repack-small raises that to 80%. \
 --max-repack-size applies to them too.
 
 prune refuses to run when any snapshot, index file or tree cannot be read, since a partial \
@@ -187,6 +188,7 @@ mod tests {
     fn help_states_the_small_pack_rules_of_the_library() {
         assert!(LONG_ABOUT.contains(&format!("at least {} of them", prune::MIN_SMALL_PACKS)));
         assert_eq!(prune::small_pack_limit(100), 80, "80% in the help text");
+        assert_eq!(prune::tiny_pack_limit(100), 4, "4% in the help text");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::Repository;
 
 pub use limits::{parse_max_repack_size, MaxUnused};
 pub use plan::{make_plan, PackAction, Plan, PlanInput};
-pub use select::{small_pack_limit, MIN_SMALL_PACKS};
+pub use select::{small_pack_limit, tiny_pack_limit, MIN_SMALL_PACKS};
 pub use used::used_blobs;
 
 /// Environment knob for crash tests: abort the process (no cleanup, like
@@ -59,7 +59,8 @@ pub struct PruneOptions {
     /// Deleting wholly unused packs does not count.
     pub max_repack_size: Option<u64>,
     /// Also repack packs smaller than [`small_pack_limit`] (80% of the target
-    /// pack size), merging them into full ones (`--repack-small`).
+    /// pack size), merging them into full ones (`--repack-small`). Without
+    /// it, the same rules apply to packs below [`tiny_pack_limit`] (4%).
     pub repack_small: bool,
     /// Testing only: abort the process after this many storage mutations.
     pub crash_after: Option<u64>,

@@ -220,7 +220,8 @@ mod tests {
             repack_cacheable_only: false,
             max_repack_size: None,
             repack_small: false,
-            pack_size: 64 * 1024,
+            // Tiny (always repacked) below 655 bytes: these packs are not.
+            pack_size: 16 * 1024,
         })
     }
 

@@ -9,6 +9,10 @@
 //! run). Small packs go first. `--max-repack-size` bounds the total size of
 //! the packs chosen: a pack that does not fit is left for a later run, and
 //! smaller ones after it may still fit (restic does the same).
+//!
+//! Without `--repack-small`, packs below [`tiny_pack_limit`] count as small
+//! in the same way (restic's default), so the tiny packs that many small
+//! backups write are merged once there are enough of them.
 
 use bunker_format::BlobType;
 
@@ -23,6 +27,12 @@ pub const MIN_SMALL_PACKS: usize = 10;
 /// target pack size, as restic.
 pub fn small_pack_limit(pack_size: u64) -> u64 {
     pack_size / 5 * 4
+}
+
+/// Without `--repack-small`, packs smaller than this are small: 4% of the
+/// target pack size, as restic.
+pub fn tiny_pack_limit(pack_size: u64) -> u64 {
+    pack_size / 25
 }
 
 /// The knobs of [`choose`].
@@ -48,7 +58,7 @@ pub(super) fn choose(plans: &mut [PackPlan], l: &Limits) -> Selection {
     let small_below = if l.repack_small {
         small_pack_limit(l.pack_size)
     } else {
-        0
+        tiny_pack_limit(l.pack_size)
     };
     let is_small = |p: &PackPlan| p.size < small_below;
     let eligible = |p: &PackPlan| {
@@ -245,6 +255,33 @@ mod tests {
         };
         assert!(!choose(&mut one, &l2).limited);
         assert_eq!(repacked(&one), vec![300]);
+    }
+
+    #[test]
+    fn tiny_packs_merge_without_the_flag() {
+        // pack_size 1000: below 40 bytes is tiny.
+        let tiny = |n| pack(n, 39, 0, BlobType::Data);
+        let mut few: Vec<PackPlan> = (0..MIN_SMALL_PACKS as u32 - 1).map(tiny).collect();
+        assert!(
+            repacked_by_default(&mut few).is_empty(),
+            "too few tiny packs"
+        );
+        let mut many: Vec<PackPlan> = (0..MIN_SMALL_PACKS as u32).map(tiny).collect();
+        many.push(pack(100, 40, 0, BlobType::Data)); // 4%: not tiny
+        assert_eq!(repacked_by_default(&mut many), vec![39; MIN_SMALL_PACKS]);
+        // A partly used tiny pack is repacked whatever --max-unused says.
+        let mut one = vec![pack(1, 30, 1, BlobType::Data)];
+        let l = Limits {
+            max_unused: MaxUnused::Unlimited,
+            ..limits()
+        };
+        choose(&mut one, &l);
+        assert_eq!(repacked(&one), vec![30]);
+    }
+
+    fn repacked_by_default(plans: &mut [PackPlan]) -> Vec<u64> {
+        choose(plans, &limits());
+        repacked(plans)
     }
 
     #[test]
