@@ -5,9 +5,10 @@
 //! worker threads. Backends:
 //!
 //! * [`LocalStorage`]: a directory, restic-identical layout, atomic durable writes;
-//! * [`OpendalStorage`]: S3 (with a storage class per file type), SFTP (restic's
-//!   `sftp:` syntax, through the system `ssh`) and any other OpenDAL service,
-//!   driven by an internal tokio runtime.
+//! * [`SftpStorage`]: restic's `sftp:` locations through the system `ssh`
+//!   (`openssh` and `openssh-sftp-client`), fsynced atomic writes;
+//! * [`OpendalStorage`]: S3 (with a storage class per file type) and any other
+//!   OpenDAL service (`opendal:sftp` included), driven by an internal tokio runtime.
 //!
 //! Layers wrap a [`DynStorage`] and are themselves storages: [`RetryStorage`]
 //! (bounded jittered backoff), [`FaultStorage`] (deterministic fault injection for
@@ -29,6 +30,8 @@ mod options;
 mod retry;
 mod s3;
 mod sftp;
+mod sftp_backend;
+mod sftp_error;
 mod sftp_preflight;
 mod storage_class;
 
@@ -45,6 +48,7 @@ pub use opendal_backend::OpendalStorage;
 pub use options::{BucketLookup, Options, S3Options};
 pub use retry::{RetryConfig, RetryStorage};
 pub use sftp::{KnownHosts, SftpLocation, SftpOptions};
+pub use sftp_backend::SftpStorage;
 pub use storage_class::{ARCHIVE_STORAGE_CLASSES, KNOWN_STORAGE_CLASSES};
 
 /// A repository storage backend or layer. All methods block.

@@ -9,6 +9,7 @@ use crate::location::{parse_location, Location};
 use crate::opendal_backend::OpendalStorage;
 use crate::options::Options;
 use crate::retry::{RetryConfig, RetryStorage};
+use crate::sftp_backend::SftpStorage;
 use crate::DynStorage;
 
 /// Opens `location` with `options` (`-o key=value` pairs) and returns
@@ -64,7 +65,7 @@ fn build(loc: &Location, opts: &Options) -> Result<DynStorage, StorageError> {
     Ok(match loc {
         Location::Local(path) => Arc::new(LocalStorage::new(path)),
         Location::S3(s3) => Arc::new(OpendalStorage::s3(s3, opts)?),
-        Location::Sftp(sftp) => Arc::new(OpendalStorage::sftp(sftp, opts)?),
+        Location::Sftp(sftp) => Arc::new(SftpStorage::open(sftp, opts)?),
         Location::Opendal { scheme } => Arc::new(OpendalStorage::service(scheme, opts)?),
     })
 }

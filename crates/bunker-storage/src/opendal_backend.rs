@@ -147,6 +147,8 @@ impl OpendalStorage {
     }
 
     /// Opens an `sftp:` repository through OpenDAL's sftp service (system `ssh`).
+    /// Not used for `sftp:` locations any more ([`crate::SftpStorage`] fsyncs its
+    /// writes and its ssh masters exit with the process); kept for comparison.
     pub fn sftp(loc: &SftpLocation, o: &Options) -> Result<Self, StorageError> {
         let label = loc.display();
         let cfg = sftp::service_config(loc, &o.sftp);

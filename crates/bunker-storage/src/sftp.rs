@@ -1,11 +1,12 @@
-//! SFTP repositories: restic's `sftp:` location syntax and its translation into
-//! OpenDAL `sftp` service configuration.
+//! SFTP repositories: restic's `sftp:` location syntax, the `sftp.*` options, and
+//! their translation into OpenDAL `sftp` service configuration (used only by
+//! [`crate::OpendalStorage::sftp`]; `sftp:` locations open [`crate::SftpStorage`]).
 //!
-//! OpenDAL's SFTP service drives the system `ssh` binary (through the `openssh`
-//! crate, one control master per connection pool), so host keys, ports, identities
-//! and jump hosts follow the user's OpenSSH configuration (`~/.ssh/config`,
-//! `~/.ssh/known_hosts`). Host keys are checked strictly unless the
-//! `sftp.known_hosts` option says otherwise.
+//! Both backends drive the system `ssh` binary (through the `openssh` crate, one
+//! control master per connection), so host keys, ports, identities and jump hosts
+//! follow the user's OpenSSH configuration (`~/.ssh/config`, `~/.ssh/known_hosts`).
+//! Host keys are checked strictly unless the `sftp.known_hosts` option says
+//! otherwise.
 
 use crate::error::StorageError;
 
@@ -110,8 +111,8 @@ fn invalid(location: &str, why: &str) -> StorageError {
 /// Parses what follows `sftp:`: `[USER@]HOST:/ABS/PATH` (restic's short form) or
 /// `//[USER@]HOST[:PORT]//ABS/PATH` (restic's URL form; `[::1]` for IPv6).
 ///
-/// Paths relative to the login directory are rejected: OpenDAL resolves the
-/// repository root from `/`.
+/// Paths relative to the login directory are rejected: the repository root is
+/// resolved from `/`.
 pub(crate) fn parse(location: &str, rest: &str) -> Result<SftpLocation, StorageError> {
     let (authority, path) = if let Some(url) = rest.strip_prefix("//") {
         let (authority, path) = url.split_once('/').unwrap_or((url, ""));

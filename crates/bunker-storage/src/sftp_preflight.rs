@@ -3,7 +3,9 @@
 //! OpenDAL's sftp service opens ssh connections through a pool that retries a
 //! failing connection until its own 30-second deadline and then reports only
 //! "connection request: timeout", hiding whether the host key was refused, the
-//! key was rejected or nothing listened. Before the first operation bunker runs the
+//! key was rejected or nothing listened; the `openssh` crate (used directly by
+//! [`crate::SftpStorage`]) keeps only the master's log. Before the first operation
+//! either SFTP backend runs the
 //! same `ssh` client with the same options once (`ssh -s HOST sftp` with standard
 //! input closed, so the server's sftp subsystem starts and ends at once) and turns
 //! its diagnostics into a classified [`StorageError`].

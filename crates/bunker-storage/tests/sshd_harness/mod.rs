@@ -12,6 +12,10 @@
 //! Uses only the standard library and `tempfile`, so other crates' tests can
 //! include it with `#[path = ".../sshd_harness/mod.rs"] mod sshd_harness;`.
 //!
+//! The SFTP subsystem is OpenSSH's `sftp-server` at log level VERBOSE, logging every
+//! request (open, fsync, rename, hard link...) to a file read by [`SshServer::sftp_log`];
+//! where no `sftp-server` binary is found, sshd's `internal-sftp` without that log.
+//!
 //! The server binary is `$BUNKER_SSHD_BIN`, else `/usr/sbin/sshd`; without it (or
 //! without `ssh`/`ssh-keygen`), [`sshd_or_skip`] prints a note and tests return
 //! early (CI installs `openssh-server`).
@@ -74,6 +78,19 @@ fn run(cmd: &mut Command) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// OpenSSH's stand-alone `sftp-server`, where distributions put it.
+fn sftp_server_binary() -> Option<PathBuf> {
+    [
+        "/usr/lib/openssh/sftp-server",
+        "/usr/libexec/openssh/sftp-server",
+        "/usr/libexec/sftp-server",
+        "/usr/lib/ssh/sftp-server",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 fn keygen(path: &Path) -> std::io::Result<()> {
     run(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "bunker-test", "-f"])
@@ -92,6 +109,7 @@ pub struct SshServer {
     pub user_key: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    sftp_log: Option<PathBuf>,
 }
 
 impl SshServer {
@@ -108,6 +126,24 @@ impl SshServer {
         // Root's sshd insists on its privilege separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // The sftp subsystem: sftp-server logging each request to a file.
+        let sftp_log = base.join("sftp-server.log");
+        let subsystem = match sftp_server_binary() {
+            Some(bin) => {
+                let wrapper = base.join("sftp-server-logged");
+                std::fs::write(
+                    &wrapper,
+                    format!(
+                        "#!/bin/sh\nexec '{}' -e -l VERBOSE \"$@\" 2>>'{}'\n",
+                        bin.display(),
+                        sftp_log.display()
+                    ),
+                )?;
+                run(Command::new("chmod").arg("755").arg(&wrapper))?;
+                wrapper.display().to_string()
+            }
+            None => "internal-sftp".to_string(),
+        };
         let config = base.join("sshd_config");
         std::fs::write(
             &config,
@@ -126,7 +162,7 @@ impl SshServer {
                  MaxStartups 100\n\
                  MaxSessions 100\n\
                  LogLevel ERROR\n\
-                 Subsystem sftp internal-sftp\n",
+                 Subsystem sftp {subsystem}\n",
                 host = host_key.display(),
                 auth = base.join("authorized_keys").display(),
             ),
@@ -172,6 +208,7 @@ impl SshServer {
             user_key,
             child: Some(child),
             log,
+            sftp_log: (subsystem != "internal-sftp").then_some(sftp_log),
         };
         server.wait_ready()?;
         Ok(server)
@@ -247,23 +284,38 @@ impl SshServer {
         vec![("sftp.key".into(), self.user_key.display().to_string())]
     }
 
-    /// Client processes using the harness's control-socket directory (leftover
-    /// ssh control masters).
-    /// The ssh processes (control masters) still running for this server's
-    /// state dir once they have had up to 15 s to exit: a master exits
+    /// The ssh processes (control masters and their clients) still running for
+    /// this server's state dir once they have had up to 15 s to exit: a master exits
     /// asynchronously after its session is closed, later on a loaded machine.
     pub fn leftover_processes(&self) -> Vec<String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        self.leftover_processes_within(Duration::from_secs(15))
+    }
+
+    /// Like [`SshServer::leftover_processes`], waiting at most `limit`.
+    pub fn leftover_processes_within(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
         loop {
-            let left: Vec<String> = processes_mentioning(&self.state_dir().display().to_string())
-                .into_iter()
-                .map(|(_, cmd)| cmd)
-                .collect();
-            if left.is_empty() || std::time::Instant::now() >= deadline {
+            let left = self.ssh_processes();
+            if left.is_empty() || Instant::now() >= deadline {
                 return left;
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Command lines of the processes using this server's state dir right now.
+    pub fn ssh_processes(&self) -> Vec<String> {
+        processes_mentioning(&self.state_dir().display().to_string())
+            .into_iter()
+            .map(|(_, cmd)| cmd)
+            .collect()
+    }
+
+    /// Everything `sftp-server` logged so far (one line per request, e.g.
+    /// `fsync "/path"`), or `None` when the server runs `internal-sftp` unlogged.
+    pub fn sftp_log(&self) -> Option<String> {
+        let path = self.sftp_log.as_ref()?;
+        Some(std::fs::read_to_string(path).unwrap_or_default())
     }
 
     /// The end of the server's log, for failure messages.
