@@ -1,7 +1,8 @@
 //! `bunker` over storage backends against real servers (no mocks):
 //!
-//! * SFTP through OpenDAL to a real `sshd` on loopback (host keys checked against a
-//!   known_hosts file the test writes): init, backup, restore, check --read-data,
+//! * SFTP (bunker's own backend, fsynced writes) to a real `sshd` on loopback (host
+//!   keys checked against a known_hosts file the test writes): init, backup,
+//!   restore, check --read-data,
 //!   restic reading the same repository over its own sftp backend, and no ssh
 //!   control master left behind.
 //! * S3 storage classes per file type on a real Garage. Garage neither stores nor

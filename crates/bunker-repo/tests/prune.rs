@@ -478,7 +478,7 @@ fn repack_small_merges_small_packs_into_full_ones() {
 
     // Without --repack-small only the tiny packs (below 4% of the target
     // size: the tree packs) merge, as restic's default; the others stay.
-    let tiny = tiny_pack_limit(options().pack_size as u64);
+    let tiny = tiny_pack_limit(options().pack_size);
     let tiny_before: BTreeSet<PackId> = packs_before
         .iter()
         .filter(|(_, &size)| size < tiny)
