@@ -28,6 +28,7 @@ mod opendal_backend;
 mod opendal_error;
 mod options;
 mod retry;
+mod runtime;
 mod s3;
 mod sftp;
 mod sftp_backend;

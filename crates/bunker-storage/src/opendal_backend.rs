@@ -245,18 +245,7 @@ impl OpendalStorage {
         let Some(rt) = self.rt.as_ref() else {
             unreachable!("runtime is only taken in drop")
         };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Blocking inside a runtime's context would panic: use a helper thread.
-            std::thread::scope(|s| {
-                let h = s.spawn(|| rt.block_on(fut));
-                match h.join() {
-                    Ok(v) => v,
-                    Err(p) => std::panic::resume_unwind(p),
-                }
-            })
-        } else {
-            rt.block_on(fut)
-        }
+        crate::runtime::block_on(rt, fut)
     }
 
     fn preflight(&self) -> Result<(), StorageError> {

@@ -264,15 +264,7 @@ impl SftpStorage {
         let Some(rt) = self.rt.as_ref() else {
             unreachable!("runtime is only taken in drop")
         };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Blocking inside a runtime's context would panic: use a helper thread.
-            std::thread::scope(|s| match s.spawn(|| rt.block_on(fut)).join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            })
-        } else {
-            rt.block_on(fut)
-        }
+        crate::runtime::block_on(rt, fut)
     }
 
     /// The server path of a repository-relative path.
