@@ -31,9 +31,10 @@ const LAYOUT_DIRS: [&str; 4] = ["keys/", "snapshots/", "index/", "locks/"];
 /// another runtime is supported (the call is moved to a scoped helper thread).
 ///
 /// `write` is a single PUT (atomic on object stores; the `fs` service is given an
-/// `atomic_write_dir` so it writes a temp file and renames; on `sftp` bunker writes
-/// `.bunker-tmp-*` beside the target and renames it, atomically with OpenSSH's
-/// `posix-rename` extension). `write_new` first checks
+/// `atomic_write_dir` so it writes a temp file and renames; on `sftp` and `webdav`
+/// bunker writes `.bunker-tmp-*` beside the target and renames it, atomically with
+/// OpenSSH's `posix-rename` extension, with one WebDAV `MOVE` on WebDAV servers).
+/// `fs`, `sftp` and `webdav` get restic's directory layout on `create`. `write_new` first checks
 /// that the name is free, then writes with `If-None-Match: *` where the service
 /// supports conditional writes. On services that accept but ignore that header (or
 /// with `s3.conditional-write=false`), two writers racing between the check and the
@@ -223,7 +224,7 @@ impl OpendalStorage {
     ) -> Self {
         let info = op.info();
         let cap = info.full_capability();
-        let fs_like = matches!(info.scheme(), Scheme::Fs | Scheme::Sftp);
+        let fs_like = matches!(info.scheme(), Scheme::Fs | Scheme::Sftp | Scheme::Webdav);
         OpendalStorage {
             rt: Some(rt),
             op,
@@ -231,7 +232,9 @@ impl OpendalStorage {
             label,
             conditional: AtomicBool::new(conditional && cap.write_with_if_not_exists),
             fs_like,
-            write_via_rename: info.scheme() == Scheme::Sftp,
+            // A WebDAV PUT may be visible while it is written (many servers stream
+            // into the target file); MOVE onto the target name is one request.
+            write_via_rename: matches!(info.scheme(), Scheme::Sftp | Scheme::Webdav),
             preflight: None,
             range_precheck: info.scheme() == Scheme::Memory,
         }
