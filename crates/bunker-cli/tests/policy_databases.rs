@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pg_cluster::{chown_postgres, free_port, pg_available, pg_program, psql, Cluster, PG_BIN};
+use pg_cluster::{chown_postgres, free_port, pg_available, psql, psql_command, Cluster, PG_BIN};
 use policy_support::{json, run_ok, stdout, tree, Ctx};
 use rusqlite::Connection;
 
@@ -275,18 +275,7 @@ fn postgres_logical_item_through_run() {
     // Regression: pg_dump ran without a time limit, so a dump blocked on a
     // lock hung the run for good. Another session holds an exclusive lock
     // on the table; pg_dump waits for it until the item's timeout stops it.
-    let mut locker = std::process::Command::new(pg_program("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-qAtX",
-            "-d",
-            "shop",
-            "-p",
-        ])
-        .arg(cluster.port.to_string())
+    let mut locker = psql_command(cluster.port, "shop")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -41,23 +41,29 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// `psql -qAtX` on 127.0.0.1 as `postgres`; the trimmed output.
+/// `psql -qAtX` on 127.0.0.1 as `postgres`, connected to `db`.
+pub fn psql_command(port: u16, db: &str) -> Command {
+    let mut c = Command::new(pg_program("psql"));
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-qAtX",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ])
+    .arg("-p")
+    .arg(port.to_string())
+    .args(["-d", db]);
+    c
+}
+
+/// `sql` run through [`psql_command`]; the trimmed output.
 pub fn psql(port: u16, db: &str, sql: &str) -> String {
-    run(Command::new(pg_program("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-qAtX",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(["-d", db, "-c", sql]))
-    .trim()
-    .to_string()
+    run(psql_command(port, db).args(["-c", sql]))
+        .trim()
+        .to_string()
 }
 
 /// Whether the PostgreSQL tests can run (root, PostgreSQL 15 installed);
