@@ -19,6 +19,8 @@ pub struct DirEntryName {
     /// The file system says (`d_type`) this is a regular file. A hint only:
     /// false when unknown, and the entry may change before it is read.
     pub regular_file: bool,
+    /// The file system says this is a directory (same caveats).
+    pub directory: bool,
 }
 
 /// As [`read_dir_sorted`], with the entry type hint `readdir` gives for free
@@ -31,10 +33,11 @@ pub fn read_dir_typed(path: &Path) -> Result<Vec<DirEntryName>, SourceError> {
         // `file_type` is d_type where the file system fills it in; where it
         // does not, std falls back to an lstat, which is what we avoid, so
         // only trust the cheap answer.
-        let regular_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let kind = entry.file_type().ok();
         entries.push(DirEntryName {
             name: entry.file_name(),
-            regular_file,
+            regular_file: kind.is_some_and(|t| t.is_file()),
+            directory: kind.is_some_and(|t| t.is_dir()),
         });
     }
     entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -80,18 +83,34 @@ mod tests {
     }
 
     #[test]
-    fn typed_listing_marks_regular_files_only() {
+    fn typed_listing_marks_regular_files_and_directories() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
-        let got: Vec<(String, bool)> = read_dir_typed(dir.path())
+        std::os::unix::fs::symlink("d", dir.path().join("m")).unwrap();
+        let got: Vec<(String, bool, bool)> = read_dir_typed(dir.path())
             .unwrap()
             .into_iter()
-            .map(|e| (e.name.to_string_lossy().into_owned(), e.regular_file))
+            .map(|e| {
+                (
+                    e.name.to_string_lossy().into_owned(),
+                    e.regular_file,
+                    e.directory,
+                )
+            })
             .collect();
-        let want = [("d", false), ("f", true), ("l", false)];
-        let want: Vec<(String, bool)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        // Links are neither, whatever they point to.
+        let want = [
+            ("d", false, true),
+            ("f", true, false),
+            ("l", false, false),
+            ("m", false, false),
+        ];
+        let want: Vec<(String, bool, bool)> = want
+            .iter()
+            .map(|(n, r, d)| (n.to_string(), *r, *d))
+            .collect();
         assert_eq!(got, want);
     }
 }

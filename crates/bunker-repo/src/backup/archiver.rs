@@ -16,7 +16,9 @@ use std::sync::atomic::AtomicUsize;
 use bunker_format::chunker::Chunker;
 use bunker_format::node::{Node, NodeType, Tree};
 use bunker_format::{BlobType, TreeId};
-use bunker_sources::{lstat_meta, read_dir_typed, Excluder, FileKind, FsMeta, SourceErrorKind};
+use bunker_sources::{
+    lstat_meta, read_dir_typed, DirEntryName, Excluder, FileKind, FsMeta, SourceErrorKind,
+};
 use rayon::prelude::*;
 
 use super::node::{file_unchanged, no_xattrs_since, node_from_meta};
@@ -82,7 +84,7 @@ impl Archiver<'_> {
     /// Save the root tree of the snapshot; returns its id.
     pub fn archive(&self, root: &TargetNode, parent_root: Option<&Tree>) -> Result<TreeId> {
         let nodes = match root {
-            TargetNode::Leaf(path) => match self.dir_nodes(path, parent_root) {
+            TargetNode::Leaf(path) => match self.dir_nodes(path, parent_root, false) {
                 Ok(n) => n,
                 Err(ItemError::Fatal(e)) => return Err(e),
                 Err(ItemError::Skip(msg)) => {
@@ -119,7 +121,7 @@ impl Archiver<'_> {
         prev: Option<&Node>,
     ) -> Result<Option<Node>> {
         match target {
-            TargetNode::Leaf(path) => self.save_item(path, name, prev, true),
+            TargetNode::Leaf(path) => self.save_item(path, name, prev, true, false),
             TargetNode::Inner { path, children } => {
                 let meta = match lstat_meta(path, false) {
                     Ok(m) => m,
@@ -205,12 +207,15 @@ impl Archiver<'_> {
     }
 
     /// Save one file-system object; `None` when excluded or skipped.
+    /// `hinted`: a directory whose files were already announced to the
+    /// read-ahead.
     pub fn save_item(
         &self,
         path: &Path,
         name: &[u8],
         prev: Option<&Node>,
         explicit: bool,
+        hinted: bool,
     ) -> Result<Option<Node>> {
         if !explicit && self.excluder.is_some_and(|e| e.excluded_by_name(path)) {
             return Ok(None);
@@ -241,7 +246,7 @@ impl Archiver<'_> {
         }
         let result = match meta.kind {
             FileKind::File => self.save_file(path, name, &meta, prev),
-            FileKind::Dir => self.save_dir(path, name, &meta, prev),
+            FileKind::Dir => self.save_dir(path, name, &meta, prev, hinted),
             _ => Ok(node_from_meta(name, &meta)),
         };
         match result {
@@ -254,24 +259,45 @@ impl Archiver<'_> {
         }
     }
 
-    /// The nodes of a directory's entries, in name order.
-    fn dir_nodes(&self, path: &Path, prev_tree: Option<&Tree>) -> Result<Vec<Node>, ItemError> {
+    /// The nodes of a directory's entries, in name order. `hinted`: its
+    /// files were already announced to the read-ahead.
+    fn dir_nodes(
+        &self,
+        path: &Path,
+        prev_tree: Option<&Tree>,
+        hinted: bool,
+    ) -> Result<Vec<Node>, ItemError> {
         let entries = read_dir_typed(path).map_err(|e| ItemError::Skip(e.to_string()))?;
+        let mut subdirs_hinted = vec![false; entries.len()];
         if let Some(prefetch) = self.prefetch {
+            let new = |e: &DirEntryName| find(prev_tree, e.name.as_bytes()).is_none();
+            let included = |p: &Path| !self.excluder.is_some_and(|x| x.excluded_by_name(p));
             // Files the parent snapshot has are most likely unchanged and
             // not read at all: only announce the others.
-            entries
-                .iter()
-                .filter(|e| e.regular_file && find(prev_tree, e.name.as_bytes()).is_none())
-                .map(|e| path.join(&e.name))
-                .filter(|p| !self.excluder.is_some_and(|x| x.excluded_by_name(p)))
-                .for_each(|p| prefetch.hint(p));
+            if !hinted {
+                entries
+                    .iter()
+                    .filter(|e| e.regular_file && new(e))
+                    .map(|e| path.join(&e.name))
+                    .filter(|p| included(p))
+                    .for_each(|p| prefetch.hint(p));
+            }
+            // New subdirectories: their files are all going to be read, so
+            // announce them now, a level ahead of the workers.
+            for (e, done) in entries.iter().zip(subdirs_hinted.iter_mut()) {
+                if e.directory && new(e) {
+                    let p = path.join(&e.name);
+                    *done = included(&p) && prefetch.hint_dir(p);
+                }
+            }
         }
         let nodes: Vec<Option<Node>> = entries
             .par_iter()
-            .map(|e| {
+            .zip(&subdirs_hinted)
+            .map(|(e, hinted)| {
                 let name = e.name.as_bytes();
-                self.save_item(&path.join(&e.name), name, find(prev_tree, name), false)
+                let prev = find(prev_tree, name);
+                self.save_item(&path.join(&e.name), name, prev, false, *hinted)
             })
             .collect::<Result<_>>()?;
         Ok(nodes.into_iter().flatten().collect())
@@ -283,9 +309,10 @@ impl Archiver<'_> {
         name: &[u8],
         meta: &FsMeta,
         prev: Option<&Node>,
+        hinted: bool,
     ) -> Result<Node, ItemError> {
         let prev_tree = self.load_prev_tree(path, prev);
-        let nodes = self.dir_nodes(path, prev_tree.as_ref())?;
+        let nodes = self.dir_nodes(path, prev_tree.as_ref(), hinted)?;
         let mut node = node_from_meta(name, meta);
         node.subtree = Some(self.save_dir_tree(nodes, prev, prev_tree.as_ref())?);
         self.stats.dir(change_of(prev, &node));

@@ -272,7 +272,8 @@ pub fn backup(
     let excluder = if stdin.is_some() {
         None
     } else {
-        Some(Excluder::new(&ex_opts).map_err(|e| RepoError::Invalid(e.to_string()))?)
+        let excluder = Excluder::new(&ex_opts).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        Some(Arc::new(excluder))
     };
 
     let stats = Stats::default();
@@ -303,12 +304,14 @@ pub fn backup(
         .map_err(|e| RepoError::Io(format!("cannot start backup workers: {e}")))?;
 
     let saver = BlobSaver::new(work.clone());
-    let prefetcher = stdin.is_none().then(prefetch::Prefetcher::start);
+    let prefetcher = stdin
+        .is_none()
+        .then(|| prefetch::Prefetcher::start(excluder.clone()));
     let chunker = Chunker::new(work.config().chunker_polynomial);
     let archiver = Archiver {
         repo: &work,
         saver: &saver,
-        excluder: excluder.as_ref(),
+        excluder: excluder.as_deref(),
         chunker,
         ignore_ctime: opts.ignore_ctime,
         ignore_inode: opts.ignore_inode,
