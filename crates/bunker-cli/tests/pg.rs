@@ -542,3 +542,58 @@ fn standby_base_backup_and_pitr() {
     drop(standby);
     drop(primary);
 }
+
+/// `pg backup --timeout` against a server that accepts connections but
+/// never answers: the postmaster is stopped (SIGSTOP), so a new connection
+/// waits in the listen queue for good. Regression: the query for the next
+/// transaction id ran psql without the time limit, so the backup hung
+/// before pg_basebackup even started. Now it fails within the limit with a
+/// clear message and leaves no snapshot.
+#[test]
+fn base_backup_timeout_stops_a_hung_server() {
+    if !pg_available() {
+        return;
+    }
+    let (env, pw) = pg_env();
+    let cluster = archiving_primary(&env, &pw);
+    let p = cluster.port.to_string();
+    let snapshots = || -> usize {
+        let out = run(bunker_pg(&env, &pw).args(["--json", "snapshots"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array().map_or(0, Vec::len)
+    };
+    let before = snapshots();
+    let pid_file = std::fs::read_to_string(cluster.data.join("postmaster.pid")).unwrap();
+    let pid = pid_file.lines().next().unwrap().trim().to_string();
+    let signal = |sig: &str| run(Command::new("kill").args([sig, &pid]));
+    signal("-STOP");
+    let started = Instant::now();
+    let mut child = bunker_pg(&env, &pw)
+        .args(["pg", "backup", "--timeout", "2s", "--pghost", "127.0.0.1"])
+        .args(["--pgport", &p, "--pguser", "postgres"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two limits at most (the query, then pg_basebackup), plus the 10 s
+    // grace before SIGKILL each; past 60 s it hangs.
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    signal("-CONT");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = status.expect("pg backup --timeout 2s hung against a stopped server");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("did not finish within 2s"), "{err}");
+    assert_eq!(snapshots(), before, "a stopped backup left a snapshot");
+    drop(cluster);
+}

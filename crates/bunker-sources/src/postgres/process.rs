@@ -85,25 +85,21 @@ impl PgConn {
     }
 
     /// Run `psql -AtX -c sql` against `dbname` (or the default database) and
-    /// return its trimmed output.
+    /// return its trimmed output, under this connection's time limit when it
+    /// has one (a server that accepts the connection but never answers would
+    /// otherwise hang the caller).
     pub fn query(&self, dbname: Option<&str>, sql: &str) -> Result<String, PgError> {
         let mut c = self.command("psql");
         c.args(["-AtX", "-v", "ON_ERROR_STOP=1", "-c", sql]);
         if let Some(d) = dbname {
             c.args(["-d", d]);
         }
-        let out = c
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| PgError::spawn("psql", e))?;
-        if !out.status.success() {
-            return Err(PgError::Failed {
-                program: "psql".into(),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let mut child = ChildReader::spawn_limited(c, self.timeout)?;
+        let mut out = Vec::new();
+        let read = child.stdout.read_to_end(&mut out);
+        child.finish_pg()?;
+        read.map_err(|e| PgError::spawn("psql", e))?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 }
 
@@ -200,37 +196,43 @@ impl ChildReader {
         String::from_utf8_lossy(&self.stderr.lock()).into_owned()
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    /// Wait for the program once its output has ended; a non-zero exit is
+    /// an error, and [`PgError::TimedOut`] when the time limit stopped it.
+    fn finish_pg(&mut self) -> Result<(), PgError> {
         self.finished = true;
-        let (status, timed_out) = match &mut self.watchdog {
-            Some(wd) => {
-                let status = wd.wait(&mut self.child)?;
-                (status, wd.fired().then(|| wd.limit()))
-            }
-            None => (self.child.wait()?, None),
+        let waited = match &mut self.watchdog {
+            Some(wd) => wd
+                .wait(&mut self.child)
+                .map(|status| (status, wd.fired().then(|| wd.limit()))),
+            None => self.child.wait().map(|status| (status, None)),
         };
+        let (status, timed_out) = waited.map_err(|e| PgError::spawn(&self.program, e))?;
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
         if let (Some(limit), false) = (timed_out, status.success()) {
-            let e = PgError::TimedOut {
+            return Err(PgError::TimedOut {
                 program: self.program.clone(),
                 limit: humantime::format_duration(limit).to_string(),
-            };
-            return Err(io::Error::new(io::ErrorKind::TimedOut, e.to_string()));
+            });
         }
         if status.success() {
             Ok(())
         } else {
-            Err(io::Error::other(
-                PgError::Failed {
-                    program: self.program.clone(),
-                    status: status.to_string(),
-                    stderr: self.stderr_text().trim().to_string(),
-                }
-                .to_string(),
-            ))
+            Err(PgError::Failed {
+                program: self.program.clone(),
+                status: status.to_string(),
+                stderr: self.stderr_text().trim().to_string(),
+            })
         }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.finish_pg().map_err(|e| match e {
+            PgError::TimedOut { .. } => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+            PgError::Spawn { source, .. } => source,
+            other => io::Error::other(other.to_string()),
+        })
     }
 }
 
