@@ -158,18 +158,8 @@ fn sigint_releases_locks_and_exits_130() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let start = Instant::now();
-    let code = loop {
-        if let Some(st) = holder.try_wait().expect("wait") {
-            break st.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "did not exit on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(130));
+    let status = common::wait_at_most(&mut holder, Duration::from_secs(30));
+    assert_eq!(status.expect("did not exit on SIGINT").code(), Some(130));
     assert_eq!(lock_count(&env), 0, "lock left behind");
     drop(holder.stdin.take());
 }

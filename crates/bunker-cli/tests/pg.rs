@@ -567,7 +567,6 @@ fn base_backup_timeout_stops_a_hung_server() {
     let pid = pid_file.lines().next().unwrap().trim().to_string();
     let signal = |sig: &str| run(Command::new("kill").args([sig, &pid]));
     signal("-STOP");
-    let started = Instant::now();
     let mut child = bunker_pg(&env, &pw)
         .args(["pg", "backup", "--timeout", "2s", "--pghost", "127.0.0.1"])
         .args(["--pgport", &p, "--pguser", "postgres"])
@@ -577,17 +576,7 @@ fn base_backup_timeout_stops_a_hung_server() {
         .unwrap();
     // Two limits at most (the query, then pg_basebackup), plus the 10 s
     // grace before SIGKILL each; past 60 s it hangs.
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common::wait_at_most(&mut child, Duration::from_secs(60));
     signal("-CONT");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
