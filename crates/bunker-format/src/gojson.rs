@@ -59,6 +59,15 @@ impl Formatter for GoFormatter {
 /// Writes an already-valid UTF-8 run, adding Go's extra escapes.
 fn write_escaped_fragment<W: ?Sized + io::Write>(writer: &mut W, fragment: &str) -> io::Result<()> {
     let bytes = fragment.as_bytes();
+    // Nearly every string (names, blob ids) has nothing to escape: one
+    // branch-free (vectorized) pass finds out, instead of a match per byte.
+    // The byte loop was about 0.8% of a kernel-tree backup's CPU time.
+    let special = bytes.iter().fold(false, |any, &b| {
+        any | matches!(b, b'<' | b'>' | b'&' | 0xe2)
+    });
+    if !special {
+        return writer.write_all(bytes);
+    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {

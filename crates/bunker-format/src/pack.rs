@@ -185,6 +185,17 @@ impl PackBuilder {
         }
     }
 
+    /// Like [`PackBuilder::with_capacity`], reusing `buf` (cleared) as the
+    /// pack's buffer.
+    pub fn with_buffer(blob_type: BlobType, mut buf: Vec<u8>) -> PackBuilder {
+        buf.clear();
+        PackBuilder {
+            blob_type,
+            data: buf,
+            blobs: Vec::new(),
+        }
+    }
+
     /// Encrypts `payload` straight into the pack (no intermediate buffer)
     /// and records it with plaintext id `id`; `uncompressed_length` is
     /// `Some` if `payload` is compressed. Returns the encrypted length.

@@ -29,7 +29,7 @@ pub mod watchdog;
 pub use error::{SourceError, SourceErrorKind};
 pub use exclude::{parse_size, ExcludeOptions, Excluder};
 pub use filter::{Pattern, PatternList};
-pub use meta::{lstat_meta, FileKind, FsMeta};
+pub use meta::{lstat_meta, lstat_meta_at, FileKind, FsMeta};
 pub use restore_fs::{validate_name, RestoreMeta, RestoreStats, TargetDir};
 pub use sparse::{write_at, SparseWriter};
 pub use sqlite::{backup_sqlite, SqliteBackupInfo};

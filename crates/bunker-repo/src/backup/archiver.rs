@@ -8,6 +8,8 @@
 //! single item (vanished, unreadable) are reported, recorded and the item is
 //! skipped; repository errors abort the backup.
 
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -17,9 +19,11 @@ use bunker_format::chunker::Chunker;
 use bunker_format::node::{Node, NodeType, Tree};
 use bunker_format::{BlobType, TreeId};
 use bunker_sources::{
-    lstat_meta, read_dir_typed, DirEntryName, Excluder, FileKind, FsMeta, SourceErrorKind,
+    lstat_meta, lstat_meta_at, read_dir_typed, DirEntryName, Excluder, FileKind, FsMeta,
+    SourceErrorKind,
 };
 use rayon::prelude::*;
+use rustix::fs::{Mode, OFlags};
 
 use super::node::{file_unchanged, no_xattrs_since, node_from_meta};
 use super::prefetch::Prefetcher;
@@ -121,7 +125,7 @@ impl Archiver<'_> {
         prev: Option<&Node>,
     ) -> Result<Option<Node>> {
         match target {
-            TargetNode::Leaf(path) => self.save_item(path, name, prev, true, false),
+            TargetNode::Leaf(path) => self.save_item(None, path, name, prev, true, false),
             TargetNode::Inner { path, children } => {
                 let meta = match lstat_meta(path, false) {
                     Ok(m) => m,
@@ -207,10 +211,12 @@ impl Archiver<'_> {
     }
 
     /// Save one file-system object; `None` when excluded or skipped.
-    /// `hinted`: a directory whose files were already announced to the
-    /// read-ahead.
+    /// `dir`: the open directory that holds it (as `name`), for lookups of
+    /// one path component instead of all of `path`. `hinted`: a directory
+    /// whose files were already announced to the read-ahead.
     pub fn save_item(
         &self,
+        dir: Option<BorrowedFd<'_>>,
         path: &Path,
         name: &[u8],
         prev: Option<&Node>,
@@ -220,7 +226,11 @@ impl Archiver<'_> {
         if !explicit && self.excluder.is_some_and(|e| e.excluded_by_name(path)) {
             return Ok(None);
         }
-        let mut meta = match lstat_meta(path, false) {
+        let looked_up = match dir {
+            Some(fd) => lstat_meta_at(fd, OsStr::from_bytes(name), path),
+            None => lstat_meta(path, false),
+        };
+        let mut meta = match looked_up {
             Ok(m) => m,
             Err(e) => {
                 let msg = match e.kind() {
@@ -238,14 +248,14 @@ impl Archiver<'_> {
             // restic does not store sockets: they cannot be restored usefully.
             return Ok(None);
         }
-        if !prev.is_some_and(|p| no_xattrs_since(&meta, p)) {
-            match bunker_sources::meta::read_xattrs(path) {
-                Ok(x) => meta.xattrs = x,
-                Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
-            }
+        let xattrs = !prev.is_some_and(|p| no_xattrs_since(&meta, p));
+        // A regular file that is read has its attributes listed through the
+        // open file (save_file), saving a path lookup.
+        if xattrs && meta.kind != FileKind::File {
+            self.read_xattrs(path, &mut meta);
         }
         let result = match meta.kind {
-            FileKind::File => self.save_file(path, name, &meta, prev),
+            FileKind::File => self.save_file(dir, path, name, &mut meta, prev, xattrs),
             FileKind::Dir => self.save_dir(path, name, &meta, prev, hinted),
             _ => Ok(node_from_meta(name, &meta)),
         };
@@ -256,6 +266,15 @@ impl Archiver<'_> {
                 Ok(None)
             }
             Err(ItemError::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// `path`'s extended attributes into `meta`; a failure is reported and
+    /// leaves the node without them.
+    fn read_xattrs(&self, path: &Path, meta: &mut FsMeta) {
+        match bunker_sources::meta::read_xattrs(path) {
+            Ok(x) => meta.xattrs = x,
+            Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
         }
     }
 
@@ -291,13 +310,18 @@ impl Archiver<'_> {
                 }
             }
         }
+        // Entries are looked up relative to the directory (when it opens;
+        // its listing above reports the errors).
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(path, flags, Mode::empty()).ok();
+        let dir = dir.as_ref().map(|fd| fd.as_fd());
         let nodes: Vec<Option<Node>> = entries
             .par_iter()
             .zip(&subdirs_hinted)
             .map(|(e, hinted)| {
                 let name = e.name.as_bytes();
                 let prev = find(prev_tree, name);
-                self.save_item(&path.join(&e.name), name, prev, false, *hinted)
+                self.save_item(dir, &path.join(&e.name), name, prev, false, *hinted)
             })
             .collect::<Result<_>>()?;
         Ok(nodes.into_iter().flatten().collect())
@@ -319,18 +343,24 @@ impl Archiver<'_> {
         Ok(node)
     }
 
+    /// `xattrs`: the extended attributes are to be read (into `meta`).
     fn save_file(
         &self,
+        dir: Option<BorrowedFd<'_>>,
         path: &Path,
         name: &[u8],
-        meta: &FsMeta,
+        meta: &mut FsMeta,
         prev: Option<&Node>,
+        xattrs: bool,
     ) -> Result<Node, ItemError> {
         self.progress.current(&display(path));
         if let Some(p) =
             prev.filter(|p| file_unchanged(meta, p, self.ignore_ctime, self.ignore_inode))
         {
             if self.all_blobs_present(p) {
+                if xattrs {
+                    self.read_xattrs(path, meta);
+                }
                 let mut node = node_from_meta(name, meta);
                 node.content = p.content.clone();
                 self.stats.file(Change::Unmodified, meta.size);
@@ -343,11 +373,21 @@ impl Archiver<'_> {
                 display(path)
             ));
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(|e| ItemError::Skip(format!("open: {e}")))?;
+        let opened = match dir {
+            Some(fd) => rustix::fs::openat(
+                fd,
+                OsStr::from_bytes(name),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(std::fs::File::from)
+            .map_err(std::io::Error::from),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+                .open(path),
+        };
+        let mut file = opened.map_err(|e| ItemError::Skip(format!("open: {e}")))?;
         let fmeta = file
             .metadata()
             .map_err(|e| ItemError::Skip(format!("fstat: {e}")))?;
@@ -355,6 +395,12 @@ impl Archiver<'_> {
             return Err(ItemError::Skip(
                 "file was replaced during backup; not saved".into(),
             ));
+        }
+        if xattrs {
+            match bunker_sources::meta::read_xattrs_of(&file, path) {
+                Ok(x) => meta.xattrs = x,
+                Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
+            }
         }
         let content = self.save_content(&mut file, meta.size)?;
         let mut node = node_from_meta(name, meta);

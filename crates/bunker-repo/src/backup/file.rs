@@ -6,6 +6,7 @@
 //! limit is reached the reading thread saves the chunk itself, which both
 //! bounds memory and throttles reading to the speed of saving.
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::Ordering;
 
@@ -35,6 +36,13 @@ fn read_full(r: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(n)
+}
+
+thread_local! {
+    /// Each worker's read buffer (at most [`READ_BLOCK_SIZE`]), reused from
+    /// file to file. Taken out while in use: a worker waiting in a nested
+    /// scope may start another file, which then gets its own.
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Chunk buffers kept for reuse while one file is read.
@@ -74,7 +82,14 @@ impl Archiver<'_> {
             } else {
                 READ_BLOCK_SIZE
             });
-        let mut buf = vec![0u8; block];
+        // The read buffer is the thread's, reused: a fresh one per file cost
+        // an allocation and a zero fill for every small file.
+        let mut owned = READ_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if owned.len() < block {
+            // Sized once for any file (only the pages read into are touched).
+            owned = vec![0u8; block.max(READ_BLOCK_SIZE)];
+        }
+        let buf = &mut owned[..block];
         let mut chunker = self.chunker.clone();
         chunker.reset();
 
@@ -132,12 +147,15 @@ impl Archiver<'_> {
                 if fatal.lock().is_some() {
                     return Ok(size);
                 }
-                let n = read_full(reader, &mut buf)?;
+                let n = read_full(reader, buf)?;
                 if n == 0 {
                     break;
                 }
                 size += n as u64;
                 self.progress.add_bytes(n as u64);
+                // A short read is the end of the file (read_full only stops
+                // early at EOF).
+                let last = n < buf.len();
                 let mut data = &buf[..n];
                 while !data.is_empty() {
                     match chunker.next_boundary(data) {
@@ -147,6 +165,18 @@ impl Archiver<'_> {
                             chunk.extend_from_slice(&data[..k]);
                             emit(chunk);
                             data = &data[k..];
+                        }
+                        None if last && cur.is_empty() && data.len() < MIN_SIZE => {
+                            // A small file, or a small tail after a cut: it
+                            // is saved straight from the read buffer (small
+                            // chunks are saved inline anyway), not copied.
+                            let idx = {
+                                let mut sl = slots.lock();
+                                sl.push(None);
+                                sl.len() - 1
+                            };
+                            store(idx, self.save_chunk(data));
+                            break;
                         }
                         None => {
                             if cur.capacity() == 0 {
@@ -161,8 +191,7 @@ impl Archiver<'_> {
                         }
                     }
                 }
-                if n < buf.len() {
-                    // Short read: EOF (read_full only stops early at EOF).
+                if last {
                     break;
                 }
             }
@@ -170,6 +199,12 @@ impl Archiver<'_> {
                 emit(cur);
             }
             Ok(size)
+        });
+        READ_BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < owned.len() {
+                *b = owned;
+            }
         });
         if let Some(e) = fatal.into_inner() {
             return Err(ItemError::Fatal(e));

@@ -141,15 +141,20 @@ impl Drop for Prefetcher {
     }
 }
 
+/// How the helpers open files: see [`advise`].
+const FILE_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
 /// Ask the kernel to start reading the head of a regular file. Opened
 /// non-blocking and without following symlinks, so a file swapped for a
 /// FIFO or a link since the listing does no harm (`fadvise` fails on a
 /// FIFO). No `fstat`: the kernel stops the read-ahead at the end of the file
 /// by itself, and the call saves one system call per file.
 fn advise(path: &Path) {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    if let Ok(fd) = rustix::fs::open(path, flags, Mode::empty()) {
+    if let Ok(fd) = rustix::fs::open(path, FILE_FLAGS, Mode::empty()) {
         let _ = rustix::fs::fadvise(&fd, 0, NonZeroU64::new(PER_FILE), Advice::WillNeed);
     }
 }
@@ -157,8 +162,16 @@ fn advise(path: &Path) {
 /// Announce the regular files directly in `dir` that the backup is going
 /// to read.
 fn advise_dir(dir: &Path, excluder: Option<&Excluder>) {
-    for path in files_to_read(dir, excluder) {
-        advise(&path);
+    let files = files_to_read(dir, excluder);
+    // Opened relative to the directory: one path component to look up.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(dirfd) = rustix::fs::open(dir, flags, Mode::empty()) else {
+        return;
+    };
+    for name in files.iter().filter_map(|p| p.file_name()) {
+        if let Ok(fd) = rustix::fs::openat(&dirfd, name, FILE_FLAGS, Mode::empty()) {
+            let _ = rustix::fs::fadvise(&fd, 0, NonZeroU64::new(PER_FILE), Advice::WillNeed);
+        }
     }
 }
 

@@ -18,14 +18,17 @@
 //! systems with `--one-file-system`. They are told to stop when the
 //! warmer is dropped, and are not waited for.
 
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bunker_sources::{lstat_meta, read_dir_typed, Excluder};
+use bunker_sources::{lstat_meta, read_dir_typed, Excluder, FileKind};
 use parking_lot::{Condvar, Mutex};
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 
 use super::targets::absolute_clean;
 use super::BackupOptions;
@@ -34,6 +37,13 @@ use crate::progress::Progress;
 /// Helper threads: one covers about half of the kernel tree's cold `lstat`
 /// walk while the repository opens; two cover nearly all of it.
 const THREADS: usize = 2;
+
+/// What the walk needs of an entry's `lstat`.
+struct Stat {
+    kind: Option<FileKind>,
+    size: u64,
+    dev: u64,
+}
 
 /// How often intermediate totals are reported.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -162,7 +172,7 @@ impl Walk {
             let Ok(md) = std::fs::symlink_metadata(r) else {
                 continue;
             };
-            walk.count(&md);
+            walk.count(md.is_file(), md.size());
             if md.is_dir() {
                 pending.push(Pending {
                     dir: r.clone(),
@@ -174,10 +184,10 @@ impl Walk {
         walk
     }
 
-    fn count(&self, md: &std::fs::Metadata) {
-        if md.is_file() {
+    fn count(&self, is_file: bool, size: u64) {
+        if is_file {
             self.files.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(md.size(), Ordering::Relaxed);
+            self.bytes.fetch_add(size, Ordering::Relaxed);
         }
     }
 
@@ -191,14 +201,35 @@ impl Walk {
         (totals, complete)
     }
 
-    /// The `lstat` of `path` (not a root), unless the archiver would leave
-    /// it out by the same exclusion rules or it cannot be read.
-    fn included(&self, path: &Path) -> Option<std::fs::Metadata> {
+    /// The `lstat` of `path` (not a root; entry `name` of the open
+    /// directory `dir`), unless the archiver would leave it out by the same
+    /// exclusion rules or it cannot be read.
+    fn included(&self, dir: Option<&OwnedFd>, name: &OsStr, path: &Path) -> Option<Stat> {
         let ex = self.excluder.as_ref();
         if ex.is_some_and(|x| x.excluded_by_name(path)) {
             return None;
         }
-        let md = std::fs::symlink_metadata(path).ok()?;
+        let md = match dir {
+            // Relative to the directory: one path component to look up.
+            Some(fd) => {
+                let st =
+                    rustix::fs::statx(fd, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
+                        .ok()?;
+                Stat {
+                    kind: FileKind::from_mode(u32::from(st.stx_mode)),
+                    size: st.stx_size,
+                    dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+                }
+            }
+            None => {
+                let md = std::fs::symlink_metadata(path).ok()?;
+                Stat {
+                    kind: FileKind::from_mode(md.mode()),
+                    size: md.size(),
+                    dev: md.dev(),
+                }
+            }
+        };
         if let Some(x) = ex.filter(|x| x.needs_metadata()) {
             // Size, tag-file and device rules need the full metadata.
             match lstat_meta(path, false) {
@@ -248,17 +279,20 @@ impl Walk {
         let Ok(entries) = read_dir_typed(&p.dir) else {
             return subdirs;
         };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(&p.dir, flags, Mode::empty()).ok();
         for e in entries {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let path = p.dir.join(&e.name);
-            let Some(md) = self.included(&path) else {
+            let Some(md) = self.included(dir.as_ref(), &e.name, &path) else {
                 continue;
             };
             visit(&path);
-            self.count(&md);
-            if md.is_dir() && !(self.one_file_system && md.dev() != p.root_dev) {
+            let is_dir = md.kind == Some(FileKind::Dir);
+            self.count(md.kind == Some(FileKind::File), md.size);
+            if is_dir && !(self.one_file_system && md.dev != p.root_dev) {
                 subdirs.push(Pending {
                     dir: path,
                     root_dev: p.root_dev,
