@@ -33,4 +33,4 @@ pub use meta::{lstat_meta, lstat_meta_at, FileKind, FsMeta};
 pub use restore_fs::{validate_name, RestoreMeta, RestoreStats, TargetDir};
 pub use sparse::{write_at, SparseWriter};
 pub use sqlite::{backup_sqlite, SqliteBackupInfo};
-pub use walk::{read_dir_sorted, read_dir_typed, DirEntryName};
+pub use walk::{open_dir, read_dir_sorted, read_dir_typed, DirEntryName};

@@ -1,10 +1,19 @@
 //! Directory listing helpers for the backup walker.
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::error::SourceError;
+
+/// Open a directory (not following a symlink) to look up its entries
+/// relative to it: `statx`/`openat` of one name instead of a full path.
+pub fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+}
 
 /// List the entry names of a directory (without `.` and `..`), sorted by
 /// their raw bytes, which is the order restic uses for tree nodes.

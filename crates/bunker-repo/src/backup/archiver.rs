@@ -19,7 +19,7 @@ use bunker_format::chunker::Chunker;
 use bunker_format::node::{Node, NodeType, Tree};
 use bunker_format::{BlobType, TreeId};
 use bunker_sources::{
-    lstat_meta, lstat_meta_at, read_dir_typed, DirEntryName, Excluder, FileKind, FsMeta,
+    lstat_meta, lstat_meta_at, open_dir, read_dir_typed, DirEntryName, Excluder, FileKind, FsMeta,
     SourceErrorKind,
 };
 use rayon::prelude::*;
@@ -312,8 +312,7 @@ impl Archiver<'_> {
         }
         // Entries are looked up relative to the directory (when it opens;
         // its listing above reports the errors).
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dir = rustix::fs::open(path, flags, Mode::empty()).ok();
+        let dir = open_dir(path).ok();
         let dir = dir.as_ref().map(|fd| fd.as_fd());
         let nodes: Vec<Option<Node>> = entries
             .par_iter()

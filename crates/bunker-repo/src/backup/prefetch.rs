@@ -24,12 +24,14 @@
 //! cost thousands of context switches per backup).
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::num::NonZeroU64;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bunker_sources::{lstat_meta, read_dir_typed, Excluder};
+use bunker_sources::{lstat_meta, open_dir, read_dir_typed, Excluder};
 use parking_lot::{Condvar, Mutex};
 use rustix::fs::{Advice, Mode, OFlags};
 
@@ -77,7 +79,7 @@ impl Prefetcher {
                     .spawn(move || {
                         while let Some(hint) = queue.next() {
                             match hint {
-                                Hint::File(path) => advise(&path),
+                                Hint::File(path) => advise(rustix::fs::CWD, path.as_os_str()),
                                 Hint::Dir(dir) => advise_dir(&dir, excluder.as_deref()),
                             }
                         }
@@ -153,8 +155,9 @@ const FILE_FLAGS: OFlags = OFlags::RDONLY
 /// FIFO or a link since the listing does no harm (`fadvise` fails on a
 /// FIFO). No `fstat`: the kernel stops the read-ahead at the end of the file
 /// by itself, and the call saves one system call per file.
-fn advise(path: &Path) {
-    if let Ok(fd) = rustix::fs::open(path, FILE_FLAGS, Mode::empty()) {
+/// `name` is relative to `dir` (or a full path, with [`rustix::fs::CWD`]).
+fn advise(dir: BorrowedFd<'_>, name: &OsStr) {
+    if let Ok(fd) = rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty()) {
         let _ = rustix::fs::fadvise(&fd, 0, NonZeroU64::new(PER_FILE), Advice::WillNeed);
     }
 }
@@ -164,14 +167,11 @@ fn advise(path: &Path) {
 fn advise_dir(dir: &Path, excluder: Option<&Excluder>) {
     let files = files_to_read(dir, excluder);
     // Opened relative to the directory: one path component to look up.
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(dirfd) = rustix::fs::open(dir, flags, Mode::empty()) else {
+    let Ok(dirfd) = open_dir(dir) else {
         return;
     };
     for name in files.iter().filter_map(|p| p.file_name()) {
-        if let Ok(fd) = rustix::fs::openat(&dirfd, name, FILE_FLAGS, Mode::empty()) {
-            let _ = rustix::fs::fadvise(&fd, 0, NonZeroU64::new(PER_FILE), Advice::WillNeed);
-        }
+        advise(dirfd.as_fd(), name);
     }
 }
 

@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bunker_sources::{lstat_meta, read_dir_typed, Excluder, FileKind};
+use bunker_sources::{lstat_meta, open_dir, read_dir_typed, Excluder, FileKind};
 use parking_lot::{Condvar, Mutex};
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, StatxFlags};
 
 use super::targets::absolute_clean;
 use super::BackupOptions;
@@ -279,8 +279,7 @@ impl Walk {
         let Ok(entries) = read_dir_typed(&p.dir) else {
             return subdirs;
         };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dir = rustix::fs::open(&p.dir, flags, Mode::empty()).ok();
+        let dir = open_dir(&p.dir).ok();
         for e in entries {
             if stop.load(Ordering::Relaxed) {
                 break;
