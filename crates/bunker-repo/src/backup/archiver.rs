@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 
@@ -226,11 +226,8 @@ impl Archiver<'_> {
         if !explicit && self.excluder.is_some_and(|e| e.excluded_by_name(path)) {
             return Ok(None);
         }
-        let looked_up = match dir {
-            Some(fd) => lstat_meta_at(fd, OsStr::from_bytes(name), path),
-            None => lstat_meta(path, false),
-        };
-        let mut meta = match looked_up {
+        let (at, at_name) = relative(dir, name, path);
+        let mut meta = match lstat_meta_at(at, at_name, path) {
             Ok(m) => m,
             Err(e) => {
                 let msg = match e.kind() {
@@ -252,7 +249,7 @@ impl Archiver<'_> {
         // A regular file that is read has its attributes listed through the
         // open file (save_file), saving a path lookup.
         if xattrs && meta.kind != FileKind::File {
-            self.read_xattrs(path, &mut meta);
+            self.read_xattrs(path, None, &mut meta);
         }
         let result = match meta.kind {
             FileKind::File => self.save_file(dir, path, name, &mut meta, prev, xattrs),
@@ -269,10 +266,14 @@ impl Archiver<'_> {
         }
     }
 
-    /// `path`'s extended attributes into `meta`; a failure is reported and
-    /// leaves the node without them.
-    fn read_xattrs(&self, path: &Path, meta: &mut FsMeta) {
-        match bunker_sources::meta::read_xattrs(path) {
+    /// `path`'s extended attributes into `meta`, through `file` when it is
+    /// open; a failure is reported and leaves the node without them.
+    fn read_xattrs(&self, path: &Path, file: Option<&std::fs::File>, meta: &mut FsMeta) {
+        let read = match file {
+            Some(f) => bunker_sources::meta::read_xattrs_of(f, path),
+            None => bunker_sources::meta::read_xattrs(path),
+        };
+        match read {
             Ok(x) => meta.xattrs = x,
             Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
         }
@@ -358,7 +359,7 @@ impl Archiver<'_> {
         {
             if self.all_blobs_present(p) {
                 if xattrs {
-                    self.read_xattrs(path, meta);
+                    self.read_xattrs(path, None, meta);
                 }
                 let mut node = node_from_meta(name, meta);
                 node.content = p.content.clone();
@@ -372,21 +373,11 @@ impl Archiver<'_> {
                 display(path)
             ));
         }
-        let opened = match dir {
-            Some(fd) => rustix::fs::openat(
-                fd,
-                OsStr::from_bytes(name),
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
+        let (at, at_name) = relative(dir, name, path);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut file = rustix::fs::openat(at, at_name, flags, Mode::empty())
             .map(std::fs::File::from)
-            .map_err(std::io::Error::from),
-            None => std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-                .open(path),
-        };
-        let mut file = opened.map_err(|e| ItemError::Skip(format!("open: {e}")))?;
+            .map_err(|e| ItemError::Skip(format!("open: {}", std::io::Error::from(e))))?;
         let fmeta = file
             .metadata()
             .map_err(|e| ItemError::Skip(format!("fstat: {e}")))?;
@@ -396,10 +387,7 @@ impl Archiver<'_> {
             ));
         }
         if xattrs {
-            match bunker_sources::meta::read_xattrs_of(&file, path) {
-                Ok(x) => meta.xattrs = x,
-                Err(e) => self.item_error(path, format!("incomplete metadata: {e}")),
-            }
+            self.read_xattrs(path, Some(&file), meta);
         }
         let content = self.save_content(&mut file, meta.size)?;
         let mut node = node_from_meta(name, meta);
@@ -418,6 +406,19 @@ impl Archiver<'_> {
         };
         let index = self.repo.index().read();
         content.iter().all(|id| index.has(id))
+    }
+}
+
+/// Where to look `path` up: as `name` in its open directory `dir`, or as
+/// the whole path (relative to the working directory) without one.
+fn relative<'a>(
+    dir: Option<BorrowedFd<'a>>,
+    name: &'a [u8],
+    path: &'a Path,
+) -> (BorrowedFd<'a>, &'a OsStr) {
+    match dir {
+        Some(fd) => (fd, OsStr::from_bytes(name)),
+        None => (rustix::fs::CWD, path.as_os_str()),
     }
 }
 

@@ -120,12 +120,14 @@ impl Archiver<'_> {
         let read_result: Result<u64, std::io::Error> = rayon::scope(|s| {
             let mut size = 0u64;
             let mut cur: Vec<u8> = Vec::new();
+            // The slot of the next chunk, in file order.
+            let next_slot = || {
+                let mut sl = slots.lock();
+                sl.push(None);
+                sl.len() - 1
+            };
             let emit = |chunk: Vec<u8>| {
-                let idx = {
-                    let mut sl = slots.lock();
-                    sl.push(None);
-                    sl.len() - 1
-                };
+                let idx = next_slot();
                 // Account the buffer's capacity: that is what it occupies.
                 let len = chunk.capacity();
                 let before = self.inflight.fetch_add(len, Ordering::AcqRel);
@@ -170,12 +172,7 @@ impl Archiver<'_> {
                             // A small file, or a small tail after a cut: it
                             // is saved straight from the read buffer (small
                             // chunks are saved inline anyway), not copied.
-                            let idx = {
-                                let mut sl = slots.lock();
-                                sl.push(None);
-                                sl.len() - 1
-                            };
-                            store(idx, self.save_chunk(data));
+                            store(next_slot(), self.save_chunk(data));
                             break;
                         }
                         None => {

@@ -19,7 +19,7 @@
 //! warmer is dropped, and are not waited for.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -209,26 +209,18 @@ impl Walk {
         if ex.is_some_and(|x| x.excluded_by_name(path)) {
             return None;
         }
-        let md = match dir {
-            // Relative to the directory: one path component to look up.
-            Some(fd) => {
-                let st =
-                    rustix::fs::statx(fd, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
-                        .ok()?;
-                Stat {
-                    kind: FileKind::from_mode(u32::from(st.stx_mode)),
-                    size: st.stx_size,
-                    dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-                }
-            }
-            None => {
-                let md = std::fs::symlink_metadata(path).ok()?;
-                Stat {
-                    kind: FileKind::from_mode(md.mode()),
-                    size: md.size(),
-                    dev: md.dev(),
-                }
-            }
+        // Relative to the directory (one path component to look up), or by
+        // the whole path when the directory did not open.
+        let (at, name) = match dir {
+            Some(fd) => (fd.as_fd(), name),
+            None => (rustix::fs::CWD, path.as_os_str()),
+        };
+        let st =
+            rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()?;
+        let md = Stat {
+            kind: FileKind::from_mode(u32::from(st.stx_mode)),
+            size: st.stx_size,
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
         };
         if let Some(x) = ex.filter(|x| x.needs_metadata()) {
             // Size, tag-file and device rules need the full metadata.
