@@ -15,6 +15,7 @@ QUICK=${BENCH_QUICK:-0}
 TOOLS=${BENCH_TOOLS:-"bunker restic"}
 VERIFY=${BENCH_VERIFY:-sample} # sample | full | off
 BUILD=${BENCH_BUILD:-1}
+RESTORE_FS=${BENCH_RESTORE_FS:-auto} # auto | loop | plain (see mount_restore_fs)
 TARBALL=${BENCH_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 BUNKER_BIN=${BENCH_BUNKER_BIN:-$ROOT/target/release/bunker}
 GARAGE_BIN=${BENCH_GARAGE_BIN:-$(command -v garage || echo "$HOME/.cargo/bin/garage")}
@@ -51,12 +52,18 @@ stop_garage() {
         GARAGE_PID=""
     fi
 }
-cleanup() { stop_garage; revert_all; }
+cleanup() {
+    stop_garage
+    revert_all
+    if declare -F unmount_restore_fs >/dev/null; then unmount_restore_fs "$G/restore"; fi
+}
 revert_all
 trap cleanup EXIT
 
 # shellcheck source=bench/common.sh
 source "$BENCH_DIR/common.sh"
+mount_restore_fs "$G/restore"
+log "$RESTORE_FS_NOTE"
 
 # ---------------------------------------------------------------- dataset 1 (shared with run.sh)
 prepare_dataset1

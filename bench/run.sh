@@ -13,6 +13,7 @@ TOOLS=${BENCH_TOOLS:-"bunker restic rustic borg"}
 DATASETS=${BENCH_DATASETS:-"1 2"}
 VERIFY=${BENCH_VERIFY:-sample} # sample | full | off
 BUILD=${BENCH_BUILD:-1}
+RESTORE_FS=${BENCH_RESTORE_FS:-auto} # auto | loop | plain (see mount_restore_fs)
 TARBALL=${BENCH_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 BUNKER_BIN=${BENCH_BUNKER_BIN:-$ROOT/target/release/bunker}
 RUSTIC_BIN=${BENCH_RUSTIC_BIN:-$(command -v rustic || true)}
@@ -58,7 +59,10 @@ trap revert_all EXIT
 
 # shellcheck source=bench/common.sh
 source "$BENCH_DIR/common.sh"
+trap 'revert_all; unmount_restore_fs "$WORK/restore"' EXIT
 log "$CACHE_NOTE"
+mount_restore_fs "$WORK/restore"
+log "$RESTORE_FS_NOTE"
 
 # ---------------------------------------------------------------- datasets
 prepare_dataset1

@@ -173,6 +173,10 @@ def main():
         f"- machine: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, {meta.get('memory', '?')} RAM, "
         f"{meta.get('os', '?')}, kernel {meta.get('kernel', '?')}, {meta.get('filesystem', '?')} file system",
         f"- {meta.get('cache', '')}; {meta.get('load', '')} (anything else running skews the figures)",
+    ]
+    if meta.get("restore_fs"):
+        out.append(f"- {meta['restore_fs']}")
+    out += [
         f"- dataset 1: {meta.get('ds1', '?')} (linux-source-6.1 {meta.get('linux_source', '?')})",
         f"- dataset 2: {meta.get('ds2', '?')}",
         "- compression: zstd level 3 for every tool (restic/bunker `--compression auto`, "
