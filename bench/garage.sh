@@ -131,7 +131,13 @@ EOF
         sleep 0.25
     done
     [[ $id == *@* ]] || die "garage did not start (see $dir/garage.log)"
-    "${g[@]}" layout assign -z dc1 -c 10G "${id%%@*}" >/dev/null
+    # `node id` can answer from the key file before the RPC port listens.
+    for _ in $(seq 1 120); do
+        "${g[@]}" layout assign -z dc1 -c 10G "${id%%@*}" >/dev/null 2>&1 && break
+        sleep 0.25
+    done
+    out=$("${g[@]}" layout show 2>/dev/null || true)
+    [[ $out == *"${id:0:16}"* ]] || die "garage did not accept its layout (see $dir/garage.log)"
     "${g[@]}" layout apply --version 1 >/dev/null
     for _ in $(seq 1 120); do "${g[@]}" bucket create "$BUCKET" >/dev/null 2>&1 && break; sleep 0.25; done
     out=$("${g[@]}" key create bench-key)
