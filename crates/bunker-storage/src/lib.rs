@@ -17,6 +17,7 @@
 //! [`conformance::run`] checks any backend against the shared contract.
 
 pub mod conformance;
+mod direct_write;
 mod dryrun;
 mod error;
 mod fault;

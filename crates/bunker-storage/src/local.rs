@@ -1,7 +1,7 @@
 //! Local directory backend with a restic-identical layout.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -15,7 +15,8 @@ const DIR_MODE: u32 = 0o700;
 
 /// A repository in a local directory.
 ///
-/// Writes go to a temp file (name starting with `.`) in the destination directory,
+/// Writes go to a temp file (name starting with `.`) in the destination directory
+/// (files of 1 MiB and more past the page cache, see `direct_write`),
 /// are fsynced, renamed (or hard-linked for `write_new`) into place, and the directory
 /// is fsynced. Files are created 0600, directories 0700.
 #[derive(Debug, Clone)]
@@ -149,8 +150,8 @@ fn create_file(path: &Path) -> io::Result<File> {
     opts.open(path)
 }
 
-fn fill_and_sync(mut file: File, data: &[u8]) -> io::Result<()> {
-    file.write_all(data)?;
+fn fill_and_sync(file: File, data: &[u8]) -> io::Result<()> {
+    crate::direct_write::write_all(&file, data)?;
     file.sync_all()
 }
 
