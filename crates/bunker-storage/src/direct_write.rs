@@ -41,11 +41,21 @@ thread_local! {
 /// where the file system allows (see the module documentation). Does not
 /// sync: the caller fsyncs as before, which also flushes the device cache.
 pub(crate) fn write_all(file: &File, data: &[u8]) -> io::Result<()> {
+    write_all_with(file, data, |file, piece, off| file.write_all_at(piece, off))
+}
+
+/// [`write_all`] with the direct writes made by `write_piece` (tests inject
+/// refusals and failures through it).
+fn write_all_with(
+    file: &File,
+    data: &[u8],
+    write_piece: impl FnMut(&File, &[u8], u64) -> io::Result<()>,
+) -> io::Result<()> {
     let mut done = 0;
     if data.len() >= MIN_DIRECT && set_direct(file, true).is_ok() {
         let aligned = data.len() / ALIGN * ALIGN;
         let (written, result) = STAGING.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut stage) => write_direct(file, &data[..aligned], &mut stage),
+            Ok(mut stage) => write_direct(file, &data[..aligned], &mut stage, write_piece),
             Err(_) => (0, Ok(())),
         });
         done = written;
@@ -63,7 +73,12 @@ pub(crate) fn write_all(file: &File, data: &[u8]) -> io::Result<()> {
 
 /// Writes the aligned `data` at offset 0 through `stage`. Returns how many
 /// bytes are known written, with the first error.
-fn write_direct(file: &File, data: &[u8], stage: &mut Vec<u8>) -> (usize, io::Result<()>) {
+fn write_direct(
+    file: &File,
+    data: &[u8],
+    stage: &mut Vec<u8>,
+    mut write_piece: impl FnMut(&File, &[u8], u64) -> io::Result<()>,
+) -> (usize, io::Result<()>) {
     if stage.len() < PIECE + ALIGN {
         *stage = vec![0; PIECE + ALIGN];
     }
@@ -75,7 +90,7 @@ fn write_direct(file: &File, data: &[u8], stage: &mut Vec<u8>) -> (usize, io::Re
     while off < data.len() {
         let n = (data.len() - off).min(PIECE);
         stage[..n].copy_from_slice(&data[off..off + n]);
-        if let Err(e) = file.write_all_at(&stage[..n], off as u64) {
+        if let Err(e) = write_piece(file, &stage[..n], off as u64) {
             // A piece may be partly written; the fallback rewrites it whole.
             return (off, Err(e));
         }
@@ -148,6 +163,54 @@ mod tests {
         let file = File::create_new(dir.path().join("f")).unwrap();
         write_all(&file, &pattern(MIN_DIRECT + 100)).unwrap();
         assert!(!fcntl_getfl(&file).unwrap().contains(OFlags::DIRECT));
+    }
+
+    /// A file system that accepts the flag but refuses the writes (the
+    /// `EINVAL` of tmpfs before Linux 6.6 and of some FUSE file systems),
+    /// here after a first piece went through and half of the second was
+    /// written with wrong bytes: the rest is rewritten through the cache.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_refused_direct_write_falls_back_to_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = pattern(3 * PIECE + 777);
+        let file = File::create_new(&path).unwrap();
+        if set_direct(&file, true).is_err() {
+            eprintln!("skipped: the temporary directory's file system refuses the O_DIRECT flag");
+            return;
+        }
+        set_direct(&file, false).unwrap();
+        let mut pieces = 0;
+        write_all_with(&file, &data, |file, piece, off| {
+            pieces += 1;
+            if pieces == 1 {
+                return file.write_all_at(piece, off);
+            }
+            file.write_all_at(&vec![0xee; piece.len() / 2], off)?;
+            Err(io::Error::from_raw_os_error(22))
+        })
+        .unwrap();
+        drop(file);
+        assert_eq!(pieces, 2);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_direct_write_is_an_error_not_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create_new(dir.path().join("f")).unwrap();
+        if set_direct(&file, true).is_err() {
+            eprintln!("skipped: the temporary directory's file system refuses the O_DIRECT flag");
+            return;
+        }
+        set_direct(&file, false).unwrap();
+        let err = write_all_with(&file, &pattern(2 * PIECE), |_, _, _| {
+            Err(io::Error::from_raw_os_error(28))
+        })
+        .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
     }
 
     #[test]
