@@ -1,11 +1,13 @@
 //! bunker-policy: the `bunker.yaml` policy file, its validation, retention
-//! rules and schedules. Pure: no repository access.
+//! rules and schedules. Pure: no repository access (it uses the repository
+//! layer's keep-rule types only).
 //!
 //! * [`Policy::load`] parses a policy, substitutes `${VAR}` from the
 //!   environment (`$${` escapes), and validates it, reporting *every*
 //!   problem as a [`Diagnostic`] with `file:line:col`.
-//! * [`retention::apply`] decides which snapshots `forget` keeps, exactly as
-//!   restic 0.14's `forget` does (plus `-1` = unlimited from later restic).
+//! * [`Retention`] holds an item's keep rules as written; they convert to
+//!   the repository layer's [`bunker_repo::retention::KeepPolicy`], which
+//!   `forget` applies exactly as restic does.
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //!
@@ -18,16 +20,15 @@ mod locate;
 mod model;
 mod parse;
 mod policy;
-pub mod retention;
 mod schedule;
 mod validate;
 
 pub use error::{Diagnostic, PolicyError};
 pub use locate::Pos;
 pub use model::{
-    is_secret_key, location_scheme, CommandConfig, Hooks, Item, ItemKind, PasswordError,
-    PasswordSource, PostgresConfig, PostgresMode, Priority, RepositoryConfig, Retention, Role,
-    Secret, SqliteConfig,
+    is_secret_key, location_scheme, CommandConfig, FilesSource, Hooks, Item, ItemKind,
+    PasswordError, PasswordSource, PostgresConfig, PostgresMode, Priority, RepositoryConfig,
+    Retention, Role, Secret, Source, SqliteConfig,
 };
 pub use policy::Policy;
 pub use schedule::{parse_duration, Schedule, ScheduleError};

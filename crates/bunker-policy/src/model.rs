@@ -1,7 +1,7 @@
 //! The typed policy model.
 
-use crate::retention::{KeepDuration, KeepPolicy};
 use crate::schedule::Schedule;
+use bunker_repo::retention::{KeepDuration, KeepPolicy};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -229,7 +229,8 @@ impl fmt::Display for RepositoryConfig {
     }
 }
 
-/// What an item backs up.
+/// The kind of an item's source ([`Source::kind`]), for display and for
+/// the policy file's `kind:` spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ItemKind {
     /// Files and directories (the only kind executed today).
@@ -450,17 +451,48 @@ pub struct CommandConfig {
     pub timeout: Option<Duration>,
 }
 
+/// Settings of a `files` item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilesSource {
+    /// Paths, resolved against the policy file's directory.
+    pub paths: Vec<PathBuf>,
+    /// Item excludes followed by the global `exclude_patterns`.
+    pub excludes: Vec<String>,
+}
+
+/// What an item backs up: one kind of source with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Files and directories (`kind: files`, the default).
+    Files(FilesSource),
+    /// A PostgreSQL database (`kind: postgres` with a `postgres:` section).
+    Postgres(PostgresConfig),
+    /// A SQLite database file (`kind: sqlite` with a `sqlite:` section).
+    Sqlite(SqliteConfig),
+    /// The standard output of a command (`kind: command` with a `command:`
+    /// section).
+    Command(CommandConfig),
+}
+
+impl Source {
+    /// The kind of this source, as written in `kind:`.
+    pub fn kind(&self) -> ItemKind {
+        match self {
+            Source::Files(_) => ItemKind::Files,
+            Source::Postgres(_) => ItemKind::Postgres,
+            Source::Sqlite(_) => ItemKind::Sqlite,
+            Source::Command(_) => ItemKind::Command,
+        }
+    }
+}
+
 /// One thing to back up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     /// Unique name, `[A-Za-z0-9._-]+`.
     pub name: String,
-    /// What kind of source.
-    pub kind: ItemKind,
-    /// Paths (files items), resolved against the policy file's directory.
-    pub paths: Vec<PathBuf>,
-    /// Item excludes followed by the global `exclude_patterns`.
-    pub excludes: Vec<String>,
+    /// What is backed up, with the settings of that kind of source.
+    pub source: Source,
     /// When to run; `None` = only on demand.
     pub schedule: Option<Schedule>,
     /// What to keep; `None` = never forget.
@@ -476,15 +508,38 @@ pub struct Item {
     pub tags: Vec<String>,
     /// Hook commands.
     pub hooks: Hooks,
-    /// Settings for `postgres` items.
-    pub postgres: Option<PostgresConfig>,
-    /// Settings for `sqlite` items.
-    pub sqlite: Option<SqliteConfig>,
-    /// Settings for `command` items.
-    pub command: Option<CommandConfig>,
 }
 
 impl Item {
+    /// What kind of source the item backs up.
+    pub fn kind(&self) -> ItemKind {
+        self.source.kind()
+    }
+
+    /// The settings of a `files` item; `None` for other kinds.
+    pub fn files(&self) -> Option<&FilesSource> {
+        match &self.source {
+            Source::Files(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The settings of a `postgres` item (either mode); `None` for other
+    /// kinds.
+    pub fn postgres(&self) -> Option<&PostgresConfig> {
+        match &self.source {
+            Source::Postgres(pg) => Some(pg),
+            _ => None,
+        }
+    }
+
+    /// The settings of a `postgres` item in `mode: physical` (base backups
+    /// and archived WAL); `None` otherwise.
+    pub fn physical(&self) -> Option<&PostgresConfig> {
+        self.postgres()
+            .filter(|pg| pg.mode == PostgresMode::Physical)
+    }
+
     /// The tag bunker puts on this item's snapshots: `bunker:item=<name>`.
     pub fn tag(&self) -> String {
         format!("bunker:item={}", self.name)

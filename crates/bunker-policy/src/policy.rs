@@ -126,7 +126,7 @@ impl fmt::Display for Policy {
                 f,
                 "  {} ({}, {})",
                 i.name,
-                i.kind.as_str(),
+                i.kind().as_str(),
                 i.priority.as_str()
             )?;
             if let Some(s) = &i.schedule {

@@ -1,6 +1,7 @@
 //! Parsing tests on whole documents.
 
 use super::*;
+use bunker_repo::retention;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,8 +70,11 @@ fn parses_the_full_example() {
     );
 
     let app = p.item("app-files").expect("item");
-    assert_eq!(app.kind, ItemKind::Files);
-    assert_eq!(app.excludes, vec!["*.log", "*.tmp", "**/node_modules"]);
+    assert_eq!(app.kind(), ItemKind::Files);
+    assert_eq!(
+        app.files().expect("files").excludes,
+        vec!["*.log", "*.tmp", "**/node_modules"]
+    );
     assert_eq!(
         app.schedule,
         Some(Schedule::Every(Duration::from_secs(7200)))
@@ -93,7 +97,7 @@ fn parses_the_full_example() {
     );
 
     let db = p.item("db").expect("item");
-    let pg = db.postgres.as_ref().expect("postgres settings");
+    let pg = db.postgres().expect("postgres settings");
     assert_eq!((pg.port, pg.mode), (Some(5432), PostgresMode::Physical));
     assert_eq!(
         db.retention.as_ref().map(|r| r.keep_daily),
@@ -101,11 +105,14 @@ fn parses_the_full_example() {
     );
     // targets default to all primary repositories
     assert_eq!(db.targets, vec!["local".to_string()]);
-    assert!(db.excludes.is_empty());
+    assert!(db.files().is_none());
     let cfg = p.item("cfg").expect("item");
     assert!(matches!(cfg.schedule, Some(Schedule::Cron(_))));
     assert_eq!(
-        cfg.sqlite.as_ref().map(|s| s.path.clone()),
+        match &cfg.source {
+            Source::Sqlite(s) => Some(s.path.clone()),
+            _ => None,
+        },
         Some(PathBuf::from("./state.db"))
     );
 
@@ -156,7 +163,7 @@ fn load_resolves_paths_against_the_policy_file() {
         Some(dir.path().join("repo"))
     );
     assert_eq!(
-        p.items[0].paths,
+        p.items[0].files().expect("files").paths,
         vec![sub.join("data"), PathBuf::from("/abs")]
     );
     let pw = p.repositories["r"]
@@ -175,7 +182,10 @@ fn dollar_escape_and_numbers_from_env() {
     let text = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: a\n    paths: [\"/x/$${HOME}\"]\n    retention: { keep_last: \"${N}\" }\n";
     let env = |n: &str| (n == "N").then(|| "3".to_string());
     let p = Policy::parse_with(text, "b.yaml", None, &env).expect("valid");
-    assert_eq!(p.items[0].paths, vec![PathBuf::from("/x/${HOME}")]);
+    assert_eq!(
+        p.items[0].files().expect("files").paths,
+        vec![PathBuf::from("/x/${HOME}")]
+    );
     assert_eq!(p.items[0].retention.as_ref().map(|r| r.keep_last), Some(3));
 }
 
@@ -242,11 +252,11 @@ fn syntax_errors_have_positions() {
 fn postgres_pitr_and_full_on_start() {
     let text = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: db\n    kind: postgres\n    postgres: { mode: physical, pitr: 7d, full_on_start: false, timeout: 6h }\n    schedule: \"@daily\"\n    retention: { keep_within_daily: 35d }\n  - name: db2\n    kind: postgres\n    postgres: { mode: physical }\n";
     let p = parse(text).expect("valid");
-    let pg = p.items[0].postgres.as_ref().expect("postgres");
+    let pg = p.items[0].postgres().expect("postgres");
     assert_eq!(pg.pitr, Some(Duration::from_secs(7 * 86400)));
     assert!(!pg.full_on_start);
     assert_eq!(pg.timeout, Some(Duration::from_secs(6 * 3600)));
-    let pg2 = p.items[1].postgres.as_ref().expect("postgres");
+    let pg2 = p.items[1].postgres().expect("postgres");
     assert_eq!(pg2.pitr, None);
     assert_eq!(pg2.timeout, None, "no time limit by default");
     assert!(pg2.full_on_start, "full_on_start defaults to true");
@@ -263,5 +273,105 @@ fn postgres_pitr_and_full_on_start() {
             "bunker.yaml:13:39: invalid duration \"soon\" for \"pitr\" in postgres settings of item \"c\" (expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\")",
             "bunker.yaml:13:54: invalid duration \"0s\" for \"timeout\" in postgres settings of item \"c\" (expected a duration like \"90m\", \"24h\", \"30d\" or \"1w\")",
         ],
+    );
+}
+
+#[test]
+fn kind_and_section_mismatches() {
+    let text = "repositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: a\n    kind: postgres\n    paths: [/x]\n    postgres: { host: h }\n    sqlite: { path: ./s.db }\n  - name: b\n    paths: [/y]\n    command: { command: \"echo hi\" }\n    targets: [nowhere]\n  - name: c\n    kind: command\n  - name: d\n    kind: postgres\n    targets: [r]\n  - name: e\n    kind: sqlite\n    sqlite: { path: [x] }\n  - name: f\n    kind: sqlite\n    command: { stdin_filename: out }\n";
+    let err = parse(text).expect_err("invalid");
+    let lines: Vec<String> = err.diagnostics().iter().map(ToString::to_string).collect();
+    // Items whose source cannot be built (c, d, e, f) are dropped after
+    // their diagnostics; a and b keep theirs and are still cross-checked.
+    assert_eq!(
+        lines,
+        vec![
+            "bunker.yaml:6:5: \"paths\" in item \"a\" only applies to files items",
+            "bunker.yaml:8:5: \"sqlite\" settings in item \"a\" of kind postgres (set \"kind: sqlite\" or remove them)",
+            "bunker.yaml:11:5: \"command\" settings in item \"b\" of kind files (set \"kind: command\" or remove them)",
+            "bunker.yaml:12:15: unknown target \"nowhere\" in item \"b\" (known repositories: r)",
+            "bunker.yaml:13:5: item \"c\" of kind command needs a \"command\" section",
+            "bunker.yaml:15:5: item \"d\" of kind postgres needs a \"postgres\" section",
+            "bunker.yaml:20:21: wrong type for \"path\" in sqlite settings of item \"e\": expected a string, found a list",
+            "bunker.yaml:21:5: item \"f\" of kind sqlite needs a \"sqlite\" section",
+            "bunker.yaml:23:5: \"command\" is required in command settings of item \"f\"",
+        ]
+    );
+}
+
+#[test]
+fn items_carry_their_source() {
+    let text = "exclude_patterns: [\"*.tmp\"]\nrepositories:\n  r: { location: /r, password_env: PW }\nitems:\n  - name: f\n    paths: [/f]\n  - name: pg\n    kind: postgres\n    postgres: { mode: physical }\n  - name: lg\n    kind: postgres\n    postgres: { database: app }\n  - name: cmd\n    kind: command\n    command: { command: \"echo hi\" }\n";
+    let p = parse(text).expect("valid");
+    let kinds: Vec<ItemKind> = p.items.iter().map(Item::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ItemKind::Files,
+            ItemKind::Postgres,
+            ItemKind::Postgres,
+            ItemKind::Command
+        ]
+    );
+
+    let f = &p.items[0];
+    assert_eq!(
+        f.files(),
+        Some(&FilesSource {
+            paths: vec![PathBuf::from("/f")],
+            excludes: vec!["*.tmp".to_string()],
+        })
+    );
+    assert!(f.postgres().is_none() && f.physical().is_none());
+
+    let pg = &p.items[1];
+    assert!(pg.files().is_none());
+    assert!(pg.physical().is_some());
+    assert_eq!(pg.physical(), pg.postgres());
+    let lg = &p.items[2];
+    assert_eq!(
+        lg.postgres().map(|c| (c.mode, c.database.as_deref())),
+        Some((PostgresMode::Logical, Some("app")))
+    );
+    assert!(lg.physical().is_none(), "logical mode is not physical");
+
+    let cmd = &p.items[3];
+    assert_eq!(cmd.source.kind(), ItemKind::Command);
+    match &cmd.source {
+        Source::Command(c) => {
+            assert_eq!(
+                (c.command.as_str(), c.stdin_filename.as_str()),
+                ("echo hi", "stdin")
+            );
+        }
+        other => panic!("not a command source: {other:?}"),
+    }
+    assert!(
+        p.to_string().contains("  cmd (command, important) -> r\n"),
+        "{p}"
+    );
+
+    // Rules a well-formed item can still break are checked by `validate`.
+    let mut q = p.clone();
+    q.items[0].source = Source::Files(FilesSource::default());
+    if let Source::Postgres(c) = &mut q.items[2].source {
+        c.pitr = Some(Duration::from_secs(3600));
+    }
+    if let Source::Postgres(c) = &mut q.items[1].source {
+        c.pitr = Some(Duration::from_secs(3600));
+    }
+    let err = q.validate().expect_err("invalid");
+    let msgs: Vec<&str> = err
+        .diagnostics()
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "item \"f\" of kind files has no paths",
+            "\"pitr\" in item \"pg\" needs a \"retention\" for the base backups kept beyond the window",
+            "\"pitr\" in item \"lg\" needs \"mode: physical\"",
+        ]
     );
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{did_you_mean, Diagnostic};
 use crate::locate::{NodePath, Seg};
-use crate::model::{ItemKind, PostgresMode};
+use crate::model::Item;
 use crate::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -250,38 +250,27 @@ impl Checker<'_> {
         }
     }
 
-    fn kind_settings(&mut self, item: &crate::model::Item, ipath: &[Seg], label: &str) {
+    /// Rules on an item's source settings. Settings of another kind and
+    /// missing sections cannot be represented in an [`Item`]: the parser
+    /// reports them.
+    fn kind_settings(&mut self, item: &Item, ipath: &[Seg], label: &str) {
         let at = |key: &str| {
             let mut p = ipath.to_vec();
             p.push(k(key));
             p
         };
-        let kind = item.kind.as_str();
-        if item.kind == ItemKind::Files {
-            if item.paths.is_empty() {
-                self.report(
-                    &at("paths"),
-                    true,
-                    format!("{label} of kind files has no paths"),
-                    Some("add \"paths: [/some/dir]\"".to_string()),
-                );
-            }
-        } else if !item.paths.is_empty() {
+        if item.files().is_some_and(|f| f.paths.is_empty()) {
             self.report(
                 &at("paths"),
                 true,
-                format!("\"paths\" in {label} only applies to files items"),
-                None,
+                format!("{label} of kind files has no paths"),
+                Some("add \"paths: [/some/dir]\"".to_string()),
             );
         }
-        if let Some(pg) = item
-            .postgres
-            .as_ref()
-            .filter(|_| item.kind == ItemKind::Postgres)
-        {
+        if let Some(pg) = item.postgres() {
             let mut pp = at("postgres");
             pp.push(k("pitr"));
-            if pg.pitr.is_some() && pg.mode != PostgresMode::Physical {
+            if pg.pitr.is_some() && item.physical().is_none() {
                 self.report(
                     &pp,
                     true,
@@ -294,29 +283,6 @@ impl Checker<'_> {
                     true,
                     format!("\"pitr\" in {label} needs a \"retention\" for the base backups kept beyond the window"),
                     Some("e.g. \"retention: { keep_daily: 35 }\", or \"keep_last: 1\" to keep only the window".into()),
-                );
-            }
-        }
-        let sections = [
-            ("postgres", ItemKind::Postgres, item.postgres.is_some()),
-            ("sqlite", ItemKind::Sqlite, item.sqlite.is_some()),
-            ("command", ItemKind::Command, item.command.is_some()),
-        ];
-        for (name, k_, present) in sections {
-            if present && item.kind != k_ {
-                self.report(
-                    &at(name),
-                    true,
-                    format!("\"{name}\" settings in {label} of kind {kind}"),
-                    Some(format!("set \"kind: {name}\" or remove them")),
-                );
-            }
-            if !present && item.kind == k_ {
-                self.report(
-                    &at(name),
-                    true,
-                    format!("{label} of kind {name} needs a \"{name}\" section"),
-                    None,
                 );
             }
         }

@@ -164,7 +164,7 @@ fn examples_are_valid() {
     }
     let q = Policy::load("../../examples/quickstart.yaml").expect("valid");
     assert_eq!(
-        q.items[0].paths,
+        q.items[0].files().expect("files item").paths,
         vec![std::path::PathBuf::from("../../examples/data")]
     );
     assert_eq!(

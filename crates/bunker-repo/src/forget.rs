@@ -1,16 +1,16 @@
 //! `forget`: decide which snapshots a retention policy keeps, then remove the rest.
 //!
 //! Snapshots matching the filter are grouped (restic's `--group-by`, default
-//! `host,paths`), and [`bunker_policy::retention::apply`] decides per group
+//! `host,paths`), and [`crate::retention::apply`] decides per group
 //! exactly as restic 0.14 does. Nothing is deleted until every group has been
 //! decided; then the snapshot files of the removed snapshots are deleted.
 //! Data is only freed by a later [`crate::prune`].
 
 use std::sync::Arc;
 
+use crate::retention::{self, GroupBy, KeepPolicy, SnapInfo};
 use bunker_format::snapshot::Snapshot;
 use bunker_format::SnapshotId;
-use bunker_policy::retention::{self, GroupBy, KeepPolicy, SnapInfo};
 use bunker_storage::FileType;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

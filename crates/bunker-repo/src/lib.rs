@@ -31,6 +31,7 @@ pub mod progress;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+pub mod retention;
 pub mod snapshots;
 pub mod tree_cache;
 pub mod walk;

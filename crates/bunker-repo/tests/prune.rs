@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use bunker_format::keyfile::KdfParams;
 use bunker_format::{BlobType, PackId, TreeId};
-use bunker_policy::retention::KeepPolicy;
 use bunker_repo::backup::{backup, BackupOptions};
 use bunker_repo::check::{check, CheckOptions, ReadData};
 use bunker_repo::forget::{forget, ForgetOptions};
 use bunker_repo::progress::NoProgress;
 use bunker_repo::prune::{prune, tiny_pack_limit, MaxUnused, PruneOptions, MIN_SMALL_PACKS};
+use bunker_repo::retention::KeepPolicy;
 use bunker_repo::{snapshots, RepoOptions, Repository};
 use bunker_storage::FileType;
 use rand::{RngCore, SeedableRng};

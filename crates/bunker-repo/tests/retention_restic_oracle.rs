@@ -7,7 +7,7 @@
 //! group. Uses `restic` from PATH (or `RESTIC_BIN`); skipped with a note if
 //! it is not installed.
 
-use bunker_policy::retention::{apply, group_by, GroupBy, KeepDuration, KeepPolicy, SnapInfo};
+use bunker_repo::retention::{apply, group_by, GroupBy, KeepDuration, KeepPolicy, SnapInfo};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

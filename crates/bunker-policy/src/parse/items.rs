@@ -3,13 +3,14 @@
 use super::{index, key, Ctx};
 use crate::locate::{NodePath, Seg};
 use crate::model::{
-    CommandConfig, Hooks, Item, ItemKind, PostgresConfig, PostgresMode, Priority, Retention, Role,
-    Secret, SqliteConfig,
+    CommandConfig, FilesSource, Hooks, Item, ItemKind, PostgresConfig, PostgresMode, Priority,
+    Retention, Role, Secret, Source, SqliteConfig,
 };
 use crate::policy::Policy;
-use crate::retention::{KeepDuration, UNLIMITED};
 use crate::schedule::{Schedule, ScheduleError};
+use bunker_repo::retention::{KeepDuration, UNLIMITED};
 use serde_yaml::{Mapping, Value};
+use std::path::PathBuf;
 
 const ITEM_KEYS: &[&str] = &[
     "name",
@@ -62,7 +63,101 @@ const POSTGRES_KEYS: &[&str] = &[
 const SQLITE_KEYS: &[&str] = &["path"];
 const COMMAND_KEYS: &[&str] = &["command", "stdin_filename", "timeout"];
 
-/// The items and, for each, its index in the YAML list.
+/// An item as parsed, its source not yet checked against its kind.
+struct ItemDraft {
+    name: String,
+    source: SourceDraft,
+    schedule: Option<Schedule>,
+    retention: Option<Retention>,
+    priority: Priority,
+    rpo: Option<std::time::Duration>,
+    targets: Vec<String>,
+    tags: Vec<String>,
+    hooks: Hooks,
+}
+
+impl ItemDraft {
+    /// The item, or `None` (after diagnostics) if its source cannot be
+    /// built; see [`SourceDraft::into_source`].
+    fn build(self, cx: &mut Ctx<'_>, path: &[Seg]) -> Option<Item> {
+        let label = format!("item \"{}\"", self.name);
+        let source = self.source.into_source(cx, path, &label)?;
+        Some(Item {
+            name: self.name,
+            source,
+            schedule: self.schedule,
+            retention: self.retention,
+            priority: self.priority,
+            rpo: self.rpo,
+            targets: self.targets,
+            tags: self.tags,
+            hooks: self.hooks,
+        })
+    }
+}
+
+/// An item's source settings as written, before they are checked against
+/// its kind: any combination can appear in a policy file.
+struct SourceDraft {
+    /// `files` unless a valid `kind:` says otherwise (an invalid one is
+    /// reported and the item is checked as a files item).
+    kind: ItemKind,
+    paths: Vec<PathBuf>,
+    excludes: Vec<String>,
+    postgres: Option<PostgresConfig>,
+    sqlite: Option<SqliteConfig>,
+    command: Option<CommandConfig>,
+}
+
+impl SourceDraft {
+    /// The source of an item of this kind, reporting settings that do not
+    /// belong to the kind and a missing section; `None` (the item is left
+    /// out of the model) when the kind's own settings are missing or had
+    /// errors.
+    fn into_source(self, cx: &mut Ctx<'_>, path: &[Seg], label: &str) -> Option<Source> {
+        let kind = self.kind;
+        if kind != ItemKind::Files && !self.paths.is_empty() {
+            cx.err_key_once(
+                &key(path, "paths"),
+                format!("\"paths\" in {label} only applies to files items"),
+                None,
+            );
+        }
+        let sections = [
+            ("postgres", ItemKind::Postgres, self.postgres.is_some()),
+            ("sqlite", ItemKind::Sqlite, self.sqlite.is_some()),
+            ("command", ItemKind::Command, self.command.is_some()),
+        ];
+        for (name, section_kind, present) in sections {
+            if present && kind != section_kind {
+                cx.err_key_once(
+                    &key(path, name),
+                    format!("\"{name}\" settings in {label} of kind {}", kind.as_str()),
+                    Some(format!("set \"kind: {name}\" or remove them")),
+                );
+            }
+            if !present && kind == section_kind {
+                cx.err_key_once(
+                    &key(path, name),
+                    format!("{label} of kind {name} needs a \"{name}\" section"),
+                    None,
+                );
+            }
+        }
+        match kind {
+            ItemKind::Files => Some(Source::Files(FilesSource {
+                paths: self.paths,
+                excludes: self.excludes,
+            })),
+            ItemKind::Postgres => self.postgres.map(Source::Postgres),
+            ItemKind::Sqlite => self.sqlite.map(Source::Sqlite),
+            ItemKind::Command => self.command.map(Source::Command),
+        }
+    }
+}
+
+/// The items and, for each, its index in the YAML list. An item whose
+/// source cannot be built is left out after its diagnostics.
 pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<Item>, Vec<usize>) {
     let path: NodePath = vec![Seg::Key("items".into())];
     let seq = match v {
@@ -89,9 +184,12 @@ pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<
             }
             continue;
         };
-        let mut item = parse_item(cx, m, &ipath, i, &primaries);
-        if item.kind == ItemKind::Files {
-            item.excludes
+        let Some(mut item) = parse_item(cx, m, &ipath, i, &primaries) else {
+            continue;
+        };
+        if let Source::Files(files) = &mut item.source {
+            files
+                .excludes
                 .extend(policy.exclude_patterns.iter().cloned());
         }
         out.push(item);
@@ -100,7 +198,13 @@ pub(super) fn parse_items(cx: &mut Ctx<'_>, v: &Value, policy: &Policy) -> (Vec<
     (out, idx)
 }
 
-fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: &[String]) -> Item {
+fn parse_item(
+    cx: &mut Ctx<'_>,
+    m: &Mapping,
+    path: &[Seg],
+    i: usize,
+    primaries: &[String],
+) -> Option<Item> {
     let name = match m.get("name") {
         Some(v) => cx.string(
             v,
@@ -119,11 +223,16 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
     };
     cx.check_keys(m, path, ITEM_KEYS, &wher);
 
-    let mut item = Item {
+    let mut item = ItemDraft {
         name: name.unwrap_or_default(),
-        kind: ItemKind::Files,
-        paths: Vec::new(),
-        excludes: Vec::new(),
+        source: SourceDraft {
+            kind: ItemKind::Files,
+            paths: Vec::new(),
+            excludes: Vec::new(),
+            postgres: None,
+            sqlite: None,
+            command: None,
+        },
         schedule: None,
         retention: None,
         priority: Priority::default(),
@@ -131,19 +240,16 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
         targets: primaries.to_vec(),
         tags: Vec::new(),
         hooks: Hooks::default(),
-        postgres: None,
-        sqlite: None,
-        command: None,
     };
 
     if let Some(v) = m.get("kind") {
         let p = key(path, "kind");
         if let Some(s) = cx.string(v, &p, "kind", &wher) {
             match s.as_str() {
-                "files" => item.kind = ItemKind::Files,
-                "postgres" => item.kind = ItemKind::Postgres,
-                "sqlite" => item.kind = ItemKind::Sqlite,
-                "command" => item.kind = ItemKind::Command,
+                "files" => item.source.kind = ItemKind::Files,
+                "postgres" => item.source.kind = ItemKind::Postgres,
+                "sqlite" => item.source.kind = ItemKind::Sqlite,
+                "command" => item.source.kind = ItemKind::Command,
                 other => cx.err(
                     &p,
                     format!("invalid kind \"{other}\" {wher}"),
@@ -153,14 +259,14 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
         }
     }
     if let Some(v) = m.get("paths") {
-        item.paths = cx
+        item.source.paths = cx
             .strings(v, &key(path, "paths"), "paths", &wher)
             .iter()
             .map(|p| cx.resolve(p))
             .collect();
     }
     if let Some(v) = m.get("excludes") {
-        item.excludes = cx.strings(v, &key(path, "excludes"), "excludes", &wher);
+        item.source.excludes = cx.strings(v, &key(path, "excludes"), "excludes", &wher);
     }
     if let Some(v) = m.get("schedule") {
         item.schedule = schedule(cx, v, &key(path, "schedule"), &wher);
@@ -196,7 +302,7 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
         item.hooks = hooks(cx, v, &key(path, "hooks"), &item.name);
     }
     if let Some(v) = m.get("postgres") {
-        item.postgres = postgres(cx, v, &key(path, "postgres"), &item.name);
+        item.source.postgres = postgres(cx, v, &key(path, "postgres"), &item.name);
     }
     if let Some(v) = m.get("sqlite") {
         let p = key(path, "sqlite");
@@ -206,7 +312,7 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
             match sm.get("path") {
                 Some(v) => {
                     if let Some(s) = cx.string(v, &key(&p, "path"), "path", &w) {
-                        item.sqlite = Some(SqliteConfig {
+                        item.source.sqlite = Some(SqliteConfig {
                             path: cx.resolve(&s),
                         });
                     }
@@ -230,7 +336,7 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
             match cm.get("command") {
                 Some(v) => {
                     if let Some(command) = cx.string(v, &key(&p, "command"), "command", &w) {
-                        item.command = Some(CommandConfig {
+                        item.source.command = Some(CommandConfig {
                             command,
                             stdin_filename: stdin_filename.unwrap_or_else(|| "stdin".into()),
                             timeout,
@@ -241,7 +347,7 @@ fn parse_item(cx: &mut Ctx<'_>, m: &Mapping, path: &[Seg], i: usize, primaries: 
             }
         }
     }
-    item
+    item.build(cx, path)
 }
 
 fn schedule(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], wher: &str) -> Option<Schedule> {

@@ -101,6 +101,18 @@ impl<'a> Ctx<'a> {
         self.err_at(p, message, hint);
     }
 
+    /// Reports a problem with the key of the entry at `path`, unless a
+    /// problem at or below `path` was already reported (that one is the
+    /// cause). Like the validator's reports, it does not mark
+    /// `path` as errored.
+    pub(crate) fn err_key_once(&mut self, path: &[Seg], message: String, hint: Option<String>) {
+        if self.errored.iter().any(|e| e.starts_with(path)) {
+            return;
+        }
+        let p = self.pos.key(path);
+        self.err_at(p, message, hint);
+    }
+
     fn wrong_type(&mut self, path: &[Seg], field: &str, wher: &str, expected: &str, v: &Value) {
         self.err(
             path,

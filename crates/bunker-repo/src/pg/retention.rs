@@ -26,8 +26,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::retention::{GroupBy, KeepPolicy};
 use bunker_format::SnapshotId;
-use bunker_policy::retention::{GroupBy, KeepPolicy};
 use bunker_sources::postgres::{Segment, WalFileName, DEFAULT_SEGMENT_SIZE};
 use bunker_storage::FileType;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
