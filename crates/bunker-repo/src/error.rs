@@ -41,6 +41,16 @@ pub enum RepoError {
     Io(String),
     #[error("{0}")]
     Invalid(String),
+    /// The job's cancellation token was cancelled; the operation stopped at
+    /// a safe point and released its locks.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl From<bunker_sources::Cancelled> for RepoError {
+    fn from(_: bunker_sources::Cancelled) -> Self {
+        RepoError::Cancelled
+    }
 }
 
 impl RepoError {

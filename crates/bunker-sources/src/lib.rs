@@ -11,10 +11,13 @@
 //!   PostgreSQL's client programs as streams.
 //! * [`watchdog`]: time limits for child processes (command items, hooks,
 //!   and any stream started with a limit), stopping their whole group.
+//! * [`cancel`]: a job's cancellation token, polled by long operations at
+//!   their safe points; cancelling it also stops the job's child programs.
 //!
 //! The types here are plain structs; the repository layer converts them to
 //! and from snapshot tree nodes.
 
+pub mod cancel;
 pub mod error;
 pub mod exclude;
 pub mod filter;
@@ -26,6 +29,7 @@ pub mod sqlite;
 pub mod walk;
 pub mod watchdog;
 
+pub use cancel::{CancelToken, Cancelled};
 pub use error::{SourceError, SourceErrorKind};
 pub use exclude::{parse_size, ExcludeOptions, Excluder};
 pub use filter::{Pattern, PatternList};

@@ -7,9 +7,9 @@
 //! child is reaped; so the owner must [`Watchdog::stop`] the watchdog after
 //! the child has exited but *before* reaping it (see `waitid(WNOWAIT)`).
 //!
-//! Watched groups are registered process-wide, so that an interrupted bunker
-//! (which exits at once) can stop them first: in a group of their own they
-//! no longer receive the terminal's Ctrl-C themselves.
+//! A watchdog may also serve a job's [`CancelToken`]: its group is
+//! registered with the token, so cancelling the job stops the program (in a
+//! group of its own it no longer receives the terminal's Ctrl-C itself).
 
 use std::io;
 use std::process::{Child, ExitStatus};
@@ -19,19 +19,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+
+use crate::cancel::CancelToken;
 use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
-
-/// Process groups being watched (children not yet reaped).
-static GROUPS: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
-
-/// `SIGTERM` every watched process group; for an interrupted bunker about
-/// to exit.
-pub fn terminate_all() {
-    for g in GROUPS.lock().iter() {
-        let _ = kill_process_group(*g, Signal::TERM);
-    }
-}
 
 /// Time between `SIGTERM` and `SIGKILL`.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -43,20 +33,30 @@ pub struct Watchdog {
     fired: Arc<AtomicBool>,
     group: Option<Pid>,
     limit: Duration,
+    cancel: Option<CancelToken>,
 }
 
 impl Watchdog {
     /// Start watching the process group `pgid` (a child started with
     /// `process_group(0)`, not yet reaped).
     pub fn start(pgid: u32, limit: Duration) -> Watchdog {
+        Watchdog::start_with(pgid, Some(limit), None)
+    }
+
+    /// Like [`Watchdog::start`], with no limit when `limit` is `None`, and
+    /// registering the group with `cancel` so cancelling the job stops it.
+    pub fn start_with(pgid: u32, limit: Option<Duration>, cancel: Option<CancelToken>) -> Watchdog {
         let group = i32::try_from(pgid).ok().and_then(Pid::from_raw);
-        if let Some(g) = group {
-            GROUPS.lock().push(g);
+        if let (Some(g), Some(c)) = (group, &cancel) {
+            c.add_group(g);
         }
+        // Without a limit there is no timer thread: only the token stops it.
+        let timed = limit.and(group);
+        let limit = limit.unwrap_or(Duration::MAX);
         let fired = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         let flag = fired.clone();
-        let thread = group.and_then(|g| {
+        let thread = timed.and_then(|g| {
             std::thread::Builder::new()
                 .name("bunker-watchdog".into())
                 .spawn(move || {
@@ -77,12 +77,18 @@ impl Watchdog {
             fired,
             group,
             limit,
+            cancel,
         }
     }
 
     /// Whether the limit passed and the group was told to stop.
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Whether the job's cancellation token (if any) was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
     }
 
     /// The time limit.
@@ -137,8 +143,8 @@ impl Watchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Some(g) = self.group {
-            GROUPS.lock().retain(|x| *x != g);
+        if let (Some(g), Some(c)) = (self.group, &self.cancel) {
+            c.remove_group(g);
         }
     }
 }

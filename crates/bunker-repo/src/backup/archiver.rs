@@ -62,6 +62,8 @@ pub struct Archiver<'a> {
     pub inflight_limit: usize,
     /// Read-ahead for files about to be read (none: no hints).
     pub prefetch: Option<&'a Prefetcher>,
+    /// The job's cancellation, checked before each item is saved.
+    pub cancel: Option<&'a bunker_sources::CancelToken>,
 }
 
 fn display(path: &Path) -> String {
@@ -78,6 +80,12 @@ pub fn find<'t>(tree: Option<&'t Tree>, name: &[u8]) -> Option<&'t Node> {
 }
 
 impl Archiver<'_> {
+    /// Whether the job was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .is_some_and(bunker_sources::CancelToken::is_cancelled)
+    }
+
     /// Report and record a problem with one item.
     pub fn item_error(&self, path: &Path, message: String) {
         let p = display(path);
@@ -223,6 +231,9 @@ impl Archiver<'_> {
         explicit: bool,
         hinted: bool,
     ) -> Result<Option<Node>> {
+        if self.cancelled() {
+            return Err(RepoError::Cancelled);
+        }
         if !explicit && self.excluder.is_some_and(|e| e.excluded_by_name(path)) {
             return Ok(None);
         }

@@ -266,6 +266,7 @@ mod tests {
         let saver = BlobSaver::new(repo.clone());
         let chunker = Chunker::new(repo.config().chunker_polynomial);
         let arch = Archiver {
+            cancel: None,
             repo: &repo,
             saver: &saver,
             excluder: None,
@@ -326,6 +327,7 @@ mod tests {
         let repo = test_repo(dir.path());
         let saver = BlobSaver::new(repo.clone());
         let arch = Archiver {
+            cancel: None,
             repo: &repo,
             saver: &saver,
             excluder: None,

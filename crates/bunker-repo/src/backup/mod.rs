@@ -87,6 +87,11 @@ pub struct BackupOptions {
     /// repository was opened ([`warm_up`]); without one, the backup starts
     /// its own.
     pub warmer: Option<MetadataWarmer>,
+    /// The job's cancellation. Checked before each file or directory is
+    /// saved; a cancelled backup writes the index of what it had uploaded
+    /// (so a rerun does not upload it again), writes no snapshot, releases
+    /// its lock and returns [`RepoError::Cancelled`].
+    pub cancel: Option<bunker_sources::CancelToken>,
 }
 
 impl std::fmt::Debug for BackupOptions {
@@ -320,6 +325,7 @@ pub fn backup(
         inflight: AtomicUsize::new(0),
         inflight_limit: file::inflight_limit(threads),
         prefetch: prefetcher.as_ref(),
+        cancel: opts.cancel.as_ref(),
     };
     let warmer = match opts.warmer.take() {
         Some(w) => Some(w),
@@ -341,7 +347,16 @@ pub fn backup(
         });
         stop.store(true, Ordering::Relaxed);
         result
-    })?;
+    });
+    let tree_id = match tree_id {
+        Ok(id) => id,
+        Err(RepoError::Cancelled) => {
+            // Keep the uploads: index what was saved, but no snapshot.
+            saver.finish()?;
+            return Err(RepoError::Cancelled);
+        }
+        Err(e) => return Err(e),
+    };
     saver.finish()?;
 
     let st = &archiver.stats;
@@ -423,6 +438,10 @@ fn save_stdin(
     let content = match archiver.save_content(reader, u64::MAX) {
         Ok(c) => c,
         Err(archiver::ItemError::Fatal(e)) => return Err(e),
+        // A cancelled job stops the program that feeds the stream.
+        Err(archiver::ItemError::Skip(_)) if archiver.cancelled() => {
+            return Err(RepoError::Cancelled);
+        }
         Err(archiver::ItemError::Skip(msg)) => {
             return Err(RepoError::Io(format!("reading stdin: {msg}")));
         }

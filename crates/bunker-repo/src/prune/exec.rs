@@ -11,17 +11,38 @@ use super::{Mutations, PruneReport};
 use crate::error::{RepoError, Result};
 use crate::progress::Progress;
 use crate::Repository;
+use bunker_sources::CancelToken;
 
+///
+/// Cancellation (`cancel`): checked before anything is written and between
+/// repacked packs. A cancelled repack removes the packs it had written
+/// (nothing references them yet) and returns [`RepoError::Cancelled`]: the
+/// repository is as before. Once the new index is written, the remaining
+/// deletions are finished (they take moments) before prune returns.
 pub(super) fn execute(
     repo: &Repository,
     plan: &Plan,
     report: &mut PruneReport,
     m: &Mutations,
     progress: &dyn Progress,
+    cancel: Option<&CancelToken>,
 ) -> Result<()> {
+    let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
+    if cancelled() {
+        return Err(RepoError::Cancelled);
+    }
     // 1. Repack: copy the used blobs of partly-used packs into new packs.
     progress.current("repacking");
-    let new_packs = repack(repo, plan, m, progress)?;
+    let mut new_packs = Vec::new();
+    if let Err(e) = repack(repo, plan, m, progress, &cancelled, &mut new_packs) {
+        if matches!(e, RepoError::Cancelled) {
+            for p in &new_packs {
+                remove(repo, FileType::Pack, &p.id.to_hex())?;
+                m.done();
+            }
+        }
+        return Err(e);
+    }
     report.new_packs = new_packs.len() as u64;
 
     // 2. New index: every kept pack plus the new ones, superseding all old files.
@@ -94,17 +115,23 @@ fn remove(repo: &Repository, t: FileType, name: &str) -> Result<()> {
 /// Read each pack to repack, verify its used blobs, and write them
 /// (still encrypted as they were) into new packs. Returns the new packs'
 /// index entries; nothing references them until the index is written.
+/// The new packs are pushed to `out` as they are uploaded, so a caller can
+/// remove them when this stops early.
 fn repack(
     repo: &Repository,
     plan: &Plan,
     m: &Mutations,
     progress: &dyn Progress,
-) -> Result<Vec<IndexPack>> {
+    cancelled: &dyn Fn() -> bool,
+    out: &mut Vec<IndexPack>,
+) -> Result<()> {
     let target = repo.options().pack_size.max(1);
     let mut data = PackBuilder::new(BlobType::Data);
     let mut tree = PackBuilder::new(BlobType::Tree);
-    let mut out = Vec::new();
     for p in plan.packs.iter().filter(|p| p.action == PackAction::Repack) {
+        if cancelled() {
+            return Err(RepoError::Cancelled);
+        }
         let name = p.id.to_hex();
         progress.current(&name);
         let bytes = repo.storage().read(FileType::Pack, &name)?;
@@ -147,7 +174,7 @@ fn repack(
             out.push(upload(repo, builder, m)?);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn upload(repo: &Repository, builder: PackBuilder, m: &Mutations) -> Result<IndexPack> {

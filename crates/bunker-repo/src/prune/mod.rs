@@ -64,6 +64,9 @@ pub struct PruneOptions {
     pub repack_small: bool,
     /// Testing only: abort the process after this many storage mutations.
     pub crash_after: Option<u64>,
+    /// The job's cancellation: prune stops at its next safe point and leaves
+    /// the repository as it was (see `exec::execute`).
+    pub cancel: Option<bunker_sources::CancelToken>,
 }
 
 impl PruneOptions {
@@ -223,7 +226,14 @@ pub fn prune_unlocked(
         return Ok(report);
     }
     let mutations = Mutations::new(opts.crash_after);
-    exec::execute(repo, &plan, &mut report, &mutations, progress)?;
+    exec::execute(
+        repo,
+        &plan,
+        &mut report,
+        &mutations,
+        progress,
+        opts.cancel.as_ref(),
+    )?;
     repo.load_index()?;
     Ok(report)
 }

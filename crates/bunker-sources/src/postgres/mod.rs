@@ -36,6 +36,8 @@ pub enum PgError {
     },
     #[error("{program} did not finish within {limit} and was stopped")]
     TimedOut { program: String, limit: String },
+    #[error("{program} was stopped: interrupted")]
+    Cancelled { program: String },
 }
 
 impl PgError {

@@ -14,13 +14,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::PgError;
+use crate::cancel::CancelToken;
 use crate::watchdog::Watchdog;
 
 /// How much of a program's standard error is kept for messages.
 const STDERR_KEEP: usize = 64 * 1024;
 
 /// Connection settings; unset fields fall back to the `PG*` environment.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct PgConn {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -33,7 +34,26 @@ pub struct PgConn {
     /// Time limit for each streamed program (`pg_dump`, `pg_dumpall`,
     /// `pg_basebackup`): see [`PgConn::spawn_stream`].
     pub timeout: Option<Duration>,
+    /// The job's cancellation: cancelling it stops every program started
+    /// through this connection (they run in process groups of their own).
+    pub cancel: Option<CancelToken>,
 }
+
+impl PartialEq for PgConn {
+    /// Connection settings only; the cancellation token is not a setting.
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.host,
+            self.port,
+            &self.user,
+            &self.dbname,
+            &self.bin_dir,
+        ) == (&o.host, o.port, &o.user, &o.dbname, &o.bin_dir)
+            && (&self.password, self.timeout) == (&o.password, o.timeout)
+    }
+}
+
+impl Eq for PgConn {}
 
 impl std::fmt::Debug for PgConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +101,7 @@ impl PgConn {
     /// Start `cmd` (built by [`PgConn::command`]) as a stream, under this
     /// connection's time limit when it has one (see [`ChildReader::spawn_limited`]).
     pub fn spawn_stream(&self, cmd: Command) -> Result<ChildReader, PgError> {
-        ChildReader::spawn_limited(cmd, self.timeout)
+        ChildReader::spawn_watched(cmd, self.timeout, self.cancel.as_ref())
     }
 
     /// Run `psql -AtX -c sql` against `dbname` (or the default database) and
@@ -94,7 +114,7 @@ impl PgConn {
         if let Some(d) = dbname {
             c.args(["-d", d]);
         }
-        let mut child = ChildReader::spawn_limited(c, self.timeout)?;
+        let mut child = ChildReader::spawn_watched(c, self.timeout, self.cancel.as_ref())?;
         let mut out = Vec::new();
         let read = child.stdout.read_to_end(&mut out);
         child.finish_pg()?;
@@ -135,12 +155,21 @@ impl ChildReader {
     /// process group of its own, and past the limit the whole group is
     /// stopped (see [`Watchdog`]) and the stream ends with
     /// [`PgError::TimedOut`].
-    pub fn spawn_limited(
+    pub fn spawn_limited(cmd: Command, limit: Option<Duration>) -> Result<ChildReader, PgError> {
+        ChildReader::spawn_watched(cmd, limit, None)
+    }
+
+    /// Like [`ChildReader::spawn_limited`]; with a `cancel` token the
+    /// program also runs in a process group of its own, which cancelling
+    /// the token stops.
+    pub fn spawn_watched(
         mut cmd: Command,
         limit: Option<Duration>,
+        cancel: Option<&CancelToken>,
     ) -> Result<ChildReader, PgError> {
         let program = cmd.get_program().to_string_lossy().into_owned();
-        if limit.is_some() {
+        let watched = limit.is_some() || cancel.is_some();
+        if watched {
             cmd.process_group(0);
         }
         let mut child = cmd
@@ -173,7 +202,7 @@ impl ChildReader {
                 }
             }
         });
-        let watchdog = limit.map(|l| Watchdog::start(child.id(), l));
+        let watchdog = watched.then(|| Watchdog::start_with(child.id(), limit, cancel.cloned()));
         Ok(ChildReader {
             program,
             child,
@@ -209,6 +238,12 @@ impl ChildReader {
         let (status, timed_out) = waited.map_err(|e| PgError::spawn(&self.program, e))?;
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
+        }
+        let cancelled = self.watchdog.as_ref().is_some_and(Watchdog::cancelled);
+        if cancelled && !status.success() {
+            return Err(PgError::Cancelled {
+                program: self.program.clone(),
+            });
         }
         if let (Some(limit), false) = (timed_out, status.success()) {
             return Err(PgError::TimedOut {
@@ -457,6 +492,27 @@ mod tests {
     }
 
     #[test]
+    fn cancelling_the_job_stops_a_stream_and_says_so() {
+        let cancel = CancelToken::new();
+        let conn = PgConn {
+            cancel: Some(cancel.clone()),
+            ..Default::default()
+        };
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 60 & wait"]);
+        let mut r = conn.spawn_stream(c).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            cancel.cancel();
+        });
+        let started = std::time::Instant::now();
+        let e = r.read(&mut [0u8; 16]).unwrap_err();
+        t.join().unwrap();
+        assert!(e.to_string().contains("interrupted"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
     fn connection_goes_to_the_environment() {
         let conn = PgConn {
             host: Some("/tmp/sock".into()),
@@ -466,6 +522,7 @@ mod tests {
             bin_dir: None,
             password: Some("secret".into()),
             timeout: None,
+            cancel: None,
         };
         assert!(!format!("{conn:?}").contains("secret"));
         let c = conn.command("psql");
