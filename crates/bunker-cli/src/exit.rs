@@ -65,8 +65,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         return LOCK_FAILED;
     }
     for cause in err.chain() {
+        if matches!(
+            cause.downcast_ref::<bunker_engine::EngineError>(),
+            Some(bunker_engine::EngineError::Cancelled)
+        ) {
+            return INTERRUPTED;
+        }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
             match r {
+                RepoError::Cancelled => return INTERRUPTED,
                 RepoError::NoRepository { .. } => return NO_REPOSITORY,
                 RepoError::WrongPassword { .. } => return WRONG_PASSWORD,
                 RepoError::Locked { .. } => return LOCK_FAILED,
@@ -81,20 +88,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
 /// causes whose text the previous message already ends with (many errors
 /// include their source in their own message).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if parts.last().is_some_and(|prev| prev.ends_with(text)) {
-            continue;
-        }
-        parts.push(text.to_string());
-    }
-    let joined = parts.join(": ");
-    joined.split_whitespace().collect::<Vec<_>>().join(" ")
+    bunker_engine::error::one_line(err.as_ref())
 }
 
 /// Report a panic as one line and exit 1, instead of a backtrace.

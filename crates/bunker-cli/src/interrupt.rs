@@ -1,28 +1,45 @@
-//! SIGINT handling: set a flag, stop time-limited commands, release this
-//! process's repository locks, exit 130.
+//! SIGINT and SIGTERM: cancel the command's job, let it stop at its next
+//! safe point (releasing its locks), exit 130.
 //!
-//! A background thread waits for the signal (through tokio's signal driver, so
-//! no unsafe code is needed). Engine operations cannot be cancelled midway, so
-//! on the signal we remove every lock file this process wrote in the
-//! repositories we opened and exit; whatever was uploaded so far is
-//! unreferenced and removed by a later `prune`, as with restic.
+//! One [`CancelToken`] serves the whole command ([`token`]); the engine and
+//! the repository operations poll it, and cancelling it stops the child
+//! programs the command started (they run in process groups of their own, so
+//! a terminal's Ctrl-C does not reach them). A background thread waits for
+//! either signal (through tokio's signal driver, so no unsafe code is
+//! needed). Operations that have no safe points of their own get
+//! [`GRACE`] to finish; after that the thread removes the lock files this
+//! process wrote in the repositories it opened ([`register`]) and exits 130,
+//! as before: whatever was uploaded so far is unreferenced and removed by a
+//! later `prune`, as with restic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
+use bunker_engine::CancelToken;
 use bunker_repo::Repository;
 
+/// How long a cancelled command may take to stop by itself.
+pub const GRACE: Duration = Duration::from_secs(5);
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static TOKEN: OnceLock<CancelToken> = OnceLock::new();
 /// Weak, so repositories (and their storage connections, e.g. ssh sessions) are
 /// still dropped and closed when their commands finish.
 static REPOS: Mutex<Vec<Weak<Repository>>> = Mutex::new(Vec::new());
 
-/// Whether SIGINT was received.
+/// The command's cancellation token.
+pub fn token() -> CancelToken {
+    TOKEN.get_or_init(CancelToken::new).clone()
+}
+
+/// Whether SIGINT or SIGTERM was received.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Remember a repository whose locks must be released on interrupt.
+/// Remember a repository whose locks must be released if the command does
+/// not stop within [`GRACE`].
 pub fn register(repo: &Arc<Repository>) {
     if let Ok(mut v) = REPOS.lock() {
         v.retain(|w| w.strong_count() > 0);
@@ -53,40 +70,51 @@ pub fn release_locks() {
 
 /// Start the signal-watching thread.
 pub fn install() {
+    use tokio::signal::unix::{signal, SignalKind};
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::debug!("no SIGINT handler: {e}");
+            tracing::debug!("no signal handler: {e}");
             return;
         }
     };
-    // Register the handler before returning, so an early Ctrl-C is not lost.
-    let signal = rt.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    // Register the handlers before returning, so an early signal is not lost.
+    let signals = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
     });
-    let mut signal = match signal {
+    let (mut int, mut term) = match signals {
         Ok(s) => s,
         Err(e) => {
-            tracing::debug!("no SIGINT handler: {e}");
+            tracing::debug!("no signal handler: {e}");
             return;
         }
     };
+    let token = token();
     let spawned = std::thread::Builder::new()
-        .name("sigint".into())
+        .name("signals".into())
         .spawn(move || {
-            rt.block_on(signal.recv());
+            rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
             INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("bunker: interrupted, releasing locks");
-            // Commands with a time limit run in process groups of their own
-            // and did not see the terminal's Ctrl-C.
-            bunker_sources::watchdog::terminate_all();
+            token.cancel();
+            // The main thread exits 130 once the job has stopped; this is
+            // the deadline for operations without safe points.
+            std::thread::sleep(GRACE);
             release_locks();
             std::process::exit(i32::from(crate::exit::INTERRUPTED));
         });
     if let Err(e) = spawned {
-        tracing::debug!("no SIGINT handler thread: {e}");
+        tracing::debug!("no signal handler thread: {e}");
     }
 }

@@ -4,12 +4,14 @@
 //! and the manual-page texts, [`exit`] the exit statuses and the single mapping
 //! from errors to them, [`password`] where passwords come from, [`repo`] how
 //! repositories are opened and locked, [`progress`] the progress display and
-//! [`interrupt`] the SIGINT handling.
+//! [`interrupt`] the SIGINT/SIGTERM handling, [`events`] the rendering of
+//! the engine's events. The work itself is the libraries' (`bunker-engine`
+//! runs policies, `bunker-repo` owns repository operations).
 
 mod cli;
 mod commands;
+mod events;
 mod exit;
-mod fallback;
 mod interrupt;
 mod output;
 mod password;
@@ -71,7 +73,10 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
             let code = exit::code_for(&err);
-            eprintln!("bunker: error: {}", exit::one_line(&err));
+            // An interrupted command already said so; its error is the interruption.
+            if code != exit::INTERRUPTED {
+                eprintln!("bunker: error: {}", exit::one_line(&err));
+            }
             ExitCode::from(code)
         }
     }

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bunker_engine::pool::{open_first_reachable, Candidate, Opened};
 use bunker_repo::lock::RepoLock;
 use bunker_repo::{RepoOptions, Repository};
 use bunker_storage::DynStorage;
 
 use crate::cli::GlobalOpts;
+use crate::events::{StderrSink, Wording};
 use crate::exit::LockFailed;
 
 /// Engine tunables from `--compression`, `--pack-size`, `-o connections=N` and
@@ -96,6 +98,27 @@ pub fn open_with_index(g: &GlobalOpts) -> Result<Arc<Repository>> {
     let repo = open(g)?;
     repo.load_index().context("loading the index")?;
     Ok(repo)
+}
+
+/// Open the `-r` repository for writing a backup, or the first reachable of
+/// `fallbacks` when it is unreachable (the engine's one fallback rule; the
+/// fallbacks must exist). Warnings go to standard error.
+pub fn open_for_backup(g: &GlobalOpts, fallbacks: &[String]) -> Result<Opened> {
+    let primary = location(g)?;
+    let repo_options = repo_options(g)?;
+    let password = crate::password::for_open(g)?;
+    let candidate = |loc: &str| Candidate::from_location(loc, &g.options, &password);
+    let fallbacks: Vec<Candidate> = fallbacks.iter().map(|f| candidate(f)).collect();
+    let sink = StderrSink {
+        wording: Wording::Location,
+    };
+    Ok(open_first_reachable(
+        &candidate(primary),
+        &fallbacks,
+        &repo_options,
+        false,
+        &sink,
+    )?)
 }
 
 /// Take a shared or exclusive lock (exit status 11 on failure).

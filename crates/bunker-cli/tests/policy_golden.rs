@@ -201,7 +201,11 @@ fn run_and_status_output_is_unchanged() {
     let p = p.to_str().expect("utf-8 path");
     let mut all = String::new();
     all += &render("run (due)", &bunker(&ctx, &["run", p]), &ctx);
-    all += &render("run --json (nothing due)", &bunker(&ctx, &["run", "--json", p]), &ctx);
+    all += &render(
+        "run --json (nothing due)",
+        &bunker(&ctx, &["run", "--json", p]),
+        &ctx,
+    );
     all += &render(
         "run --item docs --json",
         &bunker(&ctx, &["run", "--item", "docs", "--json", p]),
@@ -213,7 +217,11 @@ fn run_and_status_output_is_unchanged() {
         &ctx,
     );
     all += &render("status", &bunker(&ctx, &["status", p]), &ctx);
-    all += &render("status --json", &bunker(&ctx, &["status", "--json", p]), &ctx);
+    all += &render(
+        "status --json",
+        &bunker(&ctx, &["status", "--json", p]),
+        &ctx,
+    );
     all += &render(
         "run --item nosuch",
         &bunker(&ctx, &["run", "--item", "nosuch", p]),

@@ -249,11 +249,13 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         dry_run: args.dry_run,
         read_concurrency: args.read_concurrency,
         warmer: None,
+        cancel: Some(crate::interrupt::token()),
     };
     // The tree's metadata is read into the kernel's caches (and counted for
     // the progress totals) while the repository is opened.
     opts.warmer = backup::warm_up(&opts);
-    let opened = crate::fallback::open_for_backup(g, &args.fallback_repos)?;
+    let opened = repo::open_for_backup(g, &args.fallback_repos)?;
+    let fallback_used = opened.fallback_for.is_some().then(|| opened.name.clone());
     let r = opened.repo;
     let reporter = Reporter::new(g, "files", "archival");
     let summary = backup::backup(&r, opts, &reporter)
@@ -261,16 +263,16 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
     reporter.finish();
     if g.json {
         let mut json = json_summary(&summary);
-        json.fallback_used = opened.fallback_used.clone();
+        json.fallback_used = fallback_used.clone();
         output::json_line(&json)?;
     } else if !g.quiet {
         print!("{}", text_summary(&summary));
     }
-    if let Some(fb) = &opened.fallback_used {
+    if let Some(fb) = &fallback_used {
         let why = opened
-            .skipped
-            .first()
-            .map(|(_, reason)| format!(" ({reason})"))
+            .primary_error
+            .as_ref()
+            .map(|reason| format!(" ({reason})"))
             .unwrap_or_default();
         eprintln!(
             "bunker: WARNING: the snapshot was saved to the FALLBACK repository {fb}, not to {}{why}",
@@ -278,7 +280,7 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         );
     }
     if summary.errors.is_empty() {
-        Ok(if opened.fallback_used.is_some() {
+        Ok(if fallback_used.is_some() {
             Status::Fallback
         } else {
             Status::Success

@@ -1,19 +1,17 @@
 //! `bunker config check`, and what the policy-driven verbs share: finding
-//! the policy file and opening (or creating) its repositories, with fallbacks.
+//! the policy file ([`PolicyArgs`]). Opening its repositories is the
+//! engine's ([`bunker_engine::pool::RepoPool`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bunker_format::keyfile::KdfParams;
-use bunker_policy::{Policy, PolicyError, RepositoryConfig};
-use bunker_repo::{RepoError, Repository};
+use bunker_policy::{Policy, PolicyError};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
-use crate::{output, repo};
+use crate::output;
 
 /// Environment variable naming the policy file.
 pub const CONFIG_ENV: &str = "BUNKER_CONFIG";
@@ -144,126 +142,4 @@ pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
         }
         Err(e) => Err(anyhow!(e)),
     }
-}
-
-/// A policy repository, opened.
-pub struct OpenedRepo {
-    pub repo: Arc<Repository>,
-    /// The policy name of the repository actually used (differs from the
-    /// requested one when a fallback was taken).
-    pub name: String,
-    /// It did not exist and was created now.
-    pub initialised: bool,
-}
-
-fn open_one(
-    g: &GlobalOpts,
-    cfg: &RepositoryConfig,
-    create: bool,
-    probe: bool,
-) -> Result<OpenedRepo> {
-    let mut opts: Vec<(String, String)> = cfg
-        .options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    opts.extend(g.options.iter().cloned());
-    let opts = crate::fallback::options_for(&cfg.location, &opts);
-    if probe {
-        // Find out quickly (bounded retries) whether it answers at all.
-        let mut probe_opts = opts.clone();
-        if !probe_opts.iter().any(|(k, _)| k == "retry.max_elapsed") {
-            probe_opts.push((
-                "retry.max_elapsed".into(),
-                crate::fallback::PROBE_BUDGET.as_secs().to_string(),
-            ));
-        }
-        bunker_storage::open(&cfg.location, &probe_opts)
-            .and_then(|s| s.stat(bunker_storage::FileType::Config, ""))
-            .with_context(|| format!("reaching repository {:?} at {}", cfg.name, cfg.location))?;
-    }
-    let storage = bunker_storage::open(&cfg.location, &opts)
-        .with_context(|| format!("opening repository {:?} at {}", cfg.name, cfg.location))?;
-    let password = cfg
-        .password
-        .resolve()
-        .with_context(|| format!("password of repository {:?}", cfg.name))?;
-    let pw = password.expose().as_bytes();
-    if pw.is_empty() {
-        bail!("password of repository {:?} is empty", cfg.name);
-    }
-    let options = repo::repo_options(g)?;
-    match Repository::open(storage.clone(), pw, options.clone()) {
-        Ok(r) => {
-            crate::interrupt::register(&r);
-            Ok(OpenedRepo {
-                repo: r,
-                name: cfg.name.clone(),
-                initialised: false,
-            })
-        }
-        Err(RepoError::NoRepository { .. }) if create => {
-            let r = Repository::init(storage, pw, options, KdfParams::from_env()).with_context(
-                || format!("creating repository {:?} at {}", cfg.name, cfg.location),
-            )?;
-            crate::interrupt::register(&r);
-            Ok(OpenedRepo {
-                repo: r,
-                name: cfg.name.clone(),
-                initialised: true,
-            })
-        }
-        Err(e) => Err(anyhow!(e).context(format!(
-            "opening repository {:?} at {}",
-            cfg.name, cfg.location
-        ))),
-    }
-}
-
-/// Open repository `name` of the policy (creating it when `create` and it
-/// does not exist); when it is unreachable, try its fallbacks in order,
-/// warning loudly on standard error.
-pub fn open_policy_repo(
-    g: &GlobalOpts,
-    policy: &Policy,
-    name: &str,
-    create: bool,
-) -> Result<OpenedRepo> {
-    let cfg = policy
-        .repositories
-        .get(name)
-        .with_context(|| format!("unknown repository {name:?}"))?;
-    let probe = !cfg.fallbacks.is_empty();
-    let first = match open_one(g, cfg, create, probe) {
-        Ok(o) => return Ok(o),
-        Err(e) => e,
-    };
-    // Only unreachability (retryable storage errors) is a reason to fall
-    // back; a wrong password or bad options are not.
-    if !probe || !crate::fallback::is_unreachable(&first) {
-        return Err(first);
-    }
-    eprintln!(
-        "WARNING: repository {name:?} is unreachable: {}",
-        crate::exit::one_line(&first)
-    );
-    for fb in &cfg.fallbacks {
-        let Some(fcfg) = policy.repositories.get(fb) else {
-            continue;
-        };
-        match open_one(g, fcfg, create, true) {
-            Ok(o) => {
-                eprintln!("WARNING: using fallback repository {fb:?} instead of {name:?}");
-                return Ok(o);
-            }
-            Err(e) => eprintln!(
-                "WARNING: fallback repository {fb:?} is unreachable too: {}",
-                crate::exit::one_line(&e)
-            ),
-        }
-    }
-    Err(first.context(format!(
-        "repository {name:?} and all its fallbacks ({}) are unreachable",
-        cfg.fallbacks.join(", ")
-    )))
 }

@@ -1,14 +1,13 @@
 //! `bunker forget`: remove snapshots according to keep rules (restic's rules).
 
 use anyhow::{bail, Context, Result};
-use bunker_policy::retention::{GroupBy, KeepDuration, KeepPolicy};
 use bunker_repo::forget::{self, ForgetGroup, ForgetOptions};
 use bunker_repo::pg::retention::{self, PitrOptions, PitrPlan};
+use bunker_repo::retention::{GroupBy, KeepDuration, KeepPolicy};
 use bunker_repo::snapshots::SnapshotFilter;
 use clap::Args;
 
 use super::config::PolicyArgs;
-use super::pg::items as pg_items;
 use super::prune::{self as prune_cmd, PruneFlags};
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
@@ -223,8 +222,8 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
             let Some(ret) = &item.retention else {
                 bail!("item {name:?} has no retention in the policy: nothing to forget");
             };
-            if let Some(cfg) = pg_items::physical(item) {
-                let mut opts = pg_items::pitr_options(item, cfg, args.dry_run)?;
+            if let Some(cfg) = item.physical() {
+                let mut opts = bunker_engine::retention::pitr_options(item, cfg, args.dry_run)?;
                 opts.group_by = group_by;
                 // Only this item's snapshots: its tag AND each --tag group.
                 if !filter.tags.is_empty() {

@@ -23,10 +23,8 @@ pub mod snapshots;
 pub mod unlock;
 pub mod version;
 
-pub mod command_item;
 pub mod config;
 pub mod forget;
-pub mod hooks;
 pub mod pg;
 pub mod prune;
 pub mod run;

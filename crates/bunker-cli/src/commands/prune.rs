@@ -156,6 +156,7 @@ pub fn run_locked(
         max_repack_size: flags.max_repack_size,
         repack_small: flags.repack_small,
         crash_after: None,
+        cancel: Some(crate::interrupt::token()),
     }
     .with_crash_knob_from_env();
     let reporter = Reporter::new(g, "packs", "pruning");

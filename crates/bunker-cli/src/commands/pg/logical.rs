@@ -3,16 +3,12 @@
 
 use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use bunker_repo::backup::BackupSummary;
-use bunker_repo::pg::{open_stream, save_stream, stream_content};
+use bunker_engine::sources::postgres::{all_databases, dump_database, dump_globals, TAG_DUMP};
+use bunker_repo::pg::{open_stream, stream_content};
 use bunker_repo::snapshots::{self, SnapshotFilter};
-use bunker_repo::Repository;
-use bunker_sources::postgres::process::{
-    dump_command, globals_command, ident_quote, restore_command,
-};
+use bunker_sources::postgres::process::{ident_quote, restore_command};
 use bunker_sources::postgres::PgConn;
 use clap::Args;
 
@@ -21,9 +17,6 @@ use crate::cli::GlobalOpts;
 use crate::exit::Status;
 use crate::progress::Reporter;
 use crate::{output, repo};
-
-pub const TAG_DUMP: &str = "pg-dump";
-pub const TAG_GLOBALS: &str = "pg-globals";
 
 /// Dump databases with pg_dump -Fc into snapshots (no temporary files)
 #[derive(Args, Debug)]
@@ -52,53 +45,6 @@ pub struct DumpArgs {
     /// longer than this (90m, 6h); the dump then fails and leaves no snapshot
     #[arg(long, value_name = "DURATION", value_parser = super::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
-}
-
-/// Dump one database into a snapshot.
-pub fn dump_database(
-    r: &Arc<Repository>,
-    conn: &PgConn,
-    db: &str,
-    tags: &[String],
-    host: Option<String>,
-    progress: &dyn bunker_repo::progress::Progress,
-) -> Result<BackupSummary> {
-    if db.is_empty() || db.contains('/') || db.starts_with('.') {
-        bail!("database name {db:?} cannot be stored as a file name");
-    }
-    let child = conn.spawn_stream(dump_command(conn, db))?;
-    let mut t = tags.to_vec();
-    t.push(TAG_DUMP.to_string());
-    t.push(format!("pg-db={db}"));
-    save_stream(r, Box::new(child), &format!("{db}.dump"), t, host, progress)
-        .with_context(|| format!("dumping database {db}"))
-}
-
-/// Dump roles and tablespaces into a snapshot.
-pub fn dump_globals(
-    r: &Arc<Repository>,
-    conn: &PgConn,
-    tags: &[String],
-    host: Option<String>,
-    progress: &dyn bunker_repo::progress::Progress,
-) -> Result<BackupSummary> {
-    let child = conn.spawn_stream(globals_command(conn))?;
-    let mut t = tags.to_vec();
-    t.push(TAG_GLOBALS.to_string());
-    save_stream(r, Box::new(child), "globals.sql", t, host, progress).context("dumping globals")
-}
-
-/// Every database that accepts connections, except templates.
-pub fn all_databases(conn: &PgConn) -> Result<Vec<String>> {
-    let out = conn.query(
-        Some("postgres"),
-        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
-    )?;
-    Ok(out
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect())
 }
 
 pub fn dump(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {

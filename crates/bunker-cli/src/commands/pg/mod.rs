@@ -3,8 +3,9 @@
 //!
 //! Submodules: [`wal`] (wal-push, wal-fetch, wal-verify, wal-prune,
 //! archive-command),
-//! [`physical`] (backup, restore), [`logical`] (dump, restore-dump) and
-//! [`items`] (functions `bunker run` calls for `kind: postgres|sqlite`).
+//! [`physical`] (backup, restore) and [`logical`] (dump, restore-dump). The
+//! backups themselves are the engine's (`bunker_engine::sources::postgres`),
+//! shared with `bunker run`.
 
 use std::path::PathBuf;
 
@@ -15,7 +16,6 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
-pub mod items;
 pub mod logical;
 pub mod physical;
 pub mod wal;
@@ -90,6 +90,7 @@ impl ConnArgs {
             bin_dir: self.pg_bin.clone(),
             password: None,
             timeout: None,
+            cancel: Some(crate::interrupt::token()),
         }
     }
 }

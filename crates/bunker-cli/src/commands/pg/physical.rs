@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bunker_engine::sources::postgres::base_backup;
 use bunker_repo::pg::base::{self, BaseBackupRequest, BaseBackupResult};
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
 use bunker_repo::snapshots::{self, SnapshotFilter};
-use bunker_repo::Repository;
-use bunker_sources::postgres::process::{basebackup_command, shell_quote};
+use bunker_sources::postgres::process::shell_quote;
 use bunker_sources::postgres::{Lsn, PgConn};
 use clap::{ArgGroup, Args};
 
@@ -44,31 +44,6 @@ pub struct BackupArgs {
     /// this (90m, 6h); the backup then fails and leaves no snapshot
     #[arg(long, value_name = "DURATION", value_parser = super::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
-}
-
-/// Back up a cluster as a base backup (used by `bunker run` too).
-pub fn base_backup(
-    r: &std::sync::Arc<Repository>,
-    conn: &PgConn,
-    req: BaseBackupRequest,
-    label: &str,
-    progress: &dyn bunker_repo::progress::Progress,
-) -> Result<BaseBackupResult> {
-    let mut req = req;
-    if req.next_xid.is_none() {
-        req.next_xid = match conn.query(None, "SELECT pg_snapshot_xmax(pg_current_snapshot())") {
-            Ok(s) => s.trim().parse().ok(),
-            Err(e) => {
-                tracing::warn!("cannot read the next transaction id ({e}); --target-xid restores will need an explicit snapshot");
-                None
-            }
-        };
-    }
-    let child = conn.spawn_stream(basebackup_command(conn, label))?;
-    let log = child.stderr_buffer();
-    let res = base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
-        .context("base backup failed")?;
-    Ok(res)
 }
 
 pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {

@@ -152,7 +152,8 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
             let item = p
                 .item(name)
                 .with_context(|| format!("no item {name:?} in the policy"))?;
-            let cfg = super::items::physical(item)
+            let cfg = item
+                .physical()
                 .with_context(|| format!("item {name:?} is not a postgres physical item"))?;
             (cfg.pitr, Some(item.tag()))
         }
@@ -256,8 +257,8 @@ pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
     // Every base backup kept, the window from the oldest: the WAL before
     // the oldest base backup's start goes.
     let opts = pgretention::PitrOptions {
-        policy: bunker_policy::retention::KeepPolicy {
-            last: bunker_policy::retention::UNLIMITED,
+        policy: bunker_repo::retention::KeepPolicy {
+            last: bunker_repo::retention::UNLIMITED,
             ..Default::default()
         },
         filter: bunker_repo::snapshots::SnapshotFilter {
@@ -305,100 +306,28 @@ pub struct ArchiveCommandArgs {
     pub policy: PolicyArgs,
 }
 
-/// `<bunker> -r LOCATION --password-file F [-o k=v]...` for a policy repository.
-fn bunker_words(cfg: &bunker_policy::RepositoryConfig) -> Result<Vec<String>> {
-    use bunker_policy::PasswordSource;
-    use bunker_sources::postgres::process::shell_quote;
-    let q = |s: &std::ffi::OsStr| shell_quote(&s.to_os_string());
-    let exe = std::env::current_exe().context("finding the bunker executable")?;
-    let location = match cfg.local_path() {
-        Some(p) => std::path::absolute(&p)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned(),
-        None => cfg.location.clone(),
-    };
-    let mut w = vec![q(exe.as_os_str()), "-r".into(), q(location.as_ref())];
-    match &cfg.password {
-        PasswordSource::File(f) => {
-            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            w.push("--password-file".into());
-            w.push(q(abs.as_os_str()));
-        }
-        PasswordSource::Command(c) => {
-            w.push("--password-command".into());
-            w.push(q(c.as_ref()));
-        }
-        PasswordSource::Env(v) => bail!(
-            "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
-             have: give it a password_file readable by the postgres user",
-            cfg.name
-        ),
-        PasswordSource::Plain(_) => bail!(
-            "repository {:?} has its password inline; archive_command would expose it: \
-             use a password_file readable by the postgres user",
-            cfg.name
-        ),
-    }
-    for (k, v) in &cfg.options {
-        if bunker_policy::is_secret_key(k) {
-            bail!(
-                "repository {:?} has the secret option {k:?}; it is not written into \
-                 postgresql.conf: give it to the server through the environment instead",
-                cfg.name
-            );
-        }
-        w.push("-o".into());
-        w.push(q(format!("{k}={v}").as_ref()));
-    }
-    Ok(w)
-}
-
 pub fn archive_command(g: &GlobalOpts, args: ArchiveCommandArgs) -> Result<Status> {
     let p = args.policy.load()?;
-    let item = p
-        .item(&args.item)
-        .with_context(|| format!("no item {:?} in the policy", args.item))?;
-    if super::items::physical(item).is_none() {
-        bail!(
-            "item {:?} is not a postgres physical item (kind: postgres, postgres.mode: physical)",
-            item.name
-        );
-    }
-    let target = item
-        .targets
-        .first()
-        .with_context(|| format!("item {:?} has no target", item.name))?;
-    let cfg = p
-        .repositories
-        .get(target)
-        .with_context(|| format!("unknown repository {target:?}"))?;
-    let words = bunker_words(cfg)?.join(" ");
+    let exe = std::env::current_exe().context("finding the bunker executable")?;
+    let a = bunker_engine::sources::postgres::archive_settings(&p, &args.item, &exe)?;
     // postgresql.conf quotes strings with '...', doubling inner quotes.
-    let conf = |s: String| format!("'{}'", s.replace('\'', "''"));
-    let archive = format!("{words} pg wal-push %p");
-    let restore = format!("{words} pg wal-fetch %f %p");
+    let conf = |s: &str| format!("'{}'", s.replace('\'', "''"));
     if g.json {
-        output::json_line(&serde_json::json!({
-            "item": item.name,
-            "repository": cfg.name,
-            "archive_command": archive,
-            "restore_command": restore,
-        }))?;
+        output::json_line(&a)?;
     } else {
         println!(
             "# postgresql.conf: archive item {} into repository {}",
-            item.name, cfg.name
+            a.item, a.repository
         );
         println!("wal_level = replica");
         println!("archive_mode = on");
-        println!("archive_command = {}", conf(archive));
+        println!("archive_command = {}", conf(&a.archive_command));
         println!("# for recovery (bunker pg restore writes this itself):");
-        println!("restore_command = {}", conf(restore));
-        if item.targets.len() > 1 {
+        println!("restore_command = {}", conf(&a.restore_command));
+        if a.more_targets {
             println!(
                 "# note: only the first target ({}) receives WAL; the others get base backups only",
-                cfg.name
+                a.repository
             );
         }
     }

@@ -1,0 +1,343 @@
+//! PostgreSQL items: base backups (physical) and dumps (logical), the
+//! server questions the planner and `status` ask, and the connection
+//! settings of a policy item.
+
+use std::sync::Arc;
+
+use bunker_policy::{Item, PostgresConfig, PostgresMode};
+use bunker_repo::backup::BackupSummary;
+use bunker_repo::pg::base::{self, BaseBackupRequest, BaseBackupResult};
+use bunker_repo::pg::due::{self, ServerState, StartReason};
+use bunker_repo::pg::save_stream;
+use bunker_repo::progress::Progress;
+use bunker_repo::Repository;
+use bunker_sources::postgres::process::{basebackup_command, dump_command, globals_command};
+use bunker_sources::postgres::PgConn;
+use bunker_sources::CancelToken;
+
+use super::StoredSnapshot;
+use crate::error::{Context, EngineError, Result};
+
+/// Tag of `pg_dump` snapshots (with `pg-db=<database>`).
+pub const TAG_DUMP: &str = "pg-dump";
+/// Tag of `pg_dumpall --globals-only` snapshots.
+pub const TAG_GLOBALS: &str = "pg-globals";
+
+/// Connection settings of a policy item. A `dsn` is passed as the database
+/// name (libpq accepts a connection string there); `password_env` names
+/// the variable whose value becomes `PGPASSWORD` for the child programs.
+pub fn conn_from_policy(cfg: &PostgresConfig) -> PgConn {
+    PgConn {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        user: cfg.user.clone(),
+        dbname: cfg
+            .dsn
+            .as_ref()
+            .map(|d| d.expose().to_string())
+            .or_else(|| cfg.database.clone()),
+        bin_dir: None,
+        password: cfg
+            .password_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok()),
+        timeout: cfg.timeout,
+        cancel: None,
+    }
+}
+
+/// Run a `kind: postgres` item: a base backup (physical) or dumps of the
+/// configured database (or all databases and the globals) (logical).
+pub fn run_postgres_item(
+    repo: &Arc<Repository>,
+    cfg: &PostgresConfig,
+    tags: &[String],
+    host: Option<String>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Vec<StoredSnapshot>> {
+    let conn = PgConn {
+        cancel: Some(cancel.clone()),
+        ..conn_from_policy(cfg)
+    };
+    match cfg.mode {
+        PostgresMode::Physical => {
+            let req = BaseBackupRequest {
+                host,
+                tags: tags.to_vec(),
+                next_xid: None,
+            };
+            let r = base_backup(repo, &conn, req, "bunker run", progress)?;
+            Ok(vec![StoredSnapshot {
+                id: r.snapshot_id.to_string(),
+                file: "base.tar".to_string(),
+                data_added: r.summary.data_added,
+            }])
+        }
+        PostgresMode::Logical => {
+            let dbs = match &cfg.database {
+                Some(d) => vec![d.clone()],
+                None => all_databases(&conn)?,
+            };
+            let mut out = Vec::new();
+            for db in &dbs {
+                cancel.check().map_err(|_| EngineError::Cancelled)?;
+                let s = dump_database(repo, &conn, db, tags, host.clone(), progress)?;
+                out.push(StoredSnapshot::new(&s, format!("{db}.dump")));
+            }
+            if cfg.database.is_none() {
+                let s = dump_globals(repo, &conn, tags, host.clone(), progress)?;
+                out.push(StoredSnapshot::new(&s, "globals.sql"));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Back up a cluster as a base backup (`pg_basebackup` streamed into a
+/// snapshot); `label` is shown in `pg_stat_progress_basebackup`.
+pub fn base_backup(
+    r: &Arc<Repository>,
+    conn: &PgConn,
+    req: BaseBackupRequest,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<BaseBackupResult> {
+    let mut req = req;
+    if req.next_xid.is_none() {
+        req.next_xid = match conn.query(None, "SELECT pg_snapshot_xmax(pg_current_snapshot())") {
+            Ok(s) => s.trim().parse().ok(),
+            Err(e) => {
+                tracing::warn!("cannot read the next transaction id ({e}); --target-xid restores will need an explicit snapshot");
+                None
+            }
+        };
+    }
+    let child = conn.spawn_stream(basebackup_command(conn, label))?;
+    let log = child.stderr_buffer();
+    base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
+        .context("base backup failed")
+}
+
+/// Dump one database (`pg_dump -Fc`) into a snapshot holding `/<db>.dump`.
+pub fn dump_database(
+    r: &Arc<Repository>,
+    conn: &PgConn,
+    db: &str,
+    tags: &[String],
+    host: Option<String>,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    if db.is_empty() || db.contains('/') || db.starts_with('.') {
+        return Err(EngineError::Invalid(format!(
+            "database name {db:?} cannot be stored as a file name"
+        )));
+    }
+    let child = conn.spawn_stream(dump_command(conn, db))?;
+    let mut t = tags.to_vec();
+    t.push(TAG_DUMP.to_string());
+    t.push(format!("pg-db={db}"));
+    save_stream(r, Box::new(child), &format!("{db}.dump"), t, host, progress)
+        .with_context(|| format!("dumping database {db}"))
+}
+
+/// Dump roles and tablespaces into a snapshot holding `/globals.sql`.
+pub fn dump_globals(
+    r: &Arc<Repository>,
+    conn: &PgConn,
+    tags: &[String],
+    host: Option<String>,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    let child = conn.spawn_stream(globals_command(conn))?;
+    let mut t = tags.to_vec();
+    t.push(TAG_GLOBALS.to_string());
+    save_stream(r, Box::new(child), "globals.sql", t, host, progress).context("dumping globals")
+}
+
+/// Every database that accepts connections, except templates.
+pub fn all_databases(conn: &PgConn) -> Result<Vec<String>> {
+    let out = conn.query(
+        Some("postgres"),
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+    )?;
+    Ok(out
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// Why `psql` gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// It could not be started.
+    #[error("running {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It failed.
+    #[error("psql failed: {0}")]
+    Failed(String),
+    /// It answered something else than expected.
+    #[error("unexpected answer from the server: {0:?}")]
+    Unexpected(String),
+}
+
+/// Run `psql -AtX -c sql` with a connect timeout, so that status and due
+/// checks never hang on an unreachable server.
+pub fn query_quick(conn: &PgConn, sql: &str) -> Result<String, QueryError> {
+    let out = conn
+        .command("psql")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-AtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| QueryError::Spawn {
+            program: conn.program("psql").display().to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(QueryError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The server's start time, timeline and system identifier.
+pub fn server_state(cfg: &PostgresConfig) -> Result<ServerState, QueryError> {
+    let text = query_quick(&conn_from_policy(cfg), due::SERVER_STATE_SQL)?;
+    due::parse_server_state(&text).ok_or(QueryError::Unexpected(text))
+}
+
+/// Whether a full base backup of `item` is due in `repo` by the start-up
+/// rule: the server restarted, or changed timeline or system, since the
+/// item's newest base backup there.
+pub fn start_reason(
+    repo: &Repository,
+    item: &Item,
+    server: &ServerState,
+) -> Result<Option<StartReason>> {
+    let tag = item.tag();
+    let backups = base::list_base_backups(repo)?;
+    let newest = backups
+        .iter()
+        .filter(|b| b.entry.snapshot.tags.contains(&tag))
+        .max_by_key(|b| b.entry.snapshot.time);
+    Ok(due::start_reason(newest, server))
+}
+
+/// The `archive_command` and `restore_command` of a postgres physical item:
+/// this bunker executable called with the first target's location, password
+/// file or command and options (see [`archive_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+// Fields in alphabetical order: the JSON keys keep the order earlier
+// versions printed.
+pub struct ArchiveSettings {
+    /// `… pg wal-push %p`.
+    pub archive_command: String,
+    /// The item.
+    pub item: String,
+    /// The repository that receives the WAL (the item's first target).
+    pub repository: String,
+    /// `… pg wal-fetch %f %p`.
+    pub restore_command: String,
+    /// The item has more targets; they get base backups only.
+    #[serde(skip)]
+    pub more_targets: bool,
+}
+
+/// The archiving settings of `item` (kind postgres, mode physical) calling
+/// the bunker executable `exe`. A password that the server cannot read (from
+/// an environment variable, or inline) and secret options are refused: they
+/// would have to be written into `postgresql.conf`.
+pub fn archive_settings(
+    policy: &bunker_policy::Policy,
+    item: &str,
+    exe: &std::path::Path,
+) -> Result<ArchiveSettings> {
+    let invalid = |m: String| EngineError::Invalid(m);
+    let item = policy
+        .item(item)
+        .ok_or_else(|| invalid(format!("no item {item:?} in the policy")))?;
+    if item.physical().is_none() {
+        return Err(invalid(format!(
+            "item {:?} is not a postgres physical item (kind: postgres, postgres.mode: physical)",
+            item.name
+        )));
+    }
+    let target = item
+        .targets
+        .first()
+        .ok_or_else(|| invalid(format!("item {:?} has no target", item.name)))?;
+    let cfg = policy
+        .repositories
+        .get(target)
+        .ok_or_else(|| invalid(format!("unknown repository {target:?}")))?;
+    let words = bunker_words(cfg, exe)?.join(" ");
+    Ok(ArchiveSettings {
+        archive_command: format!("{words} pg wal-push %p"),
+        item: item.name.clone(),
+        repository: cfg.name.clone(),
+        restore_command: format!("{words} pg wal-fetch %f %p"),
+        more_targets: item.targets.len() > 1,
+    })
+}
+
+/// `<bunker> -r LOCATION --password-file F [-o k=v]...` for a policy repository.
+fn bunker_words(
+    cfg: &bunker_policy::RepositoryConfig,
+    exe: &std::path::Path,
+) -> Result<Vec<String>> {
+    use bunker_policy::PasswordSource;
+    use bunker_sources::postgres::process::shell_quote;
+    let q = |s: &std::ffi::OsStr| shell_quote(&s.to_os_string());
+    let location = match cfg.local_path() {
+        Some(p) => std::path::absolute(&p)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned(),
+        None => cfg.location.clone(),
+    };
+    let mut w = vec![q(exe.as_os_str()), "-r".into(), q(location.as_ref())];
+    match &cfg.password {
+        PasswordSource::File(f) => {
+            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            w.push("--password-file".into());
+            w.push(q(abs.as_os_str()));
+        }
+        PasswordSource::Command(c) => {
+            w.push("--password-command".into());
+            w.push(q(c.as_ref()));
+        }
+        PasswordSource::Env(v) => return Err(EngineError::Invalid(format!(
+            "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
+                 have: give it a password_file readable by the postgres user",
+            cfg.name
+        ))),
+        PasswordSource::Plain(_) => {
+            return Err(EngineError::Invalid(format!(
+                "repository {:?} has its password inline; archive_command would expose it: \
+                 use a password_file readable by the postgres user",
+                cfg.name
+            )))
+        }
+    }
+    for (k, v) in &cfg.options {
+        if bunker_policy::is_secret_key(k) {
+            return Err(EngineError::Invalid(format!(
+                "repository {:?} has the secret option {k:?}; it is not written into \
+                 postgresql.conf: give it to the server through the environment instead",
+                cfg.name
+            )));
+        }
+        w.push("-o".into());
+        w.push(q(format!("{k}={v}").as_ref()));
+    }
+    Ok(w)
+}
