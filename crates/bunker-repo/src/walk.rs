@@ -136,12 +136,14 @@ pub fn find_node(repo: &Repository, tree: &TreeId, path: &str) -> Result<Option<
             .nodes
             .into_iter()
             .find(|n| n.name.as_slice() == *comp)
-            .ok_or_else(|| RepoError::Invalid(format!("path {path:?} not found in snapshot")))?;
+            .ok_or_else(|| {
+                RepoError::PathNotInSnapshot(format!("path {path:?} not found in snapshot"))
+            })?;
         if i + 1 < comps.len() {
             let sub = match (node.node_type, node.subtree) {
                 (NodeType::Dir, Some(sub)) => sub,
                 _ => {
-                    return Err(RepoError::Invalid(format!(
+                    return Err(RepoError::PathNotInSnapshot(format!(
                         "path {path:?}: {} is not a directory",
                         node.name_lossy()
                     )))

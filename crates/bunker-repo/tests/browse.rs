@@ -80,11 +80,17 @@ fn dump_file_and_directory_as_tar() {
         ],
     )]);
     let mut out = Vec::new();
-    dump(&repo, &snap, "/data/big", &mut out).unwrap();
+    assert!(dump(&repo, &snap, "/data/big", &mut out)
+        .unwrap()
+        .left_out
+        .is_empty());
     assert!(out == big);
 
     let mut tar_bytes = Vec::new();
-    dump(&repo, &snap, "/data", &mut tar_bytes).unwrap();
+    let report = dump(&repo, &snap, "/data", &mut tar_bytes).unwrap();
+    // The unsafe name is left out, and the report says so (exit 3).
+    assert_eq!(report.left_out.len(), 1, "{report:?}");
+    assert!(report.left_out[0].contains("evil"), "{report:?}");
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     let mut entries = Vec::new();
     for e in archive.entries().unwrap() {
@@ -106,11 +112,22 @@ fn dump_file_and_directory_as_tar() {
     let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         names,
-        vec!["data/big", "data/link", "data/sub", "data/sub/x"]
+        vec!["data/big", "data/link", "data/sub/", "data/sub/x"]
     );
     assert!(entries[2].1.is_dir());
     assert!(entries[1].1.is_symlink());
-    assert!(dump(&repo, &snap, "/data/link", &mut Vec::new()).is_err());
+    // Not a file or directory, not in the snapshot, below a non-directory:
+    // typed errors (restic's dump exits 2 for each).
+    assert!(matches!(
+        dump(&repo, &snap, "/data/link", &mut Vec::new()),
+        Err(bunker_repo::RepoError::WrongNodeType(_))
+    ));
+    for missing in ["/data/nope", "/data/big/below"] {
+        assert!(matches!(
+            dump(&repo, &snap, missing, &mut Vec::new()),
+            Err(bunker_repo::RepoError::PathNotInSnapshot(_))
+        ));
+    }
 }
 
 #[test]
