@@ -110,8 +110,36 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         parts.push(text.to_string());
     }
-    let joined = parts.join(": ");
+    let joined = strip_control(&parts.join(": "));
     joined.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` without ANSI escape sequences (colour codes from a child program's
+/// output, say) and other control characters, which become spaces: an
+/// error message is one plain line whatever it quotes.
+fn strip_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters... final byte in @..~; other escapes: ESC + one char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Report a panic as one line and exit 1, instead of a backtrace.
@@ -150,6 +178,16 @@ fn is_broken_pipe(msg: &str) -> bool {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn error_lines_carry_no_ansi_codes_or_line_breaks() {
+        let e = anyhow::anyhow!("pg_basebackup failed (exit 1):\n\x1b[1;31merror:\x1b[0m could not connect\r\n")
+            .context("base backup of main");
+        assert_eq!(
+            one_line(&e),
+            "base backup of main: pg_basebackup failed (exit 1): error: could not connect"
+        );
+    }
 
     #[test]
     fn broken_pipe_on_stdout_is_recognised() {

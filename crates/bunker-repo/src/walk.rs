@@ -228,7 +228,8 @@ pub struct LsEntry {
     pub gid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Go `os.FileMode` including the type bits.
+    /// Go `os.FileMode` including the type bits; omitted when 0, as restic.
+    #[serde(skip_serializing_if = "is_zero_u32")]
     pub mode: u32,
     pub permissions: String,
     #[serde(serialize_with = "ser_time")]
@@ -257,6 +258,10 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 impl LsEntry {
     pub fn from_node(path: &[u8], node: &Node) -> LsEntry {
         LsEntry {
@@ -267,7 +272,7 @@ impl LsEntry {
             uid: node.uid,
             gid: node.gid,
             size: (node.node_type == NodeType::File).then_some(node.size),
-            mode: node.mode | node.node_type.go_mode_bits(),
+            mode: node.mode,
             permissions: mode_string(node),
             mtime: node.mtime,
             atime: node.atime,

@@ -252,7 +252,8 @@ impl<W: Write> TarWriter<W> {
         put_octal(&mut blk[SIZE], data.len() as i64);
         put_octal(&mut blk[MTIME], 0);
         self.raw_header(blk, TYPE_PAX, data.len() as i64)?;
-        self.data(data)
+        self.data(data)?;
+        self.finish_entry()
     }
 
     fn raw_header(&mut self, mut blk: [u8; BLOCK], typeflag: u8, size: i64) -> io::Result<()> {
