@@ -181,8 +181,10 @@ mod tests {
 
     #[test]
     fn error_lines_carry_no_ansi_codes_or_line_breaks() {
-        let e = anyhow::anyhow!("pg_basebackup failed (exit 1):\n\x1b[1;31merror:\x1b[0m could not connect\r\n")
-            .context("base backup of main");
+        let e = anyhow::anyhow!(
+            "pg_basebackup failed (exit 1):\n\x1b[1;31merror:\x1b[0m could not connect\r\n"
+        )
+        .context("base backup of main");
         assert_eq!(
             one_line(&e),
             "base backup of main: pg_basebackup failed (exit 1): error: could not connect"

@@ -275,8 +275,18 @@ fn dump_writes_restics_tar_bytes_and_exit_codes() {
     ] {
         let theirs = restic(&repo).args(["dump", &snap, &path]).output().unwrap();
         let ours = bunker(&repo).args(["dump", &snap, &path]).output().unwrap();
-        assert_eq!(code(&theirs), Some(2), "restic dump {path}: {}", show(&theirs));
-        assert_eq!(code(&ours), code(&theirs), "bunker dump {path}: {}", show(&ours));
+        assert_eq!(
+            code(&theirs),
+            Some(2),
+            "restic dump {path}: {}",
+            show(&theirs)
+        );
+        assert_eq!(
+            code(&ours),
+            code(&theirs),
+            "bunker dump {path}: {}",
+            show(&ours)
+        );
         assert!(ours.stdout.is_empty());
         let err = String::from_utf8_lossy(&ours.stderr);
         assert!(err.starts_with("bunker: error: cannot dump"), "{err}");
@@ -290,9 +300,7 @@ fn change_lines(out: &Output) -> Vec<String> {
         .lines()
         .filter(|l| {
             l.len() > 5
-                && l.as_bytes()[..5]
-                    .iter()
-                    .all(|&b| b"+-MUT? ".contains(&b))
+                && l.as_bytes()[..5].iter().all(|&b| b"+-MUT? ".contains(&b))
                 && l[..5].trim_end().len() >= 1
                 && l.as_bytes()[5] == b'/'
         })
@@ -333,7 +341,12 @@ fn diff_metadata_prints_restics_modifiers() {
         assert_eq!(ours, theirs, "diff {flag:?}");
         if metadata {
             assert!(theirs.iter().any(|l| l.starts_with("TU ")), "{theirs:?}");
-            assert!(theirs.iter().any(|l| l.starts_with("U    /") && l.ends_with("/d/")), "{theirs:?}");
+            assert!(
+                theirs
+                    .iter()
+                    .any(|l| l.starts_with("U    /") && l.ends_with("/d/")),
+                "{theirs:?}"
+            );
         }
     }
 }
@@ -407,8 +420,14 @@ fn logs_on_a_redirected_stderr_have_no_colour_or_timestamps() {
     // stderr is a pipe here, as in a cron mail or a log file.
     let out = run_ok(bunker(&repo).env("BUNKER_LOG", "info").arg("snapshots"));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("INFO opened repository"), "no log lines: {err}");
-    assert!(!err.contains('\u{1b}'), "ANSI codes on a non-terminal: {err:?}");
+    assert!(
+        err.contains("INFO opened repository"),
+        "no log lines: {err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI codes on a non-terminal: {err:?}"
+    );
     for line in err.lines() {
         assert!(
             !line.trim_start().starts_with(|c: char| c.is_ascii_digit()),

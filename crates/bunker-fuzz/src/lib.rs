@@ -73,10 +73,7 @@ pub fn load_corpus(corpus_root: &Path, target: Target) -> Vec<Vec<u8>> {
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     files.sort();
-    let mut out: Vec<Vec<u8>> = files
-        .iter()
-        .filter_map(|f| std::fs::read(f).ok())
-        .collect();
+    let mut out: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).collect();
     if out.is_empty() {
         out.push(Vec::new());
     }

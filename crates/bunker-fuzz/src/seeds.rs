@@ -20,7 +20,11 @@ type Error = Box<dyn std::error::Error>;
 pub fn write_seeds(location: &str, password_file: &str, out: &Path) -> Result<usize, Error> {
     let password = std::fs::read_to_string(password_file)?;
     let storage = bunker_storage::open(location, &[])?;
-    let repo = Repository::open(storage, password.trim_end().as_bytes(), RepoOptions::default())?;
+    let repo = Repository::open(
+        storage,
+        password.trim_end().as_bytes(),
+        RepoOptions::default(),
+    )?;
     repo.load_index()?;
     let st = repo.storage();
     let key = repo.key();
@@ -45,7 +49,11 @@ pub fn write_seeds(location: &str, password_file: &str, out: &Path) -> Result<us
     ] {
         for f in st.list(ft)? {
             let raw = st.read(ft, &f.name)?;
-            put("unpacked", &format!("{target}-{}", f.name), &key.decrypt(&raw)?)?;
+            put(
+                "unpacked",
+                &format!("{target}-{}", f.name),
+                &key.decrypt(&raw)?,
+            )?;
             let json = unpacked::decode(key, &raw)?;
             if ft == FileType::Snapshot {
                 roots.push(serde_json::from_slice::<Snapshot>(&json)?.tree);

@@ -64,11 +64,9 @@ impl Target {
 
     /// Mixed into the PRNG seed so targets get different sequences.
     pub(crate) fn salt(self) -> u64 {
-        self.name()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            })
+        self.name().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
     }
 }
 

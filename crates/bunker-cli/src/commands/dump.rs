@@ -60,7 +60,11 @@ pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
         tracing::warn!(
             "{} entr{} left out of the archive",
             report.left_out.len(),
-            if report.left_out.len() == 1 { "y" } else { "ies" }
+            if report.left_out.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
         );
         Ok(Status::Incomplete)
     }

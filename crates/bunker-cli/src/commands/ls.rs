@@ -4,8 +4,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use bunker_format::node::NodeType;
-use bunker_repo::{snapshots, RepoError};
 use bunker_repo::walk::{self, LsEntry};
+use bunker_repo::{snapshots, RepoError};
 use clap::Args;
 
 use super::FilterArgs;

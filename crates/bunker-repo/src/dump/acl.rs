@@ -32,7 +32,12 @@ pub fn to_text(xattr: &[u8]) -> String {
             _ => format!("?:{id}:"),
         };
         let bit = |b: u16, c: char| if perm & b != 0 { c } else { '-' };
-        parts.push(format!("{who}{}{}{}", bit(4, 'r'), bit(2, 'w'), bit(1, 'x')));
+        parts.push(format!(
+            "{who}{}{}{}",
+            bit(4, 'r'),
+            bit(2, 'w'),
+            bit(1, 'x')
+        ));
     }
     parts.join(",")
 }

@@ -303,7 +303,10 @@ mod tests {
         assert_eq!(rounded_mtime(&node_at(10, 499_999_999)), 10);
         assert_eq!(rounded_mtime(&node_at(10, 500_000_000)), 11);
         // 1960-01-01T00:00:00.7Z is -315619200 + 0.7 s: rounds to -315619199.
-        assert_eq!(rounded_mtime(&node_at(-315_619_200, 700_000_000)), -315_619_199);
+        assert_eq!(
+            rounded_mtime(&node_at(-315_619_200, 700_000_000)),
+            -315_619_199
+        );
         assert_eq!(rounded_mtime(&node_at(-1, 0)), -1);
         assert_eq!(rounded_mtime(&node_at(-62_135_596_800, 0)), 0);
     }
