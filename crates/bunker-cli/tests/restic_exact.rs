@@ -301,7 +301,7 @@ fn change_lines(out: &Output) -> Vec<String> {
         .filter(|l| {
             l.len() > 5
                 && l.as_bytes()[..5].iter().all(|&b| b"+-MUT? ".contains(&b))
-                && l[..5].trim_end().len() >= 1
+                && !l[..5].trim_end().is_empty()
                 && l.as_bytes()[5] == b'/'
         })
         .map(str::to_string)

@@ -294,6 +294,19 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
     }
 }
 
+/// Standard input whose read errors say so (the library reports a stream's
+/// read error as it is, since its other streams name themselves, such as
+/// "pg_basebackup failed …").
+struct StdinReader(std::io::Stdin);
+
+impl std::io::Read for StdinReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("reading standard input: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,18 +322,5 @@ mod tests {
         );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2024-13-01 10:20:30").is_err());
-    }
-}
-
-/// Standard input whose read errors say so (the library reports a stream's
-/// read error as it is, since its other streams name themselves, such as
-/// "pg_basebackup failed …").
-struct StdinReader(std::io::Stdin);
-
-impl std::io::Read for StdinReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0
-            .read(buf)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("reading standard input: {e}")))
     }
 }
