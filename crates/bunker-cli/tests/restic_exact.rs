@@ -435,3 +435,49 @@ fn logs_on_a_redirected_stderr_have_no_colour_or_timestamps() {
         );
     }
 }
+
+#[test]
+fn logs_on_a_terminal_are_coloured_unless_no_color() {
+    let has_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed; no pseudo-terminal");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    run_ok(bunker(&repo).env("BUNKER_TEST_KDF_N", "1024").arg("init"));
+    // `script` runs bunker with a pseudo-terminal as its stderr.
+    let on_tty = |no_color: Option<&str>| -> String {
+        let mut c = Command::new("script");
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BUNKER_REPOSITORY", &repo)
+            .env("BUNKER_PASSWORD", PASSWORD)
+            .env("BUNKER_LOG", "info")
+            .args(["-qec"])
+            .arg(format!(
+                "'{}' --no-progress snapshots",
+                env!("CARGO_BIN_EXE_bunker")
+            ))
+            .arg("/dev/null");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&run_ok(&mut c).stdout).into_owned()
+    };
+    let coloured = on_tty(None);
+    assert!(coloured.contains("opened repository"), "{coloured:?}");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "no colour on a terminal: {coloured:?}"
+    );
+    let plain = on_tty(Some("1"));
+    assert!(plain.contains("opened repository"), "{plain:?}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
+}
