@@ -4,6 +4,7 @@
 //! |------|---------|
 //! | 0    | success |
 //! | 1    | fatal error |
+//! | 2    | `dump`: the path is not in the snapshot, or is not a file or directory (as restic) |
 //! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped; `status`: an item is LATE |
 //! | 4    | backup completed on a fallback repository (the primary was unreachable) |
 //! | 10   | the repository does not exist |
@@ -17,6 +18,7 @@ use bunker_repo::RepoError;
 
 pub const SUCCESS: u8 = 0;
 pub const FATAL: u8 = 1;
+pub const NOT_DUMPABLE: u8 = 2;
 pub const INCOMPLETE: u8 = 3;
 pub const FALLBACK: u8 = 4;
 pub const NO_REPOSITORY: u8 = 10;
@@ -56,10 +58,25 @@ impl fmt::Display for LockFailed {
     }
 }
 
+/// Context attached by `dump` when the path it was given cannot be dumped
+/// (not in the snapshot, or not a file or directory); maps to exit 2, as
+/// restic's `dump` exits.
+#[derive(Debug, Clone, Copy)]
+pub struct NotDumpable;
+
+impl fmt::Display for NotDumpable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot dump")
+    }
+}
+
 /// The exit status for a failed command.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     if crate::interrupt::interrupted() {
         return INTERRUPTED;
+    }
+    if err.downcast_ref::<NotDumpable>().is_some() {
+        return NOT_DUMPABLE;
     }
     if err.downcast_ref::<LockFailed>().is_some() {
         return LOCK_FAILED;
@@ -127,6 +144,18 @@ fn is_broken_pipe(msg: &str) -> bool {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn error_lines_carry_no_ansi_codes_or_line_breaks() {
+        let e = anyhow::anyhow!(
+            "pg_basebackup failed (exit 1):\n\x1b[1;31merror:\x1b[0m could not connect\r\n"
+        )
+        .context("base backup of main");
+        assert_eq!(
+            one_line(&e),
+            "base backup of main: pg_basebackup failed (exit 1): error: could not connect"
+        );
+    }
 
     #[test]
     fn broken_pipe_on_stdout_is_recognised() {

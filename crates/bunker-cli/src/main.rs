@@ -45,11 +45,38 @@ fn init_logging(g: &cli::GlobalOpts) {
         .unwrap_or_else(|| default.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let style = LogStyle::detect();
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(g.verbose > 1)
-        .try_init();
+        .with_ansi(style.color);
+    let _ = if style.timestamps {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
+}
+
+/// How log lines look: colour only on a terminal and without `NO_COLOR`
+/// (any non-empty value, see no-color.org); timestamps only on a terminal
+/// (a log file or the journal has its own, and a script reading stderr
+/// wants the plain `WARN message`).
+struct LogStyle {
+    color: bool,
+    timestamps: bool,
+}
+
+impl LogStyle {
+    fn detect() -> LogStyle {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        LogStyle {
+            color: tty && !no_color,
+            timestamps: tty,
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -66,7 +66,7 @@ fn keys_add_list_passwd_remove() {
     assert_eq!(keys.len(), 2);
     assert!(keys
         .iter()
-        .any(|k| k["username"] == "alice" && k["hostname"] == "laptop" && k["current"] == false));
+        .any(|k| k["userName"] == "alice" && k["hostName"] == "laptop" && k["current"] == false));
     let table = env.stdout(&["key", "list"]);
     assert!(table.lines().any(|l| l.starts_with('*')), "{table}");
 
@@ -80,12 +80,12 @@ fn keys_add_list_passwd_remove() {
     // Remove the added key while opened with the first password.
     let alice = keys
         .iter()
-        .find(|k| k["username"] == "alice")
+        .find(|k| k["userName"] == "alice")
         .and_then(|k| k["id"].as_str())
         .expect("alice's key")
         .to_string();
     env.bunker()
-        .args(["key", "remove", &alice[..10]])
+        .args(["key", "remove", &alice])
         .assert()
         .success();
     env.bunker()

@@ -100,8 +100,9 @@ impl EngineError {
 
 /// An error and its causes as one line: the messages joined with ": ",
 /// leaving out a cause whose text the previous message already ends with
-/// (many errors include their source in their own message), whitespace
-/// (line breaks included) collapsed to single spaces.
+/// (many errors include their source in their own message), ANSI escape
+/// sequences removed, other control characters and whitespace (line breaks
+/// included) collapsed to single spaces.
 pub fn one_line(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(err);
@@ -113,11 +114,38 @@ pub fn one_line(err: &(dyn StdError + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts
-        .join(": ")
+    strip_control(&parts.join(": "))
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `s` without ANSI escape sequences (colour codes from a child program's
+/// output, say) and other control characters, which become spaces: an
+/// error message is one plain line whatever it quotes.
+fn strip_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters... final byte in @..~; other escapes: ESC + one char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Adds a context line to errors of lower layers.

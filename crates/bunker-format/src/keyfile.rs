@@ -38,6 +38,9 @@ impl Default for KdfParams {
     }
 }
 
+/// Upper bound of N·r·p accepted from a key file (see [`KdfParams::validate`]).
+pub const MAX_KDF_WORK: u64 = 1 << 28;
+
 impl KdfParams {
     /// The defaults, except that `N` is taken from `BUNKER_TEST_KDF_N` when
     /// that is set to a power of two >= 2 (a testing knob, see [`TEST_KDF_N_ENV`]).
@@ -75,6 +78,17 @@ impl KdfParams {
                 self.n,
                 self.r,
                 mem >> 20
+            )));
+        }
+        // The work is N·r·p: a huge p (up to 2^30 passes the scrypt crate)
+        // would make opening the repository hang for hours, as every key file
+        // is tried. restic's largest parameters are N = 2^20, r = 8, p = 1
+        // (2^23); 2^28 leaves 32 times that.
+        let work = u64::from(self.n) * u64::from(self.r) * u64::from(self.p);
+        if work > MAX_KDF_WORK {
+            return Err(FormatError::Kdf(format!(
+                "N = {}, r = {}, p = {} is far more work than any restic key uses",
+                self.n, self.r, self.p
             )));
         }
         Ok(())
@@ -257,6 +271,22 @@ mod tests {
         .validate()
         .is_err());
         assert!(KdfParams::default().validate().is_ok());
+        // Found while writing the key-file fuzz target: a hostile p made
+        // opening hang (every key file is tried), memory being no limit.
+        assert!(KdfParams {
+            n: 1 << 15,
+            r: 8,
+            p: 1 << 20
+        }
+        .validate()
+        .is_err());
+        assert!(KdfParams {
+            n: 1 << 20,
+            r: 8,
+            p: 1
+        }
+        .validate()
+        .is_ok());
         let mut kf = KeyFile::create(b"pw", &Key::random(), FAST, "h", "u").unwrap();
         kf.kdf = "argon2".into();
         assert!(matches!(kf.open(b"pw"), Err(FormatError::Kdf(_))));

@@ -1,13 +1,17 @@
 //! `diff`: what changed between two snapshots (restic's `diff`).
 //!
 //! Both trees are compared name by name; identical subtrees (same id) are
-//! not descended into. Changes use restic's symbols (`+ - M U T`);
-//! directory paths end in `/`. `U` (metadata only) is always reported; the
-//! CLI shows it only with `--metadata`, as restic does. Metadata means mode,
-//! mtime, owner (ids and names), link target, device, extended and generic
-//! attributes; atime, ctime, inode and link counts are ignored. Blob
-//! statistics count blobs referenced only by the second snapshot as added
-//! and only by the first as removed, with their plaintext sizes.
+//! not descended into. Changes use restic's symbols (`+ - M U T`, `TU`);
+//! directory paths end in `/`. `U` (metadata changed) is always recorded;
+//! the CLI shows it only with `--metadata`, as restic does. "Metadata
+//! changed" is restic's `Node.Equals` failing: any field other than the
+//! name differs (times including atime and ctime, owner, inode, size, link
+//! count, link target, device, error, a directory's subtree — so a
+//! directory whose contents changed is `U` too — and the extended
+//! attributes, compared as a set). A type change is `T`, or `TU` with
+//! `--metadata` (the nodes then always differ). Blob statistics count blobs
+//! referenced only by the second snapshot as added and only by the first as
+//! removed, with their plaintext sizes.
 
 use std::collections::HashSet;
 
@@ -34,6 +38,16 @@ pub enum DiffKind {
 }
 
 impl DiffKind {
+    /// The modifier restic prints for this change, with or without
+    /// `--metadata`; `None` when it is not shown (`U` without `--metadata`).
+    pub fn modifier(&self, metadata: bool) -> Option<&'static str> {
+        match (self, metadata) {
+            (DiffKind::Metadata, false) => None,
+            (DiffKind::TypeChanged, true) => Some("TU"),
+            (k, _) => Some(k.symbol()),
+        }
+    }
+
     /// restic's symbol.
     pub fn symbol(&self) -> &'static str {
         match self {
@@ -93,17 +107,47 @@ enum Work {
     Common(TreeId),
 }
 
+/// restic's `Node.Equals`, negated: whether anything but the name differs.
+/// Extended attributes are compared as a set, as restic does.
 fn meta_differs(a: &Node, b: &Node) -> bool {
-    a.mode != b.mode
+    a.node_type != b.node_type
+        || a.mode != b.mode
         || a.mtime != b.mtime
+        || a.atime != b.atime
+        || a.ctime != b.ctime
         || a.uid != b.uid
         || a.gid != b.gid
         || a.user != b.user
         || a.group != b.group
+        || a.inode != b.inode
+        || a.device_id != b.device_id
+        || a.size != b.size
+        || a.links != b.links
         || a.link_target != b.link_target
         || a.device != b.device
-        || a.extended_attributes != b.extended_attributes
+        || a.content != b.content
+        || !same_xattrs(a, b)
         || a.generic_attributes != b.generic_attributes
+        || a.subtree != b.subtree
+        || a.error != b.error
+}
+
+/// restic's `sameExtendedAttributes`: the same names with the same values,
+/// in any order.
+fn same_xattrs(a: &Node, b: &Node) -> bool {
+    let (x, y) = (&a.extended_attributes, &b.extended_attributes);
+    if x.len() != y.len() {
+        return false;
+    }
+    let map: std::collections::HashMap<&str, &[u8]> = x
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_slice()))
+        .collect();
+    let other: std::collections::HashMap<&str, &[u8]> = y
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_slice()))
+        .collect();
+    map == other
 }
 
 fn count(c: &mut DiffCounts, node: &Node) {

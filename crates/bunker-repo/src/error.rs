@@ -37,6 +37,14 @@ pub enum RepoError {
         user: String,
         time: String,
     },
+    /// A path the user named is not in the snapshot (or one of its parents
+    /// is not a directory there).
+    #[error("{0}")]
+    PathNotInSnapshot(String),
+    /// A path in the snapshot has a type the operation cannot handle
+    /// (`dump` of a symlink, say).
+    #[error("{0}")]
+    WrongNodeType(String),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]

@@ -136,12 +136,14 @@ pub fn find_node(repo: &Repository, tree: &TreeId, path: &str) -> Result<Option<
             .nodes
             .into_iter()
             .find(|n| n.name.as_slice() == *comp)
-            .ok_or_else(|| RepoError::Invalid(format!("path {path:?} not found in snapshot")))?;
+            .ok_or_else(|| {
+                RepoError::PathNotInSnapshot(format!("path {path:?} not found in snapshot"))
+            })?;
         if i + 1 < comps.len() {
             let sub = match (node.node_type, node.subtree) {
                 (NodeType::Dir, Some(sub)) => sub,
                 _ => {
-                    return Err(RepoError::Invalid(format!(
+                    return Err(RepoError::PathNotInSnapshot(format!(
                         "path {path:?}: {} is not a directory",
                         node.name_lossy()
                     )))
@@ -226,7 +228,8 @@ pub struct LsEntry {
     pub gid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Go `os.FileMode` including the type bits.
+    /// Go `os.FileMode` including the type bits; omitted when 0, as restic.
+    #[serde(skip_serializing_if = "is_zero_u32")]
     pub mode: u32,
     pub permissions: String,
     #[serde(serialize_with = "ser_time")]
@@ -255,6 +258,10 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 impl LsEntry {
     pub fn from_node(path: &[u8], node: &Node) -> LsEntry {
         LsEntry {
@@ -265,7 +272,7 @@ impl LsEntry {
             uid: node.uid,
             gid: node.gid,
             size: (node.node_type == NodeType::File).then_some(node.size),
-            mode: node.mode | node.node_type.go_mode_bits(),
+            mode: node.mode,
             permissions: mode_string(node),
             mtime: node.mtime,
             atime: node.atime,

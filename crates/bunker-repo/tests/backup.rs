@@ -424,6 +424,44 @@ fn stdin_backup() {
     assert!(backup(&t.repo, bad, &NoProgress).is_err());
 }
 
+/// A stream whose producer fails (a program's output, say) after a few bytes.
+struct FailingStream(usize);
+
+impl std::io::Read for FailingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other(
+                "pg_basebackup failed (exit 1): could not connect",
+            ));
+        }
+        let n = self.0.min(buf.len());
+        buf[..n].fill(b'x');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_stream_reports_its_own_error_without_an_internal_chain() {
+    let t = setup();
+    let o = BackupOptions {
+        stdin: Some((Box::new(FailingStream(1000)), "base.tar".into())),
+        ..Default::default()
+    };
+    let e = backup(&t.repo, o, &NoProgress).unwrap_err();
+    // Was "reading stdin: read: pg_basebackup failed …".
+    assert_eq!(
+        e.to_string(),
+        "pg_basebackup failed (exit 1): could not connect"
+    );
+    assert!(t
+        .repo
+        .storage()
+        .list(FileType::Snapshot)
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn dry_run_writes_nothing_and_excludes_apply() {
     let t = setup();

@@ -45,7 +45,10 @@ fn ls_lists_recursively_or_one_level() {
     let json = serde_json::to_value(&file[0]).unwrap();
     assert_eq!(json["path"], "/home/a/f.txt");
     assert_eq!(json["struct_type"], "node");
-    assert!(ls(&repo, &snap, Some("/nope"), true).is_err());
+    assert!(matches!(
+        ls(&repo, &snap, Some("/nope"), true),
+        Err(bunker_repo::RepoError::PathNotInSnapshot(_))
+    ));
 
     // walk_tree can skip subtrees; find_subtree resolves directories only.
     let mut seen = Vec::new();
@@ -80,11 +83,17 @@ fn dump_file_and_directory_as_tar() {
         ],
     )]);
     let mut out = Vec::new();
-    dump(&repo, &snap, "/data/big", &mut out).unwrap();
+    assert!(dump(&repo, &snap, "/data/big", &mut out)
+        .unwrap()
+        .left_out
+        .is_empty());
     assert!(out == big);
 
     let mut tar_bytes = Vec::new();
-    dump(&repo, &snap, "/data", &mut tar_bytes).unwrap();
+    let report = dump(&repo, &snap, "/data", &mut tar_bytes).unwrap();
+    // The unsafe name is left out, and the report says so (exit 3).
+    assert_eq!(report.left_out.len(), 1, "{report:?}");
+    assert!(report.left_out[0].contains("evil"), "{report:?}");
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     let mut entries = Vec::new();
     for e in archive.entries().unwrap() {
@@ -106,11 +115,22 @@ fn dump_file_and_directory_as_tar() {
     let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         names,
-        vec!["data/big", "data/link", "data/sub", "data/sub/x"]
+        vec!["data/big", "data/link", "data/sub/", "data/sub/x"]
     );
     assert!(entries[2].1.is_dir());
     assert!(entries[1].1.is_symlink());
-    assert!(dump(&repo, &snap, "/data/link", &mut Vec::new()).is_err());
+    // Not a file or directory, not in the snapshot, below a non-directory:
+    // typed errors (restic's dump exits 2 for each).
+    assert!(matches!(
+        dump(&repo, &snap, "/data/link", &mut Vec::new()),
+        Err(bunker_repo::RepoError::WrongNodeType(_))
+    ));
+    for missing in ["/data/nope", "/data/big/below"] {
+        assert!(matches!(
+            dump(&repo, &snap, missing, &mut Vec::new()),
+            Err(bunker_repo::RepoError::PathNotInSnapshot(_))
+        ));
+    }
 }
 
 #[test]
@@ -121,6 +141,7 @@ fn diff_reports_restic_symbols() {
     let common = || b1.dir(b"same", vec![b1.file(b"c", b"common")]);
     let a = b1.snapshot(vec![
         b1.file(b"changed", b"v1"),
+        b1.dir(b"d", vec![b1.file(b"f", b"v1")]),
         b1.file(b"gone", b"bye"),
         common(),
         b1.file(b"meta", b"m"),
@@ -132,6 +153,7 @@ fn diff_reports_restic_symbols() {
     meta.mtime = time(1_650_000_000, 1);
     let b = b2.snapshot(vec![
         b2.file(b"changed", b"v2"),
+        b2.dir(b"d", vec![b2.file(b"f", b"v2")]),
         b2.dir(b"kind", vec![]),
         meta,
         b2.dir(b"newdir", vec![b2.file(b"n", b"new")]),
@@ -147,6 +169,9 @@ fn diff_reports_restic_symbols() {
         lines,
         vec![
             "M /changed",
+            // restic: a directory whose subtree changed is `U` (--metadata).
+            "U /d/",
+            "M /d/f",
             "- /gone",
             "T /kind/",
             "U /meta",
@@ -156,7 +181,17 @@ fn diff_reports_restic_symbols() {
             "- /olddir/inner",
         ]
     );
-    assert_eq!(r.stats.changed_files, 1);
+    assert_eq!(r.stats.changed_files, 2);
+    // What `diff` prints, with and without --metadata (restic's `TU`).
+    let shown = |metadata: bool| -> Vec<String> {
+        r.changes
+            .iter()
+            .filter_map(|(k, p)| Some(format!("{} {p}", k.modifier(metadata)?)))
+            .collect()
+    };
+    assert!(shown(true).contains(&"TU /kind/".to_string()));
+    assert!(shown(false).contains(&"T /kind/".to_string()));
+    assert!(!shown(false).iter().any(|l| l.starts_with('U')));
     assert_eq!((r.stats.added.files, r.stats.added.dirs), (1, 1));
     assert_eq!((r.stats.removed.files, r.stats.removed.dirs), (2, 1));
     // v2 and "new" are new data; v1, bye, file, i are gone ("m" and "common" stay).

@@ -227,8 +227,14 @@ fn xattr_unsupported(e: &std::io::Error) -> bool {
     )
 }
 
-/// List all extended attributes of `path` (not following symlinks), sorted by
-/// name. Attributes that vanish between listing and reading are skipped.
+/// List all extended attributes of `path` (not following symlinks), in the
+/// order the kernel lists them. Attributes that vanish between listing and
+/// reading are skipped.
+///
+/// Invariant: the order is kept, not sorted, because restic keeps it too and
+/// the order is part of the tree's JSON and so of its id: sorting made every
+/// tree with xattrs differ from restic's backup of the same directory, so
+/// trees never deduplicated between the tools.
 pub fn read_xattrs(path: &Path) -> Result<Xattrs, SourceError> {
     collect_xattrs(path, xattr::list(path), |name| xattr::get(path, name))
 }
@@ -259,7 +265,6 @@ fn collect_xattrs(
             Err(e) => return Err(SourceError::io("lgetxattr", path, e)),
         }
     }
-    out.sort();
     Ok(out)
 }
 
@@ -369,8 +374,11 @@ mod tests {
         let file = std::fs::File::open(&f).unwrap();
         let by_fd = read_xattrs_of(&file, &f).unwrap();
         assert_eq!(by_fd, read_xattrs(&f).unwrap());
+        // Both in the kernel's listing order (user.b was set first).
+        let mut sorted = by_fd.clone();
+        sorted.sort();
         assert_eq!(
-            by_fd,
+            sorted,
             vec![
                 (b"user.a".to_vec(), b"1".to_vec()),
                 (b"user.b".to_vec(), b"2".to_vec())
@@ -399,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn xattrs_are_read_sorted() {
+    fn xattrs_are_read_in_the_kernels_listing_order() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x");
         std::fs::write(&f, b"").unwrap();
@@ -407,20 +415,19 @@ mod tests {
             return; // file system without user xattrs
         }
         xattr::set(&f, "user.a", b"1").unwrap();
+        xattr::set(&f, "user.c", b"3").unwrap();
         let m = lstat_meta(&f, true).unwrap();
-        let user: Vec<_> = m
-            .xattrs
-            .iter()
-            .filter(|(n, _)| n.starts_with(b"user."))
-            .cloned()
+        let names: Vec<Vec<u8>> = m.xattrs.iter().map(|(n, _)| n.clone()).collect();
+        // Exactly llistxattr's order (what restic stores), not re-sorted.
+        let listed: Vec<Vec<u8>> = xattr::list(&f)
+            .unwrap()
+            .map(|n| n.as_bytes().to_vec())
             .collect();
-        assert_eq!(
-            user,
-            vec![
-                (b"user.a".to_vec(), b"1".to_vec()),
-                (b"user.b".to_vec(), b"2".to_vec())
-            ]
-        );
+        assert_eq!(names, listed);
+        let value = |name: &[u8]| m.xattrs.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(value(b"user.a"), b"1");
+        assert_eq!(value(b"user.b"), b"2");
+        assert_eq!(value(b"user.c"), b"3");
         assert!(lstat_meta(&f, false).unwrap().xattrs.is_empty());
     }
 

@@ -231,7 +231,7 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         exclude_larger_than: args.exclude_larger_than,
     };
     let stdin: Option<(Box<dyn std::io::Read + Send>, String)> = if args.stdin {
-        Some((Box::new(std::io::stdin()), args.stdin_filename))
+        Some((Box::new(StdinReader(std::io::stdin())), args.stdin_filename))
     } else {
         None
     };
@@ -293,6 +293,19 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             );
         }
         Ok(Status::Incomplete)
+    }
+}
+
+/// Standard input whose read errors say so (the library reports a stream's
+/// read error as it is, since its other streams name themselves, such as
+/// "pg_basebackup failed …").
+struct StdinReader(std::io::Stdin);
+
+impl std::io::Read for StdinReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("reading standard input: {e}")))
     }
 }
 

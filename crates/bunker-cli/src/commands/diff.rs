@@ -1,7 +1,7 @@
 //! `bunker diff`: show what changed between two snapshots.
 
 use anyhow::{Context, Result};
-use bunker_repo::diff::{self, DiffCounts, DiffKind, DiffStats};
+use bunker_repo::diff::{self, DiffCounts, DiffStats};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use clap::Args;
 use serde::Serialize;
@@ -14,8 +14,9 @@ const LONG_ABOUT: &str = "\
 Show the differences between two snapshots, one path per line with restic's symbols:
   +  added          -  removed
   M  content modified
-  T  type changed (e.g. file replaced by a directory)
-  U  metadata changed only (shown with --metadata)
+  T  type changed (e.g. file replaced by a directory); TU with --metadata
+  U  metadata changed (shown with --metadata): any of mode, times, owner, size, inode, link \
+count, extended attributes, or a directory's contents, as restic compares nodes
 followed by statistics of added and removed files, directories and blobs. With --json each \
 change is a `change` message and the statistics a final `statistics` message.";
 
@@ -82,13 +83,13 @@ pub fn run(g: &GlobalOpts, args: DiffArgs) -> Result<Status> {
     let shown = report
         .changes
         .iter()
-        .filter(|(k, _)| args.metadata || *k != DiffKind::Metadata);
+        .filter_map(|(k, path)| Some((k.modifier(args.metadata)?, path)));
     if g.json {
-        for (kind, path) in shown {
+        for (modifier, path) in shown {
             output::json_line(&Change {
                 message_type: "change",
                 path,
-                modifier: kind.symbol(),
+                modifier,
             })?;
         }
         output::json_line(&Statistics {
@@ -102,8 +103,8 @@ pub fn run(g: &GlobalOpts, args: DiffArgs) -> Result<Status> {
     if !g.quiet {
         println!("comparing snapshot {} to {}:\n", a.id.short(), b.id.short());
     }
-    for (kind, path) in shown {
-        println!("{:<5}{path}", kind.symbol());
+    for (modifier, path) in shown {
+        println!("{modifier:<5}{path}");
     }
     if !g.quiet {
         println!();

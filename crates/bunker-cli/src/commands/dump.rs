@@ -3,18 +3,24 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use bunker_repo::{dump, snapshots};
+use bunker_repo::{dump, snapshots, RepoError};
 use clap::Args;
 
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
-use crate::exit::Status;
+use crate::exit::{NotDumpable, Status};
 use crate::repo;
 
 const LONG_ABOUT: &str = "\
 Write the contents of FILE in a snapshot to standard output. FILE is the absolute path as \
 stored in the snapshot (see `bunker ls`). When FILE is a directory (or `/`), a tar stream of \
-everything below it is written instead.";
+everything below it is written instead, byte for byte as `restic dump` writes it: files, \
+directories and symlinks (not fifos, devices or sockets), mtimes rounded to the second, \
+extended attributes as SCHILY.xattr PAX records.
+
+Exit status 2 when FILE is not in the snapshot or is neither a file nor a directory (as \
+restic); 3 when entries with unsafe names were left out of the tar stream (each named in a \
+warning).";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -40,8 +46,26 @@ pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    dump::dump(&r, &snap, &args.file, &mut out)
-        .with_context(|| format!("dumping {}", args.file))?;
+    let report = match dump::dump(&r, &snap, &args.file, &mut out) {
+        Ok(report) => report,
+        Err(e @ (RepoError::PathNotInSnapshot(_) | RepoError::WrongNodeType(_))) => {
+            return Err(anyhow::Error::new(e).context(NotDumpable));
+        }
+        Err(e) => return Err(e).with_context(|| format!("dumping {}", args.file)),
+    };
     out.flush().context("writing to stdout")?;
-    Ok(Status::Success)
+    if report.left_out.is_empty() {
+        Ok(Status::Success)
+    } else {
+        tracing::warn!(
+            "{} entr{} left out of the archive",
+            report.left_out.len(),
+            if report.left_out.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        );
+        Ok(Status::Incomplete)
+    }
 }

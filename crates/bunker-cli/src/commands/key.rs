@@ -73,6 +73,20 @@ struct KeyChange<'a> {
     id: &'a str,
 }
 
+/// One key in `key list --json`, exactly as restic prints it: the short id,
+/// `userName`/`hostName`, and the creation time as local
+/// `YYYY-MM-DD HH:MM:SS`.
+#[derive(Serialize)]
+struct KeyJson<'a> {
+    current: bool,
+    id: &'a str,
+    #[serde(rename = "userName")]
+    user_name: &'a str,
+    #[serde(rename = "hostName")]
+    host_name: &'a str,
+    created: String,
+}
+
 fn current_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -108,7 +122,17 @@ pub fn run(g: &GlobalOpts, args: KeyArgs) -> Result<Status> {
             let _lock = repo::lock(&r, false)?;
             let list = keys::list(&r).context("listing keys")?;
             if g.json {
-                output::json_line(&list)?;
+                let shown: Vec<KeyJson> = list
+                    .iter()
+                    .map(|k| KeyJson {
+                        current: k.current,
+                        id: k.id.get(..8).unwrap_or(&k.id),
+                        user_name: &k.username,
+                        host_name: &k.hostname,
+                        created: created(&k.created),
+                    })
+                    .collect();
+                output::json_line(&shown)?;
             } else {
                 let mut t = Table::new(&[" ID", "User", "Host", "Created"]);
                 for k in &list {

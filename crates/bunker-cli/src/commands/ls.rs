@@ -4,8 +4,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use bunker_format::node::NodeType;
-use bunker_repo::snapshots;
 use bunker_repo::walk::{self, LsEntry};
+use bunker_repo::{snapshots, RepoError};
 use clap::Args;
 
 use super::FilterArgs;
@@ -18,7 +18,8 @@ List files and directories of a snapshot (its absolute paths, one per line). Wit
 the whole snapshot is listed; with a directory PATH that directory and its entries (all \
 levels below it with --recursive); with a file PATH that file.
 
--l/--long adds permissions, owner, group, size and modification time. With --json the first \
+-l/--long adds permissions, numeric uid and gid, size and modification time, as restic \
+prints them. A PATH that is not in the snapshot lists nothing (exit 0), as in restic. With --json the first \
 line describes the snapshot (struct_type \"snapshot\") and every further line is a node \
 (struct_type \"node\"), as restic prints them.";
 
@@ -46,20 +47,14 @@ pub struct LsArgs {
     pub filter: FilterArgs,
 }
 
-fn owner(name: &str, id: u32) -> String {
-    if name.is_empty() {
-        id.to_string()
-    } else {
-        name.to_string()
-    }
-}
-
+/// restic's `ls -l` line: Go file mode, numeric uid and gid, size, local
+/// mtime, path (and ` -> target` for symlinks), in restic's column widths.
 fn long_line(e: &LsEntry) -> String {
     let mut line = format!(
-        "{} {:>8} {:>8} {:>12} {} {}",
+        "{} {:>5} {:>5} {:>6} {} {}",
         e.permissions,
-        owner(&e.user, e.uid),
-        owner(&e.group, e.gid),
+        e.uid,
+        e.gid,
         e.size.unwrap_or(0),
         output::local_time(&e.mtime),
         e.path
@@ -77,7 +72,14 @@ pub fn run(g: &GlobalOpts, args: LsArgs) -> Result<Status> {
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
     let recursive = args.recursive || args.path.is_none();
-    let entries = walk::ls(&r, &snap, args.path.as_deref(), recursive)?;
+    // As restic: a path that is not in the snapshot lists nothing.
+    let entries = match walk::ls(&r, &snap, args.path.as_deref(), recursive) {
+        Err(RepoError::PathNotInSnapshot(msg)) => {
+            tracing::info!("{msg}");
+            Vec::new()
+        }
+        other => other?,
+    };
     let mut out = std::io::stdout().lock();
     if g.json {
         let mut head = super::snapshots::snapshot_json(&snap)?;

@@ -315,11 +315,13 @@ fn bunker_words(
             w.push("--password-command".into());
             w.push(q(c.as_ref()));
         }
-        PasswordSource::Env(v) => return Err(EngineError::Invalid(format!(
+        PasswordSource::Env(v) => {
+            return Err(EngineError::Invalid(format!(
             "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
                  have: give it a password_file readable by the postgres user",
             cfg.name
-        ))),
+        )))
+        }
         PasswordSource::Plain(_) => {
             return Err(EngineError::Invalid(format!(
                 "repository {:?} has its password inline; archive_command would expose it: \

@@ -443,7 +443,11 @@ fn save_stdin(
             return Err(RepoError::Cancelled);
         }
         Err(archiver::ItemError::Skip(msg)) => {
-            return Err(RepoError::Io(format!("reading stdin: {msg}")));
+            // The stream's own error as it is: a reader that is a program's
+            // output says which program failed and how, and the CLI's stdin
+            // reader says "reading standard input". No "read:" chain.
+            let msg = msg.strip_prefix("read: ").unwrap_or(&msg);
+            return Err(RepoError::Io(msg.to_string()));
         }
     };
     let mut node = Node::new(name.as_bytes(), NodeType::File);

@@ -86,12 +86,22 @@ pub fn encode(repo: &Repository, content: &[u8]) -> Result<Vec<u8>> {
 
 /// Decrypt a stored object: returns the content hash and the content.
 fn decode(repo: &Repository, name: &str, stored: &[u8]) -> Result<(Id, Vec<u8>), WalError> {
+    decode_object(repo.key(), name, stored)
+}
+
+/// Decrypt and check a stored WAL object (`name` only names it in errors):
+/// the content hash and the content. Untrusted bytes: every length is
+/// checked before use, so damage is an error, never a panic.
+pub fn decode_object(
+    key: &bunker_format::crypto::Key,
+    name: &str,
+    stored: &[u8],
+) -> Result<(Id, Vec<u8>), WalError> {
     let damaged = |reason: String| WalError::Damaged {
         name: name.to_string(),
         reason,
     };
-    let plain = repo
-        .key()
+    let plain = key
         .decrypt(stored)
         .map_err(|e| damaged(format!("cannot decrypt ({e}); wrong repository key?")))?;
     if plain.len() < HEADER_LEN || &plain[..6] != MAGIC {

@@ -28,7 +28,7 @@ pub enum PgError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{program} failed ({status}): {stderr}")]
+    #[error("{program} failed ({status}){}", colon_then(.stderr))]
     Failed {
         program: String,
         status: String,
@@ -38,6 +38,15 @@ pub enum PgError {
     TimedOut { program: String, limit: String },
     #[error("{program} was stopped: interrupted")]
     Cancelled { program: String },
+}
+
+/// `": text"`, or nothing for an empty text (a program that said nothing).
+fn colon_then(text: &str) -> String {
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
 }
 
 impl PgError {
