@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorKind, StorageError};
 use crate::file_type::{FileInfo, FileType};
-use crate::Storage;
+use crate::{Storage, TempFile};
 
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
@@ -351,6 +351,46 @@ impl Storage for LocalStorage {
         fs::remove_file(&full).map_err(|e| self.err(&e, &rel))
     }
 
+    fn list_temp(&self) -> Result<Vec<TempFile>, StorageError> {
+        if !self.root.is_dir() {
+            return Err(self.missing_root(""));
+        }
+        let mut out = Vec::new();
+        for dir in crate::temp_dirs() {
+            let entries = match fs::read_dir(self.root.join(&dir)) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&e, &dir)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.err(&e, &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !crate::is_temp_name(&name) {
+                    continue;
+                }
+                let path = crate::temp_files::join(&dir, &name);
+                match entry.metadata() {
+                    Ok(m) if m.is_file() => out.push(TempFile {
+                        path,
+                        size: m.len(),
+                        modified: m.modified().ok(),
+                    }),
+                    Ok(_) => {}
+                    // Renamed or removed by its writer meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.err(&e, &path)),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        crate::check_temp_path(&self.label, path)?;
+        fs::remove_file(self.root.join(path)).map_err(|e| self.err(&e, path))
+    }
+
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {
         let (rel, full) = self.full(t, name)?;
         match fs::metadata(&full) {
@@ -469,6 +509,32 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}"); // idx + the planted temp file
+    }
+
+    /// A killed writer's temporary files are found in every directory of
+    /// the layout, removed one by one, and nothing else is touched.
+    #[test]
+    fn leftover_temp_files_are_listed_and_removable() {
+        let (_d, s) = repo();
+        s.create().expect("create");
+        let tmp = "data/ab/.abff.tmp-00112233445566aa";
+        fs::write(s.root().join(tmp), b"partial pack").expect("tmp");
+        fs::write(s.root().join(".config.tmp-00112233445566bb"), b"c").expect("tmp");
+        fs::write(s.root().join("index/.nfs0000000000001234"), b"open").expect("nfs");
+        s.write(FileType::Pack, "abcd", Bytes::from_static(b"p"))
+            .expect("write");
+        let found = s.list_temp().expect("list_temp");
+        let paths: Vec<&str> = found.iter().map(|t| t.path.as_str()).collect();
+        assert_eq!(paths, [".config.tmp-00112233445566bb", tmp]);
+        assert_eq!(found[1].size, 12);
+        assert!(found[1].modified.is_some());
+        s.remove_temp(tmp).expect("remove");
+        assert!(!s.root().join(tmp).exists());
+        assert!(s.remove_temp(tmp).unwrap_err().is_not_found());
+        let e = s.remove_temp("index/.nfs0000000000001234").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(s.root().join("index/.nfs0000000000001234").exists());
+        assert!(s.root().join("data/ab/abcd").exists());
     }
 
     #[test]
