@@ -29,6 +29,7 @@ pub mod forget;
 pub mod hooks;
 pub mod pg;
 pub mod prune;
+pub mod repair;
 pub mod run;
 pub mod status;
 
@@ -50,6 +51,7 @@ pub enum Command {
     Version(version::VersionArgs),
     Forget(forget::ForgetArgs),
     Prune(prune::PruneArgs),
+    Repair(repair::RepairArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
@@ -74,6 +76,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Version(a) => version::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
