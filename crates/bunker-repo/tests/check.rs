@@ -325,14 +325,19 @@ fn deleted_index_file_leaves_unindexed_packs_and_missing_blobs() {
 
     let r = run(tmp.path(), ReadData::No);
     assert!(!r.ok());
+    // Snapshots need data no index has: the unindexed packs are not
+    // "unused", and the remedy is `repair index`, never prune.
+    let about_victim = format!("pack {victim_pack} is not referenced by any index");
     assert!(
-        mentions(
-            &r.warnings,
-            &format!("pack {victim_pack} is not referenced by any index")
-        ),
-        "{:?}",
-        r.warnings
+        mentions(&r.errors, &about_victim) || mentions(&r.warnings, &about_victim),
+        "{r:?}"
     );
+    assert!(
+        mentions(&r.errors, "run `bunker repair index` to index it"),
+        "{:?}",
+        r.errors
+    );
+    assert!(!mentions(&r.warnings, "`bunker prune` removes it"), "{r:?}");
     assert!(mentions(&r.errors, "not found in index"), "{:?}", r.errors);
     assert!(r.missing_packs.is_empty() && r.damaged_packs.is_empty());
     assert_eq!(r.affected_snapshots, vec![snaps[1].id]);

@@ -180,6 +180,11 @@ pub(super) fn report_orphans(repo: &Repository, f: &mut Findings, progress: &dyn
             f.warning(format!(
                 "pack {id} is not referenced by any index and its header cannot be read ({e})"
             ));
+        } else if !unindexed.is_empty() {
+            // Trees no index has cannot be followed: their data may be here.
+            f.warning(format!(
+                "pack {id} is not referenced by any index; snapshots reference data no index has, so it may be needed: run `bunker repair index` before any prune"
+            ));
         } else {
             f.warning(format!(
                 "pack {id} is not referenced by any index (no snapshot needs it, `bunker prune` removes it; `bunker repair index` would index it)"
