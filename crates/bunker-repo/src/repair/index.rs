@@ -156,7 +156,19 @@ pub fn repair_index_unlocked(
                 }
                 new_packs.insert(id, p);
             }
-            Err(RepoError::Storage(e)) if !e.is_not_found() => return Err(e.into()),
+            // The storage failing (not the pack's bytes) stops the repair:
+            // it must not drop a pack from the index for a passing error.
+            Err(RepoError::Storage(e))
+                if e.is_retryable()
+                    || matches!(
+                        e.kind,
+                        bunker_storage::ErrorKind::PermissionDenied
+                            | bunker_storage::ErrorKind::Unauthenticated
+                            | bunker_storage::ErrorKind::Other
+                    ) =>
+            {
+                return Err(e.into())
+            }
             Err(e) => {
                 progress.warn(&format!("pack {id} cannot be indexed: {e}"));
                 report.packs_unreadable.push((id, e.to_string()));
