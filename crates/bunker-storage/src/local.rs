@@ -511,32 +511,6 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}"); // idx + the planted temp file
     }
 
-    /// A killed writer's temporary files are found in every directory of
-    /// the layout, removed one by one, and nothing else is touched.
-    #[test]
-    fn leftover_temp_files_are_listed_and_removable() {
-        let (_d, s) = repo();
-        s.create().expect("create");
-        let tmp = "data/ab/.abff.tmp-00112233445566aa";
-        fs::write(s.root().join(tmp), b"partial pack").expect("tmp");
-        fs::write(s.root().join(".config.tmp-00112233445566bb"), b"c").expect("tmp");
-        fs::write(s.root().join("index/.nfs0000000000001234"), b"open").expect("nfs");
-        s.write(FileType::Pack, "abcd", Bytes::from_static(b"p"))
-            .expect("write");
-        let found = s.list_temp().expect("list_temp");
-        let paths: Vec<&str> = found.iter().map(|t| t.path.as_str()).collect();
-        assert_eq!(paths, [".config.tmp-00112233445566bb", tmp]);
-        assert_eq!(found[1].size, 12);
-        assert!(found[1].modified.is_some());
-        s.remove_temp(tmp).expect("remove");
-        assert!(!s.root().join(tmp).exists());
-        assert!(s.remove_temp(tmp).unwrap_err().is_not_found());
-        let e = s.remove_temp("index/.nfs0000000000001234").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Invalid);
-        assert!(s.root().join("index/.nfs0000000000001234").exists());
-        assert!(s.root().join("data/ab/abcd").exists());
-    }
-
     #[test]
     fn write_new_conflict_keeps_original() {
         let (_d, s) = repo();

@@ -91,6 +91,7 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Storage;
 
     #[test]
     fn only_bunker_temp_names_match() {
@@ -125,5 +126,32 @@ mod tests {
         ] {
             assert!(check_temp_path("b", bad).is_err(), "{bad}");
         }
+    }
+
+    /// A killed writer's temporary files are found in every directory of
+    /// the layout, removed one by one, and nothing else is touched.
+    #[test]
+    fn leftover_temp_files_are_listed_and_removable() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = crate::LocalStorage::new(d.path().join("repo"));
+        s.create().expect("create");
+        let tmp = "data/ab/.abff.tmp-00112233445566aa";
+        std::fs::write(s.root().join(tmp), b"partial pack").expect("tmp");
+        std::fs::write(s.root().join(".config.tmp-00112233445566bb"), b"c").expect("tmp");
+        std::fs::write(s.root().join("index/.nfs0000000000001234"), b"open").expect("nfs");
+        s.write(FileType::Pack, "abcd", bytes::Bytes::from_static(b"p"))
+            .expect("write");
+        let found = s.list_temp().expect("list_temp");
+        let paths: Vec<&str> = found.iter().map(|t| t.path.as_str()).collect();
+        assert_eq!(paths, [".config.tmp-00112233445566bb", tmp]);
+        assert_eq!(found[1].size, 12);
+        assert!(found[1].modified.is_some());
+        s.remove_temp(tmp).expect("remove");
+        assert!(!s.root().join(tmp).exists());
+        assert!(s.remove_temp(tmp).unwrap_err().is_not_found());
+        let e = s.remove_temp("index/.nfs0000000000001234").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Invalid);
+        assert!(s.root().join("index/.nfs0000000000001234").exists());
+        assert!(s.root().join("data/ab/abcd").exists());
     }
 }
