@@ -97,9 +97,15 @@ fn lost_index_file_check_recommends_repair_index_and_prune_refuses() {
 
     let (ok, _, text) = run(&env, &["check"]);
     assert!(!ok, "{text}");
-    assert!(text.contains("not referenced by any index but holds"), "{text}");
+    assert!(
+        text.contains("not referenced by any index but holds"),
+        "{text}"
+    );
     assert!(text.contains("bunker repair index"), "{text}");
-    assert!(!text.contains("prune` removes it"), "dangerous advice: {text}");
+    assert!(
+        !text.contains("prune` removes it"),
+        "dangerous advice: {text}"
+    );
 
     let (ok, _, text) = run(&env, &["prune"]);
     assert!(!ok, "prune must refuse: {text}");
@@ -332,7 +338,11 @@ fn flipped_byte_in_archived_wal_is_found_by_check_and_wal_verify() {
     let mut v = vec![0u8; 1 << 20];
     rand::rngs::StdRng::seed_from_u64(9).fill_bytes(&mut v[..300_000]);
     std::fs::write(&wal, v).unwrap();
-    env.bunker().args(["pg", "wal-push"]).arg(&wal).assert().success();
+    env.bunker()
+        .args(["pg", "wal-push"])
+        .arg(&wal)
+        .assert()
+        .success();
     let (ok, _, text) = run(&env, &["check", "--read-data"]);
     assert!(ok && text.contains("read 1 archived WAL files"), "{text}");
 
@@ -347,7 +357,10 @@ fn flipped_byte_in_archived_wal_is_found_by_check_and_wal_verify() {
     ] {
         let (ok, _, text) = run(&env, args);
         assert!(!ok, "{args:?}: {text}");
-        assert!(text.contains(&format!("damaged WAL file: {name}")), "{text}");
+        assert!(
+            text.contains(&format!("damaged WAL file: {name}")),
+            "{text}"
+        );
     }
     let (ok, _, text) = run(&env, &["check"]);
     assert!(ok, "without --read-data the WAL is not read: {text}");

@@ -28,6 +28,9 @@ pub struct WalReadReport {
     pub damaged: Vec<(String, String)>,
 }
 
+/// Bytes read from one object, and what is wrong with it (name, reason).
+type ObjectRead = (u64, Option<(String, String)>);
+
 /// Reads and verifies the archived WAL files `which` selects: all of them,
 /// none, the `n/m` subset (by the first byte of the SHA-256 of the name, so
 /// `1/m` .. `m/m` cover the archive) or a random percentage. Objects removed
@@ -49,7 +52,7 @@ pub fn read_objects(repo: &Repository, which: &ReadData) -> Result<WalReadReport
         v
     };
     let selected: Vec<&String> = which.select(&ids).iter().map(|id| &by_id[id]).collect();
-    let results: Vec<Result<Option<(u64, Option<(String, String)>)>>> = selected
+    let results: Vec<Result<Option<ObjectRead>>> = selected
         .par_iter()
         .map(|name| match repo.storage().read(FileType::Wal, name) {
             Ok(bytes) => {
@@ -101,7 +104,11 @@ mod tests {
         assert_eq!((clean.objects, clean.read), (6, 6));
         assert!(clean.damaged.is_empty());
         let covered: u64 = (1..=3)
-            .map(|n| read_objects(&repo, &ReadData::Subset { n, m: 3 }).unwrap().read)
+            .map(|n| {
+                read_objects(&repo, &ReadData::Subset { n, m: 3 })
+                    .unwrap()
+                    .read
+            })
             .sum();
         assert_eq!(covered, 6);
         assert_eq!(read_objects(&repo, &ReadData::No).unwrap().read, 0);

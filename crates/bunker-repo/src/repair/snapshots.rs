@@ -96,7 +96,7 @@ pub fn repair_snapshots_unlocked(
     if !opts.snapshots.is_empty() {
         snaps.retain(|s| opts.snapshots.contains(&s.id));
     }
-    snaps.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time));
+    snaps.sort_by_key(|s| s.snapshot.time);
     let saver = (!opts.dry_run).then(|| BlobSaver::new(repo.clone()));
     let mut rw = Rewriter {
         repo,
