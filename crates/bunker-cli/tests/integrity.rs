@@ -368,3 +368,41 @@ fn flipped_byte_in_archived_wal_is_found_by_check_and_wal_verify() {
     assert!(!ok);
     assert!(text.contains(&format!("damaged {name}")), "{text}");
 }
+
+#[test]
+fn damaged_pack_repair_packs_salvages_intact_blobs() {
+    let env = Env::init();
+    let src = source(&env);
+    backup(&env, &src);
+    let victim = files_in(&env.repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let id = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+    let blobs_before = bytes.len();
+
+    let (ok, _, text) = run(&env, &["check", "--read-data"]);
+    assert!(
+        !ok && text.contains(&format!("damaged pack: {id}")),
+        "{text}"
+    );
+    let (ok, _, text) = run(&env, &["repair", "packs", &id[..12]]);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 damaged (removed)"), "{text}");
+    assert!(!victim.exists(), "the damaged pack is deleted");
+    let (ok, _, text) = run(&env, &["repair", "snapshots", "--forget"]);
+    assert!(ok && text.contains("removed missing content"), "{text}");
+    let (ok, _, text) = run(&env, &["check", "--read-data"]);
+    assert!(ok, "{text}");
+    expect_restic_clean(&env.repo);
+    // All but one blob of the pack survived.
+    let salvaged: u64 = files_in(&env.repo.join("data"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(salvaged as usize > blobs_before / 2, "{salvaged}");
+}

@@ -31,8 +31,9 @@ snapshot is saved as a new snapshot tagged `repaired` whose `original` is the ol
 --forget removes the old snapshots (and those whose root tree is unreadable). Run \
 `repair index` first. Both take an exclusive lock (none with --dry-run).
 
-A pack with damaged blobs is not repaired here: `check --read-data` names it, and deleting \
-it, `repair index`, then `repair snapshots --forget` keeps every snapshot restorable.";
+`repair packs ID...` salvages the packs `check --read-data` found damaged: every intact blob \
+is copied into a new pack, then the damaged packs are deleted and the index rewritten. The \
+damaged blobs are gone; `repair snapshots --forget` then removes the references to them.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -40,7 +41,8 @@ EXAMPLES:
     bunker repair index --read-all-packs
     bunker repair snapshots --dry-run
     bunker repair snapshots --forget
-    bunker repair snapshots --forget 1a2b3c4d";
+    bunker repair snapshots --forget 1a2b3c4d
+    bunker repair packs 5e6f7a8b";
 
 /// Rebuild the index, or remove references to lost data from snapshots
 #[derive(Args, Debug)]
@@ -61,6 +63,13 @@ pub enum RepairCommand {
         /// Only show what would be done
         #[arg(short = 'n', long)]
         dry_run: bool,
+    },
+    /// Copy the intact blobs of damaged packs into new packs, then delete the damaged packs
+    #[command(after_long_help = EXAMPLES)]
+    Packs {
+        /// Packs to repair (ids or unique prefixes, as `check --read-data` names them)
+        #[arg(value_name = "PACK", required = true)]
+        packs: Vec<String>,
     },
     /// Rewrite snapshots so that they reference only data the index has
     #[command(after_long_help = EXAMPLES)]
@@ -101,6 +110,42 @@ pub fn run(g: &GlobalOpts, args: RepairArgs) -> Result<Status> {
                 output::json_line(&report)?;
             } else if !g.quiet {
                 print!("{}", index_text(&report));
+            }
+        }
+        RepairCommand::Packs { packs: specs } => {
+            let _lock = repo::lock(&r, true)?;
+            r.load_index().context("loading the index")?;
+            let stored = r.storage().list(bunker_storage::FileType::Pack)?;
+            let mut ids = Vec::new();
+            for spec in &specs {
+                let matching: Vec<_> = stored
+                    .iter()
+                    .filter(|f| f.name.starts_with(spec.as_str()))
+                    .collect();
+                let [one] = matching.as_slice() else {
+                    bail!(
+                        "{spec:?} matches {} pack files: give a longer id",
+                        matching.len()
+                    );
+                };
+                ids.push(bunker_format::PackId::from(bunker_format::Id::from_hex(
+                    &one.name,
+                )?));
+            }
+            let reporter = Reporter::new(g, "packs", "repair packs");
+            let report = repair::repair_packs_unlocked(&r, &ids, &reporter)
+                .context("repair packs failed")?;
+            reporter.finish();
+            if g.json {
+                output::json_line(&report)?;
+            } else if !g.quiet {
+                for p in &report.packs {
+                    println!(
+                        "pack {}: {} blobs salvaged, {} damaged (removed)",
+                        p.pack, p.salvaged, p.lost
+                    );
+                }
+                println!("wrote {} new packs; run `bunker repair snapshots --forget` if blobs were damaged", report.new_packs.len());
             }
         }
         RepairCommand::Snapshots {

@@ -6,13 +6,15 @@
 //! (the index again matches the packs in storage: unindexed packs are read
 //! and indexed from their headers, missing packs are dropped) →
 //! [`snapshots::repair_snapshots`] (snapshots stop referencing data that is
-//! gone) → `check` (clean). Both run under an exclusive lock and keep the
+//! gone) → `check` (clean). [`packs::repair_packs_unlocked`] salvages the
+//! intact blobs of packs `check --read-data` found damaged. Both run under an exclusive lock and keep the
 //! repository's write order: new packs, then index, then snapshots; old
 //! files are removed only after their replacements are durable, so a repair
 //! killed at any point leaves a repository that is at least as readable as
 //! before.
 
 pub mod index;
+pub mod packs;
 pub mod snapshots;
 
 use bunker_format::pack::{self, PackBlob};
@@ -23,6 +25,7 @@ use crate::error::{RepoError, Result};
 use crate::Repository;
 
 pub use index::{repair_index, repair_index_unlocked, RepairIndexOptions, RepairIndexReport};
+pub use packs::{repair_packs_unlocked, RepairPacksReport};
 pub use snapshots::{
     repair_snapshots, repair_snapshots_unlocked, RepairSnapshotsOptions, RepairSnapshotsReport,
 };
