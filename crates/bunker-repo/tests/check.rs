@@ -502,3 +502,37 @@ fn restic_check_read_data_accepts_our_repository() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// A pack listed by two index files is one warning per pack (however many
+/// packs), pointing at a command that exists.
+#[test]
+fn pack_in_two_index_files_is_one_warning_per_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    build(tmp.path());
+    let repo = open(tmp.path());
+    let name = storage(tmp.path()).list(FileType::Index).unwrap()[0]
+        .name
+        .clone();
+    let mut copy: bunker_format::index::IndexFile =
+        repo.load_json(FileType::Index, &name, "index").unwrap();
+    let packs = copy.packs.len();
+    assert!(packs >= 2, "the fixture has several packs per index file");
+    copy.supersedes = vec![bunker_format::IndexId::from(bunker_format::Id::random())];
+    repo.save_json(FileType::Index, &copy).unwrap();
+
+    let r = run(tmp.path(), ReadData::No);
+    assert!(r.ok(), "{r:?}");
+    let dup: Vec<&String> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("index files"))
+        .collect();
+    assert_eq!(dup.len(), packs, "{dup:#?}");
+    assert!(
+        dup.iter().all(|w| w.contains("`bunker repair index`")),
+        "{dup:#?}"
+    );
+    for p in &copy.packs {
+        assert_eq!(dup.iter().filter(|w| w.contains(&p.id.to_hex())).count(), 1);
+    }
+}
