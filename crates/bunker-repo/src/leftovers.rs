@@ -104,3 +104,41 @@ pub fn remove_older_than(repo: &Repository, dry_run: bool, now: SystemTime) -> R
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::test_repo;
+
+    /// Fresh temporary files are kept; the same files an hour later are
+    /// removed; a dry run only counts.
+    #[test]
+    fn only_temp_files_idle_for_an_hour_are_removed() {
+        let (d, repo) = test_repo();
+        let root = d.path().join("repo");
+        let pack = root.join("data/0a/.0a11.tmp-0123456789abcdef");
+        let wal = root.join("bunker/wal/.x.tmp-0123456789abcdef");
+        std::fs::create_dir_all(wal.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&pack, vec![1u8; 500]).expect("plant");
+        std::fs::write(&wal, vec![1u8; 20]).expect("plant");
+        let found = find(&repo).expect("find");
+        assert_eq!((found.files, found.bytes, found.abandoned), (2, 520, 0));
+
+        let now = remove_abandoned(&repo, false).expect("prune now");
+        assert_eq!(
+            now,
+            Removed {
+                files: 0,
+                bytes: 0,
+                kept: 2
+            }
+        );
+        let later = SystemTime::now() + ABANDONED_AFTER + Duration::from_secs(60);
+        let dry = remove_older_than(&repo, true, later).expect("dry run");
+        assert_eq!((dry.files, dry.bytes), (2, 520));
+        assert!(pack.exists() && wal.exists());
+        let done = remove_older_than(&repo, false, later).expect("remove");
+        assert_eq!((done.files, done.kept), (2, 0));
+        assert!(!pack.exists() && !wal.exists());
+    }
+}

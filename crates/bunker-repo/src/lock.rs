@@ -235,3 +235,49 @@ impl Drop for RepoLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(no_lock: bool) -> (tempfile::TempDir, Arc<Repository>) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let storage =
+            bunker_storage::into_dyn(bunker_storage::LocalStorage::new(d.path().join("repo")));
+        let options = crate::RepoOptions {
+            no_lock,
+            ..Default::default()
+        };
+        let kdf = bunker_format::keyfile::KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        let repo = Repository::init(storage, b"pw", options, kdf).expect("init");
+        (d, repo)
+    }
+
+    fn lock_files(repo: &Repository) -> usize {
+        repo.storage().list(FileType::Lock).expect("list").len()
+    }
+
+    /// `--no-lock` readers write nothing; other readers hold a shared lock,
+    /// and writers lock whatever `no_lock` says.
+    #[test]
+    fn no_lock_readers_write_no_lock_file() {
+        let (_d, r) = repo(true);
+        let held = RepoLock::acquire_read(&r).expect("read lock");
+        assert!(held.is_none());
+        assert_eq!(lock_files(&r), 0);
+        let writer = RepoLock::acquire(&r, true).expect("exclusive");
+        assert_eq!(lock_files(&r), 1);
+        drop(writer);
+
+        let (_d2, r2) = repo(false);
+        let held = RepoLock::acquire_read(&r2).expect("read lock");
+        assert!(held.is_some());
+        assert_eq!(lock_files(&r2), 1);
+        drop(held);
+        assert_eq!(lock_files(&r2), 0);
+    }
+}
