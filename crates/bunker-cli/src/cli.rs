@@ -61,7 +61,9 @@ EXIT STATUS:
     4    backup completed on a fallback repository because the primary was unreachable
          (see --fallback-repo; 3 takes precedence when files were also skipped)
     10   the repository does not exist
-    11   the repository could not be locked (another process holds a conflicting lock)
+    11   the repository could not be locked (another process holds a conflicting lock);
+         a storage that refuses writes is exit 1 with its own message, and commands that
+         only read then go on without a lock (with a warning; see --no-lock)
     12   wrong password
     130  interrupted (SIGINT); locks held by this process are released first";
 
@@ -131,6 +133,12 @@ pub struct GlobalOpts {
     /// Do not use the local tree-pack cache (every tree is read from the repository)
     #[arg(long, global = true)]
     pub no_cache: bool,
+
+    /// Take no lock in commands that only read (snapshots, ls, restore, check, dump, diff,
+    /// cat, key list); for read-only repositories. A concurrent prune may then make a
+    /// read fail (never return wrong data)
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 
     /// Backend option key=value (repeatable), e.g. -o connections=8 -o s3.region=garage
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]

@@ -78,6 +78,16 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<NotDumpable>().is_some() {
         return NOT_DUMPABLE;
     }
+    // A storage that refuses writes is not "another process holds a lock".
+    let read_only = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<RepoError>(),
+            Some(RepoError::ReadOnly { .. })
+        )
+    });
+    if read_only {
+        return FATAL;
+    }
     if err.downcast_ref::<LockFailed>().is_some() {
         return LOCK_FAILED;
     }
@@ -187,6 +197,12 @@ mod tests {
         let e = anyhow::Error::new(RepoError::Invalid("bad".into()));
         assert_eq!(code_for(&e), FATAL);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), FATAL);
+        // A read-only storage is not "locked by another process".
+        let e = anyhow::Error::new(RepoError::ReadOnly {
+            detail: "local:/r: Read-only file system".into(),
+        })
+        .context(LockFailed);
+        assert_eq!(code_for(&e), FATAL);
     }
 
     #[test]

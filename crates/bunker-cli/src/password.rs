@@ -76,7 +76,12 @@ fn configured(g: &GlobalOpts, env: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
         }
         (Some(cmd), None) => Ok(Some(run_command(cmd)?)),
         (None, Some(file)) => Ok(Some(read_file(file)?)),
-        (None, None) => Ok(env.filter(|p| !p.is_empty())),
+        (None, None) => match env {
+            Some(pw) if pw.is_empty() => bail!(
+                "{PASSWORD_ENV} is set but empty: an empty password is not allowed; set it to the repository password, or unset it and use BUNKER_PASSWORD_FILE or --password-command"
+            ),
+            env => Ok(env),
+        },
     }
 }
 
@@ -148,6 +153,7 @@ mod tests {
             pack_size: None,
             cache_dir: None,
             no_cache: false,
+            no_lock: false,
             options: vec![],
         }
     }
@@ -189,7 +195,12 @@ mod tests {
             configured(&g, Some(b"fromenv".to_vec())).expect("ok"),
             Some(b"fromenv".to_vec())
         );
-        assert_eq!(configured(&g, Some(Vec::new())).expect("ok"), None);
+        let e = configured(&g, Some(Vec::new())).expect_err("empty env");
+        assert!(
+            e.to_string().contains("BUNKER_PASSWORD is set but empty"),
+            "{e}"
+        );
+        assert_eq!(configured(&g, None).expect("ok"), None);
         g.password_file = Some(f);
         assert_eq!(
             configured(&g, Some(b"fromenv".to_vec())).expect("ok"),

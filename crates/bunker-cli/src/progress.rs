@@ -286,6 +286,7 @@ mod tests {
             pack_size: None,
             cache_dir: None,
             no_cache: false,
+            no_lock: false,
             options: vec![],
         }
     }

@@ -17,6 +17,7 @@ use crate::exit::LockFailed;
 pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
     let mut o = RepoOptions {
         cache_dir: cache_dir(g),
+        no_lock: g.no_lock,
         ..RepoOptions::default()
     };
     if let Some(c) = g.compression {
@@ -124,6 +125,12 @@ pub fn open_for_backup(g: &GlobalOpts, fallbacks: &[String]) -> Result<Opened> {
 /// Take a shared or exclusive lock (exit status 11 on failure).
 pub fn lock(repo: &Arc<Repository>, exclusive: bool) -> Result<RepoLock> {
     RepoLock::acquire(repo, exclusive).context(LockFailed)
+}
+
+/// The lock of a command that only reads: none with `--no-lock`, nor (after
+/// a warning) when the storage refuses writes; else a shared lock.
+pub fn lock_read(repo: &Arc<Repository>) -> Result<Option<RepoLock>> {
+    RepoLock::acquire_read(repo).context(LockFailed)
 }
 
 #[cfg(test)]

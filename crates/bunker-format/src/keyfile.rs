@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, FixedOffset};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::crypto::{Key, MasterKeyJson};
 use crate::error::FormatError;
@@ -109,40 +109,29 @@ impl KdfParams {
 
 mod b64 {
     use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
     }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = Option::<std::borrow::Cow<str>>::deserialize(d)?;
-        match s {
-            None => Ok(Vec::new()),
-            Some(s) => base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .map_err(serde::de::Error::custom),
-        }
-    }
 }
 
-/// A key file, with the fields and JSON names restic writes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A key file, with the fields and JSON names restic writes. Read with
+/// [`KeyFile::from_json_bytes`] (Go's lenient decoding), not serde.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KeyFile {
-    #[serde(with = "crate::gotime::rfc3339")]
+    #[serde(serialize_with = "crate::gotime::rfc3339::serialize")]
     pub created: DateTime<FixedOffset>,
-    #[serde(default)]
     pub username: String,
-    #[serde(default)]
     pub hostname: String,
     pub kdf: String,
     #[serde(rename = "N")]
     pub n: u32,
     pub r: u32,
     pub p: u32,
-    #[serde(with = "b64")]
+    #[serde(serialize_with = "b64::serialize")]
     pub salt: Vec<u8>,
-    #[serde(with = "b64")]
+    #[serde(serialize_with = "b64::serialize")]
     pub data: Vec<u8>,
 }
 
@@ -202,9 +191,105 @@ impl KeyFile {
         crate::gojson::to_vec(self).map_err(|e| FormatError::json("key file", e))
     }
 
-    /// Parses a stored key file.
+    /// Parses a stored key file, accepting every key file restic accepts.
+    ///
+    /// Restic decodes key files with Go's `encoding/json`: field names match
+    /// case-insensitively (an exact match wins), unknown fields are ignored,
+    /// and a missing or `null` field keeps its zero value. rustic writes key
+    /// files without `created` (and may leave out `username`/`hostname`);
+    /// those get Go's zero time and empty strings here, as in restic. Errors
+    /// name the field and what is wrong with it, so that a damaged key file
+    /// can be told from a wrong password.
     pub fn from_json_bytes(data: &[u8]) -> Result<KeyFile, FormatError> {
-        serde_json::from_slice(data).map_err(|e| FormatError::json("key file", e))
+        use serde_json::Value;
+        let root: Value =
+            serde_json::from_slice(data).map_err(|e| FormatError::json("key file", e))?;
+        let Value::Object(map) = root else {
+            return Err(FormatError::invalid("key file", "not a JSON object"));
+        };
+        // Go's rule: the exact name first, else any case-insensitive match.
+        let field = |name: &str| -> Option<&Value> {
+            map.get(name)
+                .or_else(|| {
+                    map.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v)
+                })
+                .filter(|v| !v.is_null())
+        };
+        let bad = |name: &str, what: &str| {
+            FormatError::invalid("key file", format!("field {name:?}: {what}"))
+        };
+        let string = |name: &str| -> Result<String, FormatError> {
+            match field(name) {
+                None => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(bad(name, "not a string")),
+            }
+        };
+        let number = |name: &str| -> Result<u32, FormatError> {
+            match field(name) {
+                None => Ok(0),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad(name, &format!("{n} is not a valid parameter"))),
+                Some(_) => Err(bad(name, "not a number")),
+            }
+        };
+        let bytes = |name: &str| -> Result<Vec<u8>, FormatError> {
+            match field(name) {
+                None => Ok(Vec::new()),
+                Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|e| bad(name, &format!("invalid base64 ({e})"))),
+                Some(_) => Err(bad(name, "not a base64 string")),
+            }
+        };
+        let created = match field("created") {
+            None => crate::gotime::zero(),
+            Some(Value::String(s)) => {
+                crate::gotime::parse(s).map_err(|e| bad("created", &e.to_string()))?
+            }
+            Some(_) => return Err(bad("created", "not a timestamp string")),
+        };
+        Ok(KeyFile {
+            created,
+            username: string("username")?,
+            hostname: string("hostname")?,
+            kdf: string("kdf")?,
+            n: number("N")?,
+            r: number("r")?,
+            p: number("p")?,
+            salt: bytes("salt")?,
+            data: bytes("data")?,
+        })
+    }
+
+    /// Why this key file cannot be opened with any password (`None` when it
+    /// looks usable): an unknown KDF, bad scrypt parameters, no salt or no
+    /// encrypted data. [`KeyFile::open`] failing with [`FormatError::Mac`] on
+    /// a usable file means a wrong password.
+    pub fn unusable(&self) -> Option<String> {
+        if self.kdf != "scrypt" {
+            return Some(format!(
+                "unsupported KDF {:?} (restic uses scrypt)",
+                self.kdf
+            ));
+        }
+        if let Err(e) = self.params().validate() {
+            return Some(e.to_string());
+        }
+        if self.salt.is_empty() {
+            return Some("no salt".into());
+        }
+        if self.data.len() < 32 {
+            return Some(format!(
+                "encrypted master key is {} bytes, too short",
+                self.data.len()
+            ));
+        }
+        None
     }
 
     /// The JSON bytes and their storage id.
@@ -245,6 +330,53 @@ mod tests {
         assert_eq!(back, kf);
         assert_eq!(back.open(b"secret").unwrap(), master);
         assert!(matches!(back.open(b"wrong"), Err(FormatError::Mac)));
+    }
+
+    /// rustic leaves out `created` (and may leave out user and host); Go's
+    /// decoder also matches names case-insensitively and ignores unknown
+    /// fields. Such key files open, as they do in restic.
+    #[test]
+    fn rustic_key_file_without_created_opens() {
+        let master = Key::random();
+        let kf = KeyFile::create(b"pw", &master, FAST, "h", "u").unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&kf.to_json_bytes().unwrap()).unwrap();
+        let m = v.as_object_mut().unwrap();
+        m.remove("created");
+        m.remove("username");
+        m.insert("hostname".into(), serde_json::Value::Null);
+        let kdf = m.remove("kdf").unwrap();
+        m.insert("KDF".into(), kdf);
+        m.insert("extra".into(), serde_json::json!({"ignored": true}));
+        let back = KeyFile::from_json_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(crate::gotime::is_zero(&back.created));
+        assert_eq!((back.username.as_str(), back.hostname.as_str()), ("", ""));
+        assert_eq!(back.unusable(), None);
+        assert_eq!(back.open(b"pw").unwrap(), master);
+    }
+
+    /// A damaged key file says which field is wrong, and a file that cannot
+    /// be opened by any password says why.
+    #[test]
+    fn damaged_key_file_names_the_problem() {
+        let kf = KeyFile::create(b"pw", &Key::random(), FAST, "h", "u").unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&kf.to_json_bytes().unwrap()).unwrap();
+        v["salt"] = "not base64!".into();
+        let e = KeyFile::from_json_bytes(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("\"salt\": invalid base64"), "{e}");
+        v["salt"] = serde_json::Value::Null;
+        v["created"] = 5.into();
+        let e = KeyFile::from_json_bytes(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("created"), "{e}");
+        let e = KeyFile::from_json_bytes(b"{\"kdf\": \"scr").unwrap_err();
+        assert!(e.to_string().contains("invalid JSON in key file"), "{e}");
+        v["created"] = serde_json::Value::Null;
+        let no_salt = KeyFile::from_json_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(no_salt.unusable().as_deref(), Some("no salt"));
+        let mut odd = kf.clone();
+        odd.n = 1000;
+        assert!(odd.unusable().unwrap().contains("power of two"));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! 2. **Packs**: the pack files in storage are listed. A pack the index lists
 //!    but storage lacks is *missing*; a pack whose size differs from what the
 //!    index implies (blob lengths + encrypted header + 4) is *damaged*; a pack
-//!    no index lists is a warning (prune removes it).
+//!    no index lists is a warning (prune removes it), unless it holds blobs
+//!    snapshots need that no index has: then it is an error that recommends
+//!    `repair index` (decided after the tree walk). Temporary files of
+//!    interrupted writers are a warning.
 //! 3. **Snapshots**: every snapshot file loads and hashes to its name.
 //! 4. **Trees**: all trees of all snapshots are walked (each tree once, level by
 //!    level in parallel); each must decode and every blob it references must be
@@ -16,6 +19,8 @@
 //!    SHA-256 compared with their name, their header decoded and compared with
 //!    the index, and every blob decrypted, decompressed and hash-verified.
 //!    A failing pack is read a second time to rule out transient errors.
+//!    The archived WAL files (`bunker/wal/`, the same subset rule by the
+//!    hash of their names) are read, decrypted and hash-verified too.
 //! 6. **Affected snapshots**: when packs are damaged or missing, or blobs are
 //!    not indexed, the snapshots that reference a lost blob are computed.
 //!
@@ -142,6 +147,13 @@ pub struct CheckReport {
     pub blobs: u64,
     /// Bytes read from pack files by the data check.
     pub bytes_read: u64,
+    /// Archived WAL files (`bunker/wal/`) read and verified by the data check.
+    pub wal_objects_read: u64,
+    pub wal_bytes_read: u64,
+    /// Archived WAL files that fail to decrypt or to match their hash (sorted).
+    pub damaged_wal: Vec<String>,
+    /// Temporary files of interrupted writers (a warning, not an error).
+    pub leftovers: crate::leftovers::Leftovers,
 }
 
 impl CheckReport {
@@ -179,6 +191,8 @@ pub(crate) struct Findings {
     pub missing: BTreeSet<PackId>,
     /// Blobs (tree or data) referenced but not usable: not indexed, wrong type, or trees that fail to load.
     pub bad_blobs: HashSet<BlobId>,
+    /// Pack files no index lists, with their sizes (reported after the tree walk).
+    pub orphans: Vec<(PackId, u64)>,
 }
 
 impl Findings {
@@ -191,14 +205,15 @@ impl Findings {
     }
 }
 
-/// Check the repository under a shared lock. The master index of `repo` is
+/// Check the repository under a shared lock (none with `no_lock`, or on a
+/// storage that refuses writes: [`RepoLock::acquire_read`]). The master index of `repo` is
 /// replaced by what the readable index files contain.
 pub fn check(
     repo: &Arc<Repository>,
     opts: &CheckOptions,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
-    let _lock = RepoLock::acquire(repo, false)?;
+    let _lock = RepoLock::acquire_read(repo)?;
     check_unlocked(repo, opts, progress)
 }
 
@@ -225,6 +240,21 @@ pub fn check_unlocked(
     progress.current("pack files");
     report.packs = structure::check_packs(repo, &packs, &mut f, progress)?;
 
+    match crate::leftovers::find(repo) {
+        Ok(l) if l.files > 0 => {
+            f.warning(format!(
+                "{} temporary file(s) of interrupted writers ({} bytes), e.g. {}: `bunker prune` removes those not modified for an hour ({} now)",
+                l.files,
+                l.bytes,
+                l.paths.first().map_or("", String::as_str),
+                l.abandoned
+            ));
+            report.leftovers = l;
+        }
+        Ok(_) => {}
+        Err(e) => f.warning(format!("cannot list temporary files: {e}")),
+    }
+
     progress.current("snapshots");
     let snaps = pool.install(|| structure::load_snapshots(repo, &mut f, progress))?;
     report.snapshots = snaps.len() as u64;
@@ -236,6 +266,7 @@ pub fn check_unlocked(
     if let Some(referenced) = &walk.referenced {
         structure::report_unused(repo, referenced, &mut f, progress);
     }
+    pool.install(|| structure::report_orphans(repo, &mut f, progress));
 
     if opts.read_data != ReadData::No {
         let mut candidates: Vec<PackId> = packs
@@ -250,6 +281,18 @@ pub fn check_unlocked(
             pool.install(|| read_data::read_packs(repo, &packs, &selected, &mut f, progress));
         report.packs_read = stats.packs_read;
         report.bytes_read = stats.bytes_read;
+
+        progress.current("WAL archive");
+        let wal = pool.install(|| crate::pg::wal_check::read_objects(repo, &opts.read_data))?;
+        report.wal_objects_read = wal.read;
+        report.wal_bytes_read = wal.bytes;
+        for (name, why) in wal.damaged {
+            f.error(
+                progress,
+                format!("archived WAL file bunker/wal/{name} is damaged: {why}"),
+            );
+            report.damaged_wal.push(name);
+        }
     }
 
     if !f.damaged.is_empty() || !f.missing.is_empty() || !f.bad_blobs.is_empty() {
@@ -263,7 +306,7 @@ pub fn check_unlocked(
                 .map(|s| s.to_hex())
                 .collect();
             f.errors.push(format!(
-                "{} snapshot(s) reference lost data: {}",
+                "{} snapshot(s) reference lost data: {} (run `bunker repair index`, then `bunker check` again; if data is still lost, `bunker repair snapshots --forget` removes the references)",
                 ids.len(),
                 ids.join(", ")
             ));

@@ -14,6 +14,10 @@ pub enum RepoError {
     AlreadyInitialized { location: String },
     #[error("wrong password, or no key file matches it ({tried} key(s) tried)")]
     WrongPassword { tried: usize },
+    /// No key file could be tried: every one is damaged (`damaged` lists
+    /// `keys/NAME: what is wrong`).
+    #[error("no key file can be read, so the password could not be checked: {}; restore the key files from a copy of the repository", .damaged.join("; "))]
+    DamagedKeys { damaged: Vec<String> },
     #[error("{what} {id}: {source}")]
     Format {
         what: &'static str,
@@ -45,6 +49,10 @@ pub enum RepoError {
     /// (`dump` of a symlink, say).
     #[error("{0}")]
     WrongNodeType(String),
+    /// The storage refused to write a lock (read-only file system or
+    /// mount, WORM media, credentials without write permission).
+    #[error("cannot lock the repository: its storage refuses writes ({detail}); commands that only read work without a lock (--no-lock), commands that change the repository need write access")]
+    ReadOnly { detail: String },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]

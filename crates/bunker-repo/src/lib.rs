@@ -11,6 +11,9 @@
 //! blob type, uploads full packs on background threads and writes index files
 //! only after their packs are durable.
 //!
+//! [`repair`] rebuilds the index and rewrites snapshots after data loss;
+//! [`leftovers`] finds and removes temporary files of killed writers.
+//!
 //! Write order is packs, then index, then snapshot; deletion is the reverse
 //! (see docs/design.md).
 
@@ -24,11 +27,13 @@ pub mod error;
 pub mod forget;
 pub mod index;
 pub mod keys;
+pub mod leftovers;
 pub mod lock;
 pub mod packer;
 pub mod pg;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;

@@ -8,6 +8,16 @@
 //! process that no longer exists; stale locks are ignored and removed. Held
 //! locks are refreshed every [`REFRESH_EVERY`] by a background thread (a new
 //! lock file is written, then the old one removed).
+//!
+//! Commands that only read use [`RepoLock::acquire_read`]: no lock at all
+//! with [`crate::RepoOptions::no_lock`] (restic's `--no-lock`), and when the
+//! storage refuses to write the lock file (a read-only mount, WORM media,
+//! read-only credentials) a warning and no lock, so read-only repositories
+//! can be listed, checked and restored from. Without a lock a concurrent
+//! `prune` may remove data while it is read; the reader then fails with a
+//! missing-pack error, it never returns wrong data (every blob is
+//! authenticated). Writers get [`RepoError::ReadOnly`] instead of a
+//! misleading "locked by another process".
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -134,9 +144,15 @@ impl RepoLock {
         if let Some(e) = conflict(repo, exclusive, "")? {
             return Err(e);
         }
-        let name = repo
-            .save_json(FileType::Lock, &new_lock(exclusive))?
-            .to_hex();
+        let name = match repo.save_json(FileType::Lock, &new_lock(exclusive)) {
+            Ok(id) => id.to_hex(),
+            Err(RepoError::Storage(e)) if refuses_writes(&e) => {
+                return Err(RepoError::ReadOnly {
+                    detail: format!("{}: {}", e.backend, e.message),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         // Give a concurrent locker the chance to show up, then re-check.
         std::thread::sleep(Duration::from_millis(if exclusive { 200 } else { 20 }));
         if let Some(e) = conflict(repo, exclusive, &name)? {
@@ -156,6 +172,33 @@ impl RepoLock {
             refresher: Some(refresher),
         })
     }
+}
+
+impl RepoLock {
+    /// The lock of a command that only reads: a shared lock, or none when
+    /// the repository was opened with `no_lock`, or when the storage refuses
+    /// writes (then with a warning; see the module documentation).
+    pub fn acquire_read(repo: &Arc<Repository>) -> Result<Option<RepoLock>> {
+        if repo.options().no_lock {
+            return Ok(None);
+        }
+        match RepoLock::acquire(repo, false) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(RepoError::ReadOnly { detail }) => {
+                tracing::warn!(
+                    "the repository storage refuses writes ({detail}); reading without a lock, as with --no-lock"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether a failed write means the storage does not accept writes at all
+/// (EROFS, EACCES/EPERM, an object store's 403), not a passing failure.
+fn refuses_writes(e: &bunker_storage::StorageError) -> bool {
+    e.kind == bunker_storage::ErrorKind::PermissionDenied
 }
 
 fn refresh_loop(repo: &Repository, name: &Mutex<String>, stop: &AtomicBool, exclusive: bool) {
@@ -190,5 +233,51 @@ impl Drop for RepoLock {
         if let Err(e) = self.repo.storage().remove(FileType::Lock, &name) {
             tracing::warn!("could not remove lock {name}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(no_lock: bool) -> (tempfile::TempDir, Arc<Repository>) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let storage =
+            bunker_storage::into_dyn(bunker_storage::LocalStorage::new(d.path().join("repo")));
+        let options = crate::RepoOptions {
+            no_lock,
+            ..Default::default()
+        };
+        let kdf = bunker_format::keyfile::KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        let repo = Repository::init(storage, b"pw", options, kdf).expect("init");
+        (d, repo)
+    }
+
+    fn lock_files(repo: &Repository) -> usize {
+        repo.storage().list(FileType::Lock).expect("list").len()
+    }
+
+    /// `--no-lock` readers write nothing; other readers hold a shared lock,
+    /// and writers lock whatever `no_lock` says.
+    #[test]
+    fn no_lock_readers_write_no_lock_file() {
+        let (_d, r) = repo(true);
+        let held = RepoLock::acquire_read(&r).expect("read lock");
+        assert!(held.is_none());
+        assert_eq!(lock_files(&r), 0);
+        let writer = RepoLock::acquire(&r, true).expect("exclusive");
+        assert_eq!(lock_files(&r), 1);
+        drop(writer);
+
+        let (_d2, r2) = repo(false);
+        let held = RepoLock::acquire_read(&r2).expect("read lock");
+        assert!(held.is_some());
+        assert_eq!(lock_files(&r2), 1);
+        drop(held);
+        assert_eq!(lock_files(&r2), 0);
     }
 }

@@ -29,6 +29,9 @@ pub struct RepoOptions {
     /// Root of the local tree-pack cache ([`crate::tree_cache`]); `None`
     /// reads every tree blob from the storage.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Commands that only read take no lock (restic's `--no-lock`); see
+    /// [`crate::lock::RepoLock::acquire_read`]. Writers lock regardless.
+    pub no_lock: bool,
 }
 
 impl Default for RepoOptions {
@@ -39,6 +42,7 @@ impl Default for RepoOptions {
             connections: 4,
             index_flush_interval: crate::packer::INDEX_FLUSH_INTERVAL,
             cache_dir: None,
+            no_lock: false,
         }
     }
 }
@@ -171,18 +175,37 @@ impl Repository {
             )));
         }
         let mut tried = 0;
+        let mut damaged = Vec::new();
         for info in &keys {
             let bytes = storage.read(FileType::Key, &info.name)?;
-            let Ok(kf) = KeyFile::from_json_bytes(&bytes) else {
-                tracing::warn!("key file {} is not valid JSON; skipped", info.name);
-                continue;
+            let kf = match KeyFile::from_json_bytes(&bytes) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(format!("keys/{}: {e}", info.name));
+                    continue;
+                }
             };
-            tried += 1;
-            if let Ok(key) = kf.open(password) {
-                let id = Id::from_hex(&info.name)
-                    .map_err(|e| RepoError::format("key file name", &info.name, e))?;
-                return Ok((key, KeyId::from(id)));
+            if let Some(why) = kf.unusable() {
+                damaged.push(format!("keys/{}: {why}", info.name));
+                continue;
             }
+            tried += 1;
+            match kf.open(password) {
+                Ok(key) => {
+                    let id = Id::from_hex(&info.name)
+                        .map_err(|e| RepoError::format("key file name", &info.name, e))?;
+                    return Ok((key, KeyId::from(id)));
+                }
+                // A wrong password (or a damaged encrypted key: indistinguishable).
+                Err(bunker_format::FormatError::Mac) => {}
+                Err(e) => damaged.push(format!("keys/{}: {e}", info.name)),
+            }
+        }
+        if tried == 0 {
+            return Err(RepoError::DamagedKeys { damaged });
+        }
+        for d in &damaged {
+            tracing::warn!("damaged key file skipped: {d}");
         }
         Err(RepoError::WrongPassword { tried })
     }

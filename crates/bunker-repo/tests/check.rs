@@ -325,14 +325,19 @@ fn deleted_index_file_leaves_unindexed_packs_and_missing_blobs() {
 
     let r = run(tmp.path(), ReadData::No);
     assert!(!r.ok());
+    // Snapshots need data no index has: the unindexed packs are not
+    // "unused", and the remedy is `repair index`, never prune.
+    let about_victim = format!("pack {victim_pack} is not referenced by any index");
     assert!(
-        mentions(
-            &r.warnings,
-            &format!("pack {victim_pack} is not referenced by any index")
-        ),
-        "{:?}",
-        r.warnings
+        mentions(&r.errors, &about_victim) || mentions(&r.warnings, &about_victim),
+        "{r:?}"
     );
+    assert!(
+        mentions(&r.errors, "run `bunker repair index` to index it"),
+        "{:?}",
+        r.errors
+    );
+    assert!(!mentions(&r.warnings, "`bunker prune` removes it"), "{r:?}");
     assert!(mentions(&r.errors, "not found in index"), "{:?}", r.errors);
     assert!(r.missing_packs.is_empty() && r.damaged_packs.is_empty());
     assert_eq!(r.affected_snapshots, vec![snaps[1].id]);
@@ -496,4 +501,38 @@ fn restic_check_read_data_accepts_our_repository() {
         stdout.contains("no errors were found"),
         "{stdout}\n{stderr}"
     );
+}
+
+/// A pack listed by two index files is one warning per pack (however many
+/// packs), pointing at a command that exists.
+#[test]
+fn pack_in_two_index_files_is_one_warning_per_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    build(tmp.path());
+    let repo = open(tmp.path());
+    let name = storage(tmp.path()).list(FileType::Index).unwrap()[0]
+        .name
+        .clone();
+    let mut copy: bunker_format::index::IndexFile =
+        repo.load_json(FileType::Index, &name, "index").unwrap();
+    let packs = copy.packs.len();
+    assert!(packs >= 2, "the fixture has several packs per index file");
+    copy.supersedes = vec![bunker_format::IndexId::from(bunker_format::Id::random())];
+    repo.save_json(FileType::Index, &copy).unwrap();
+
+    let r = run(tmp.path(), ReadData::No);
+    assert!(r.ok(), "{r:?}");
+    let dup: Vec<&String> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("index files"))
+        .collect();
+    assert_eq!(dup.len(), packs, "{dup:#?}");
+    assert!(
+        dup.iter().all(|w| w.contains("`bunker repair index`")),
+        "{dup:#?}"
+    );
+    for p in &copy.packs {
+        assert_eq!(dup.iter().filter(|w| w.contains(&p.id.to_hex())).count(), 1);
+    }
 }

@@ -122,6 +122,17 @@ impl Storage for DryRunStorage {
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {
         self.inner.stat(t, name)
     }
+
+    fn list_temp(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        self.inner.list_temp()
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        crate::check_temp_path(&self.location(), path)?;
+        self.removes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(file = %path, "dry run: remove dropped");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -300,6 +300,14 @@ impl Storage for FaultStorage {
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {
         self.before(&t.path(name), || self.inner.stat(t, name))
     }
+
+    fn list_temp(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        self.before("", || self.inner.list_temp())
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        self.mutate(path, || self.inner.remove_temp(path))
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod sftp_backend;
 mod sftp_error;
 mod sftp_preflight;
 mod storage_class;
+mod temp_files;
 
 use bytes::Bytes;
 
@@ -52,6 +53,7 @@ pub use retry::{RetryConfig, RetryStorage};
 pub use sftp::{KnownHosts, SftpLocation, SftpOptions};
 pub use sftp_backend::SftpStorage;
 pub use storage_class::{ARCHIVE_STORAGE_CLASSES, KNOWN_STORAGE_CLASSES};
+pub use temp_files::{check_temp_path, is_temp_name, temp_dirs, TempFile};
 
 /// A repository storage backend or layer. All methods block.
 pub trait Storage: Send + Sync + std::fmt::Debug {
@@ -90,6 +92,26 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// The size of a file, or `None` if it does not exist.
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError>;
+
+    /// Temporary files interrupted writers left in the repository's
+    /// directories (see [`TempFile`] and the `temp_files` module). Backends
+    /// that never write under temporary names (object stores) return none.
+    fn list_temp(&self) -> Result<Vec<TempFile>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes one temporary file found by [`Storage::list_temp`]; any other
+    /// path is refused ([`check_temp_path`]). A missing file is
+    /// [`ErrorKind::NotFound`].
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        check_temp_path(&self.location(), path)?;
+        Err(StorageError::new(
+            ErrorKind::NotFound,
+            self.location(),
+            path,
+            "this backend writes no temporary files",
+        ))
+    }
 }
 
 /// A shared, dynamically dispatched storage.

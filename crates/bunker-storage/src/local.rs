@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorKind, StorageError};
 use crate::file_type::{FileInfo, FileType};
-use crate::Storage;
+use crate::{Storage, TempFile};
 
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
@@ -349,6 +349,46 @@ impl Storage for LocalStorage {
     fn remove(&self, t: FileType, name: &str) -> Result<(), StorageError> {
         let (rel, full) = self.full(t, name)?;
         fs::remove_file(&full).map_err(|e| self.err(&e, &rel))
+    }
+
+    fn list_temp(&self) -> Result<Vec<TempFile>, StorageError> {
+        if !self.root.is_dir() {
+            return Err(self.missing_root(""));
+        }
+        let mut out = Vec::new();
+        for dir in crate::temp_dirs() {
+            let entries = match fs::read_dir(self.root.join(&dir)) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&e, &dir)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.err(&e, &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !crate::is_temp_name(&name) {
+                    continue;
+                }
+                let path = crate::temp_files::join(&dir, &name);
+                match entry.metadata() {
+                    Ok(m) if m.is_file() => out.push(TempFile {
+                        path,
+                        size: m.len(),
+                        modified: m.modified().ok(),
+                    }),
+                    Ok(_) => {}
+                    // Renamed or removed by its writer meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.err(&e, &path)),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        crate::check_temp_path(&self.label, path)?;
+        fs::remove_file(self.root.join(path)).map_err(|e| self.err(&e, path))
     }
 
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {

@@ -530,6 +530,54 @@ impl Storage for OpendalStorage {
         let path = self.path(t, name)?;
         self.stat_path(&path)
     }
+
+    /// Only services written through a temporary name (`sftp`, `webdav`)
+    /// can hold temporary files; object stores get one atomic PUT per file.
+    fn list_temp(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        if !self.write_via_rename {
+            return Ok(Vec::new());
+        }
+        self.preflight()?;
+        let dirs = crate::temp_dirs();
+        let entries = match self.block_on(async { self.op.list_with("").recursive(true).await }) {
+            Ok(v) => v,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.err(e, "")),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.path().trim_start_matches('/');
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+            if entry.metadata().is_dir()
+                || !crate::is_temp_name(name)
+                || !dirs.iter().any(|d| d == dir)
+            {
+                continue;
+            }
+            out.push(crate::TempFile {
+                path: path.to_string(),
+                size: entry.metadata().content_length(),
+                modified: entry.metadata().last_modified().map(Into::into),
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        crate::check_temp_path(&self.label, path)?;
+        self.preflight()?;
+        if self.stat_path(path)?.is_none() {
+            return Err(StorageError::new(
+                ErrorKind::NotFound,
+                &self.label,
+                path,
+                "file not found",
+            ));
+        }
+        self.block_on(self.op.delete(path))
+            .map_err(|e| self.err(e, path))
+    }
 }
 
 #[cfg(test)]

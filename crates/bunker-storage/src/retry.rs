@@ -186,6 +186,14 @@ impl Storage for RetryStorage {
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, StorageError> {
         self.run("stat", name, |_| self.inner.stat(t, name))
     }
+
+    fn list_temp(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        self.run("list", "temporary files", |_| self.inner.list_temp())
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        self.run("remove", path, |_| self.inner.remove_temp(path))
+    }
 }
 
 #[cfg(test)]

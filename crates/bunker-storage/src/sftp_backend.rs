@@ -536,6 +536,17 @@ impl Storage for SftpStorage {
         let rel = self.rel(t, name)?;
         self.block_on(self.stat_async(&rel))
     }
+
+    fn list_temp(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        self.preflight.check()?;
+        self.block_on(self.list_temp_async())
+    }
+
+    fn remove_temp(&self, path: &str) -> Result<(), StorageError> {
+        crate::check_temp_path(&self.label, path)?;
+        self.preflight.check()?;
+        self.block_on(self.remove_async(path))
+    }
 }
 
 #[cfg(test)]

@@ -194,4 +194,49 @@ impl SftpStorage {
         out.sort();
         Ok(out)
     }
+
+    /// Bunker's temporary files in the layout's directories, with sizes and
+    /// modification times (see the `temp_files` module). Missing directories
+    /// are skipped.
+    pub(super) async fn list_temp_async(&self) -> Result<Vec<crate::TempFile>, StorageError> {
+        let op = self.op("").await?;
+        if self.stat_dir(&op, "").await?.is_none() {
+            return Err(self.missing_root(&op));
+        }
+        let dirs = crate::temp_dirs();
+        let futs = dirs
+            .iter()
+            .map(|d| {
+                let (fs, path) = (op.fs(), self.full(d));
+                async move {
+                    match read_dir(fs, path).await {
+                        Err(e) if is_status(&e) => Ok(Vec::new()), // missing or not a dir
+                        res => res,
+                    }
+                }
+            })
+            .collect();
+        let listed = op.check(self.pipelined(futs).await)?;
+        let mut out = Vec::new();
+        for (dir, entries) in dirs.iter().zip(listed) {
+            for e in entries {
+                let Some(name) = e.filename().to_str() else {
+                    continue;
+                };
+                if !crate::is_temp_name(name) || e.file_type().is_some_and(|ft| ft.is_dir()) {
+                    continue;
+                }
+                let meta = e.metadata();
+                out.push(crate::TempFile {
+                    path: crate::temp_files::join(dir, name),
+                    size: meta.len().unwrap_or(0),
+                    modified: meta
+                        .modified()
+                        .map(|t| std::time::UNIX_EPOCH + t.as_duration()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
 }

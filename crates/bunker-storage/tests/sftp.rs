@@ -45,6 +45,19 @@ fn sftp_backend_on_real_sshd() {
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
         assert!(root.join("keys").is_dir() && root.join("data/ff").is_dir());
+        // A killed writer's temporary file is found (with its age) and removed;
+        // other dot files are not touched.
+        let planted = "data/ab/.ab02.tmp-0123456789abcdef";
+        std::fs::write(root.join(planted), b"partial").expect("plant temp file");
+        std::fs::write(root.join("data/ab/.nfs0000000000000001"), b"x").expect("plant");
+        let found = s.list_temp().expect("list_temp over sftp");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].path.as_str(), found[0].size), (planted, 7));
+        assert!(found[0].modified.is_some(), "{found:?}");
+        s.remove_temp(planted).expect("remove_temp over sftp");
+        assert!(!root.join(planted).exists());
+        assert!(root.join("data/ab/.nfs0000000000000001").exists());
+        std::fs::remove_file(root.join("data/ab/.nfs0000000000000001")).expect("rm");
     }
     // Dropping the storage closes every ssh control master it started.
     let left = server.leftover_processes();

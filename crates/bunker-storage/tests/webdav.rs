@@ -48,6 +48,15 @@ fn webdav_backend_on_real_apache() {
         std::fs::read(root.join("data/ab/ab01")).expect("pack on disk"),
         b"pack bytes"
     );
+    // A killed writer's `.bunker-tmp-*` file is found (with its age) and removed.
+    let planted = "data/ab/.bunker-tmp-0123456789abcdef";
+    std::fs::write(root.join(planted), b"partial").expect("plant temp file");
+    let found = s.list_temp().expect("list_temp over webdav");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, planted);
+    assert!(found[0].modified.is_some(), "{found:?}");
+    s.remove_temp(planted).expect("remove_temp over webdav");
+    assert!(!root.join(planted).exists());
     s.write_new(FileType::Lock, "cd02", Bytes::from_static(b"lock"))
         .expect("write_new lock");
     assert_eq!(

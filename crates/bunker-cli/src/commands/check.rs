@@ -15,11 +15,18 @@ Check the repository for errors, without changing it. The structure check loads 
 index file and snapshot, walks every tree, and verifies that every referenced blob is \
 indexed, that every indexed pack exists and has the size the index implies.
 
---read-data also downloads every pack, checks its hash and decrypts and verifies every blob; \
+--read-data also downloads every pack, checks its hash and decrypts and verifies every blob, \
+and reads every archived WAL file (bunker/wal/) and verifies it (decrypt + content hash); \
 --read-data-subset reads a part of the packs: `n/m` reads the n-th of m disjoint subsets \
 (run 1/m .. m/m on successive days to cover everything), `P%` a random P percent. Damaged or \
 missing packs are named, with the snapshots that depend on them. The exit status is 1 when \
-errors were found.";
+errors were found.
+
+A pack no index lists is a warning (prune removes it), unless it holds data a snapshot needs: \
+then it is an error, and `bunker repair index` indexes it again. Temporary files left by \
+interrupted writers (data/xx/.<id>.tmp-…) are reported as a warning; prune removes those not \
+modified for an hour. Runs under a shared lock; on a read-only repository (or with --no-lock) \
+without one.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -82,7 +89,17 @@ fn text(report: &CheckReport) -> String {
             output::bytes(report.bytes_read)
         ));
     }
+    if report.wal_objects_read > 0 {
+        out.push_str(&format!(
+            "; read {} archived WAL files ({})",
+            report.wal_objects_read,
+            output::bytes(report.wal_bytes_read)
+        ));
+    }
     out.push('\n');
+    for w in &report.damaged_wal {
+        out.push_str(&format!("damaged WAL file: {w}\n"));
+    }
     for p in &report.missing_packs {
         out.push_str(&format!("missing pack: {p}\n"));
     }

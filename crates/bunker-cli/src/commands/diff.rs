@@ -74,7 +74,7 @@ fn counts_text(s: &DiffStats) -> String {
 
 pub fn run(g: &GlobalOpts, args: DiffArgs) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let any = SnapshotFilter::default();
     let a = snapshots::find(&r, &args.first, &any)?;

@@ -42,7 +42,7 @@ pub struct DumpArgs {
 
 pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());

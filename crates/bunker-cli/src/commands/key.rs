@@ -119,7 +119,7 @@ pub fn run(g: &GlobalOpts, args: KeyArgs) -> Result<Status> {
     let r = repo::open(g)?;
     match args.action {
         KeyAction::List => {
-            let _lock = repo::lock(&r, false)?;
+            let _lock = repo::lock_read(&r)?;
             let list = keys::list(&r).context("listing keys")?;
             if g.json {
                 let shown: Vec<KeyJson> = list

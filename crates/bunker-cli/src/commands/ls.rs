@@ -68,7 +68,7 @@ fn long_line(e: &LsEntry) -> String {
 
 pub fn run(g: &GlobalOpts, args: LsArgs) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
     let recursive = args.recursive || args.path.is_none();

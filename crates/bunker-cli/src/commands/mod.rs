@@ -27,6 +27,7 @@ pub mod config;
 pub mod forget;
 pub mod pg;
 pub mod prune;
+pub mod repair;
 pub mod run;
 pub mod status;
 
@@ -48,6 +49,7 @@ pub enum Command {
     Version(version::VersionArgs),
     Forget(forget::ForgetArgs),
     Prune(prune::PruneArgs),
+    Repair(repair::RepairArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
@@ -72,6 +74,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Version(a) => version::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),

@@ -133,6 +133,14 @@ pub fn text_report(r: &PruneReport) -> String {
             r.new_packs, r.index_files_written, r.index_files_removed
         ));
     }
+    if r.temp_files_removed > 0 || r.temp_files_kept > 0 {
+        s.push_str(&format!(
+            "temporary files of interrupted writers: {} {removed} ({}), {} kept (modified within the last hour)\n",
+            r.temp_files_removed,
+            output::bytes(r.temp_bytes_removed),
+            r.temp_files_kept
+        ));
+    }
     if r.repack_limited {
         s.push_str(&format!(
             "{} repacking at --max-repack-size; run prune again to free the rest\n",

@@ -116,7 +116,7 @@ pub fn run(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     };
     let start = Instant::now();
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, spec, &args.filter.filter())?;
     if !g.json && !g.quiet {

@@ -84,7 +84,7 @@ fn table(entries: &[SnapshotEntry], compact: bool) -> Table {
 
 pub fn run(g: &GlobalOpts, args: SnapshotsArgs) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     let list =
         snapshots::filtered(&r, &args.filter.filter(), args.latest).context("listing snapshots")?;
     if g.json {

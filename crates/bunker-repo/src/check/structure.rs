@@ -33,6 +33,8 @@ pub(super) fn load_indexes(
         .collect();
     let mut master = MasterIndex::default();
     let mut packs: HashMap<PackId, PackInfo> = HashMap::new();
+    // Packs listed by more than one index file; `true` if the listings differ.
+    let mut listed_twice: std::collections::BTreeMap<PackId, bool> = Default::default();
     for (name, result) in loaded {
         let file = match result {
             Ok(file) => file,
@@ -58,21 +60,20 @@ pub(super) fn load_indexes(
             let info = packs.entry(p.id).or_default();
             if info.indexes.is_empty() {
                 info.blobs = blobs;
-            } else if info.blobs != blobs {
-                f.warning(format!(
-                    "pack {} is listed with different contents in index files {}",
-                    p.id,
-                    join_ids(info.indexes.iter().chain(std::iter::once(&id)))
-                ));
             } else {
-                f.warning(format!(
-                    "pack {} is listed in several index files: {} (`bunker prune` or a repair rewrites the index)",
-                    p.id,
-                    join_ids(info.indexes.iter().chain(std::iter::once(&id)))
-                ));
+                *listed_twice.entry(p.id).or_default() |= info.blobs != blobs;
             }
             info.indexes.push(id);
         }
+    }
+    // One line per pack, however many index files list it.
+    for (id, differs) in listed_twice {
+        f.warning(format!(
+            "pack {id} is listed{} in {} index files: {} (harmless; `bunker repair index` rewrites the index with one entry per pack)",
+            if differs { " with different contents" } else { "" },
+            packs[&id].indexes.len(),
+            join_ids(packs[&id].indexes.iter())
+        ));
     }
     *repo.index().write() = master;
     Ok(packs)
@@ -128,14 +129,68 @@ pub(super) fn check_packs(
             }
         }
     }
-    let mut orphans: Vec<PackId> = present.into_keys().collect();
+    let mut orphans: Vec<(PackId, u64)> = present.into_iter().collect();
     orphans.sort();
-    for id in orphans {
-        f.warning(format!(
-            "pack {id} is not referenced by any index (unused; `bunker prune` will remove it)"
-        ));
-    }
+    f.orphans = orphans;
     Ok(count)
+}
+
+/// Reports the packs no index lists (after the tree walk, which tells which
+/// blobs snapshots need that no index has). When such blobs exist, the
+/// headers of the unindexed packs are read: a pack holding one is an error
+/// whose remedy is `repair index` — `prune` would refuse, and deleting the
+/// pack would lose the data.
+pub(super) fn report_orphans(repo: &Repository, f: &mut Findings, progress: &dyn Progress) {
+    let orphans = std::mem::take(&mut f.orphans);
+    if orphans.is_empty() {
+        return;
+    }
+    let unindexed: HashSet<BlobId> = {
+        let idx = repo.index().read();
+        f.bad_blobs
+            .iter()
+            .filter(|b| !idx.has(b))
+            .copied()
+            .collect()
+    };
+    let needed: Vec<(usize, Option<String>)> = orphans
+        .par_iter()
+        .map(|(id, size)| {
+            if unindexed.is_empty() {
+                return (0, None);
+            }
+            match crate::repair::read_pack_header(repo, id, *size) {
+                Ok(blobs) => (
+                    blobs.iter().filter(|b| unindexed.contains(&b.id)).count(),
+                    None,
+                ),
+                Err(e) => (0, Some(e.to_string())),
+            }
+        })
+        .collect();
+    for ((id, _), (n, unreadable)) in orphans.iter().zip(needed) {
+        if n > 0 {
+            f.error(
+                progress,
+                format!(
+                    "pack {id} is not referenced by any index but holds {n} blob(s) that snapshots need: run `bunker repair index` to index it"
+                ),
+            );
+        } else if let Some(e) = unreadable {
+            f.warning(format!(
+                "pack {id} is not referenced by any index and its header cannot be read ({e})"
+            ));
+        } else if !unindexed.is_empty() {
+            // Trees no index has cannot be followed: their data may be here.
+            f.warning(format!(
+                "pack {id} is not referenced by any index; snapshots reference data no index has, so it may be needed: run `bunker repair index` before any prune"
+            ));
+        } else {
+            f.warning(format!(
+                "pack {id} is not referenced by any index (no snapshot needs it, `bunker prune` removes it; `bunker repair index` would index it)"
+            ));
+        }
+    }
 }
 
 /// Sanity of one pack's index entries: contiguous from offset 0, plausible lengths, one blob type.

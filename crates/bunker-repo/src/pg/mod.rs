@@ -23,6 +23,7 @@ pub mod restore;
 pub mod retention;
 pub mod verify;
 pub mod wal_archive;
+pub mod wal_check;
 
 use std::io::Read;
 use std::path::Path;

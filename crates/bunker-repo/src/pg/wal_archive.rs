@@ -85,7 +85,11 @@ pub fn encode(repo: &Repository, content: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Decrypt a stored object: returns the content hash and the content.
-fn decode(repo: &Repository, name: &str, stored: &[u8]) -> Result<(Id, Vec<u8>), WalError> {
+pub(crate) fn decode(
+    repo: &Repository,
+    name: &str,
+    stored: &[u8],
+) -> Result<(Id, Vec<u8>), WalError> {
     decode_object(repo.key(), name, stored)
 }
 

@@ -15,6 +15,8 @@
 //!   Killed at any point, the repository stays consistent: packs written but
 //!   not yet indexed, or no longer indexed, are unreferenced leftovers that
 //!   the next run deletes.
+//! * temporary files of interrupted writers are removed last, only when not
+//!   modified for an hour (see [`crate::leftovers`]).
 
 mod exec;
 mod limits;
@@ -106,6 +108,12 @@ pub struct PruneReport {
     pub new_packs: u64,
     pub index_files_written: u64,
     pub index_files_removed: u64,
+    /// Temporary files of interrupted writers removed (or to remove, in a
+    /// dry run): see [`crate::leftovers`].
+    pub temp_files_removed: u64,
+    pub temp_bytes_removed: u64,
+    /// Temporary files kept: modified within the last hour, possibly live.
+    pub temp_files_kept: u64,
     /// `--max-repack-size` stopped repacking before the work was done; run
     /// prune again to free the rest.
     pub repack_limited: bool,
@@ -222,19 +230,24 @@ pub fn prune_unlocked(
 
     let mut report = summarize(&plan, &used, snaps.len());
     report.dry_run = opts.dry_run;
-    if opts.dry_run {
-        return Ok(report);
+    if !opts.dry_run {
+        let mutations = Mutations::new(opts.crash_after);
+        exec::execute(
+            repo,
+            &plan,
+            &mut report,
+            &mutations,
+            progress,
+            opts.cancel.as_ref(),
+        )?;
+        repo.load_index()?;
     }
-    let mutations = Mutations::new(opts.crash_after);
-    exec::execute(
-        repo,
-        &plan,
-        &mut report,
-        &mutations,
-        progress,
-        opts.cancel.as_ref(),
-    )?;
-    repo.load_index()?;
+    // Last, under the same exclusive lock: abandoned temporary files.
+    progress.current("temporary files");
+    let temp = crate::leftovers::remove_abandoned(repo, opts.dry_run)?;
+    report.temp_files_removed = temp.files;
+    report.temp_bytes_removed = temp.bytes;
+    report.temp_files_kept = temp.kept;
     Ok(report)
 }
 

@@ -107,7 +107,7 @@ pub fn make_plan(input: &PlanInput<'_>) -> Result<Plan> {
                 if missing {
                     return Err(RepoError::Invalid(format!(
                         "pack {} is listed in the index but missing from storage, and holds blob {} a snapshot needs; \
-                         refusing to prune (run `bunker check`)",
+                         refusing to prune (run `bunker check`, then `bunker repair index` and `bunker repair snapshots --forget`)",
                         p.id, b.id
                     )));
                 }
@@ -144,8 +144,20 @@ pub fn make_plan(input: &PlanInput<'_>) -> Result<Plan> {
         });
     }
     if let Some(lost) = input.used.iter().find(|b| !claimed.contains(b)) {
+        let unindexed = input
+            .stored
+            .keys()
+            .filter(|id| !packs.contains_key(id))
+            .count();
+        let what_to_do = if unindexed > 0 {
+            format!(
+                "{unindexed} pack(s) in storage are in no index and may hold it: run `bunker repair index`, then prune again"
+            )
+        } else {
+            "it is lost: run `bunker check`, then `bunker repair snapshots --forget`".to_string()
+        };
         return Err(RepoError::Invalid(format!(
-            "blob {lost} is used by a snapshot but no index lists it; refusing to prune (run `bunker check`)"
+            "blob {lost} is used by a snapshot but no index lists it; refusing to prune, as that could delete it ({what_to_do})"
         )));
     }
 

@@ -31,7 +31,7 @@ pub fn used_blobs(
             .map(|id| {
                 let tree = repo.load_tree(id).map_err(|e| {
                     RepoError::Invalid(format!(
-                        "tree {id} cannot be loaded ({e}); refusing to prune (run `bunker check`)"
+                        "tree {id} cannot be loaded ({e}); refusing to prune, as that could delete data it needs (run `bunker check`: if it reports packs that no index lists, run `bunker repair index`, else `bunker repair snapshots --forget`)"
                     ))
                 })?;
                 let mut subtrees = Vec::new();

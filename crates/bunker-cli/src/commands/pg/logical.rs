@@ -114,7 +114,7 @@ fn sql_literal(s: &str) -> String {
 pub fn restore_dump(g: &GlobalOpts, args: RestoreDumpArgs) -> Result<Status> {
     let conn = args.conn.conn();
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let mut tags = vec![TAG_DUMP.to_string()];
     if let Some(db) = &args.from_db {

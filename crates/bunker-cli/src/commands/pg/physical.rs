@@ -238,7 +238,7 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         None => own_restore_command(g)?,
     };
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
+    let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let backups = base::list_base_backups(&r)?;
     let chosen = match &args.snapshot {

@@ -53,7 +53,10 @@ pub struct WalFetchArgs {
 to the newest archived segment is present, and print the recoverable window. With a PITR span \
 (--pitr, or the `pitr` of a policy item given with --item), base backups that finished before \
 the window's first base backup need only the WAL that makes them consistent (retention deleted \
-the rest on purpose), and the report says whether the window reaches back to now minus the span."
+the rest on purpose), and the report says whether the window reaches back to now minus the span. \
+--read-data also downloads every archived WAL file, decrypts it and compares it with its content \
+hash, so a damaged file is found before a recovery needs it.",
+    after_long_help = "EXAMPLES:\n    bunker pg wal-verify\n    bunker pg wal-verify --read-data\n    bunker pg wal-verify --config /etc/bunker.yaml --item db"
 )]
 pub struct WalVerifyArgs {
     /// WAL segment size in MiB (initdb --wal-segsize)
@@ -65,6 +68,9 @@ pub struct WalVerifyArgs {
     /// Take --pitr from this policy item (with --config); only its base backups are checked
     #[arg(long, value_name = "NAME", conflicts_with = "pitr")]
     pub item: Option<String>,
+    /// Also read every archived WAL file and verify its content (decrypt + hash)
+    #[arg(long)]
+    pub read_data: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -171,6 +177,15 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
         .map(|c| pgretention::point_only(&backups, c))
         .unwrap_or_default();
     let report = pgverify::verify_window(&r, &backups, args.segment_size * 1024 * 1024, &points)?;
+    let read = if args.read_data {
+        let all = bunker_repo::check::ReadData::All;
+        Some(
+            bunker_repo::pg::wal_check::read_objects(&r, &all)
+                .context("reading the WAL archive")?,
+        )
+    } else {
+        None
+    };
     let covers = match (required, &report.window_start) {
         (Some(req), Some(s)) => Some(
             chrono::DateTime::parse_from_rfc3339(s)
@@ -188,6 +203,9 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
                 serde_json::json!(required.map(|r| r.to_rfc3339())),
             );
             obj.insert("window_covers".into(), serde_json::json!(covers));
+            if let Some(read) = &read {
+                obj.insert("read_data".into(), serde_json::to_value(read)?);
+            }
         }
         output::json_line(&v)?;
     } else {
@@ -234,6 +252,25 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
                 } else {
                     "NOT covered (no base backup old enough yet, or gaps)"
                 }
+            );
+        }
+    }
+    if let Some(read) = &read {
+        if !g.json {
+            println!(
+                "read {} archived WAL files ({}): {} damaged",
+                read.read,
+                output::bytes(read.bytes),
+                read.damaged.len()
+            );
+            for (name, why) in &read.damaged {
+                println!("  damaged {name}: {why}");
+            }
+        }
+        if !read.damaged.is_empty() {
+            bail!(
+                "{} archived WAL file(s) are damaged (see above): a recovery through them would fail; take a new base backup",
+                read.damaged.len()
             );
         }
     }
