@@ -96,9 +96,8 @@ pub struct RestoreArgs {
 }
 
 fn parse_overwrite(s: &str) -> std::result::Result<Overwrite, String> {
-    s.parse::<Overwrite>().map_err(|e| {
-        format!("{e}; to give the snapshot right after --overwrite, write --overwrite=MODE")
-    })
+    s.parse::<Overwrite>()
+        .map_err(|e| format!("{e}; put the snapshot before --overwrite, or write --overwrite=MODE"))
 }
 
 /// Skipped paths listed on standard error (all are counted).

@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+mod help;
 pub mod items;
 pub mod logical;
 pub mod physical;

@@ -148,21 +148,6 @@ fn standby_note(res: &BaseBackupResult) -> Option<String> {
     })
 }
 
-const RESTORE_EXAMPLES: &str = "\
-EXAMPLES:
-    Restore to a point in time, start the server and wait for the promotion (as postgres):
-        bunker -r /srv/backup --password-file /etc/bunker/pw pg restore \\
-            --target-dir /var/lib/postgresql/15/restored \\
-            --target-time '2024-05-01 10:00:00+00' --port 5433 --no-archive --start --timeout 2h
-
-    Restore the newest state (all archived WAL), to be started by hand:
-        bunker pg restore --target-dir /srv/pg/restored
-        pg_ctl -D /srv/pg/restored start
-
-    A given base backup, up to a named restore point, with the programs of another version:
-        bunker pg restore 4f2a9c1e --target-dir /srv/pg/r --target-name before_migration \\
-            --start --pg-bin /usr/lib/postgresql/16/bin";
-
 /// Restore a base backup and configure point-in-time recovery
 #[derive(Args, Debug)]
 #[command(
@@ -177,7 +162,7 @@ With --start the server programs (pg_ctl, pg_controldata, postgres) are taken fr
 else from the directory of pg_ctl on PATH (symlinks resolved), `pg_config --bindir`, or \
 /usr/lib/postgresql/VERSION/bin and /usr/pgsql-VERSION/bin for the cluster's version \
 (PG_VERSION); a missing one is an error before the server is started.",
-    after_long_help = RESTORE_EXAMPLES,
+    after_long_help = super::help::RESTORE_EXAMPLES,
     group(ArgGroup::new("target").args(["target_time", "target_xid", "target_name", "target_lsn", "immediate"]))
 )]
 pub struct RestoreArgs {
