@@ -131,6 +131,8 @@ impl TargetDir {
             Err(e) => return Err(e),
         };
         match rustix::fs::statat(&dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+            // `as`: st_mtime is i32 on some 32-bit targets.
+            #[allow(clippy::unnecessary_cast)]
             Ok(st) => {
                 let ft = FileType::from_raw_mode(st.st_mode);
                 Ok(Some(EntryStat {
