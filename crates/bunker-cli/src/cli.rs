@@ -15,8 +15,11 @@ the restic repository format (version 2). Repositories written by bunker can be 
 restic and rustic, and bunker reads theirs.
 
 A repository is a local directory or an object-store location (for example \
-s3:https://host/bucket/prefix). Every command except `version` needs one (-r/--repo or \
-BUNKER_REPOSITORY) and its password (see ENVIRONMENT).
+s3:https://host/bucket/prefix). Commands that work on one repository need it (-r/--repo or \
+BUNKER_REPOSITORY) and its password (see ENVIRONMENT). `run`, `status` and `config` do not \
+need -r: they read repositories and passwords from the policy file (--config FILE or \
+BUNKER_CONFIG, else ./bunker.yaml; `run` and `status` also take it as an argument). `version` \
+needs nothing.
 
 Human-readable output goes to standard output, warnings and errors to standard error. \
 With --json every reporting command prints machine-readable JSON instead.";
@@ -33,8 +36,13 @@ EXAMPLES:
         bunker snapshots
         bunker restore latest --target /tmp/restored
 
+    Run a policy (no -r: the policy names the repositories) and check on it:
+        bunker run --config /etc/bunker/bunker.yaml --due
+        bunker status --config /etc/bunker/bunker.yaml
+
 ENVIRONMENT:
     BUNKER_REPOSITORY         repository location (like -r/--repo)
+    BUNKER_CONFIG             policy file of run, status, config and --item (like --config)
     BUNKER_PASSWORD_FILE      file whose first line is the password (like --password-file)
     BUNKER_PASSWORD           the password itself
     BUNKER_PASSWORD_COMMAND   shell command printing the password (like --password-command)

@@ -13,7 +13,7 @@ use crate::events::{StderrSink, Wording};
 use crate::exit::LockFailed;
 
 /// Engine tunables from `--compression`, `--pack-size`, `-o connections=N` and
-/// `-o index.flush_interval=SECS`.
+/// `-o index.flush_interval=DURATION`.
 pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
     let mut o = RepoOptions {
         cache_dir: cache_dir(g),
@@ -36,18 +36,7 @@ pub fn repo_options(g: &GlobalOpts) -> Result<RepoOptions> {
                 .with_context(|| format!("option connections={v}: expected a positive number"))?;
         }
         if k == "index.flush_interval" {
-            let secs = v
-                .trim()
-                .trim_end_matches('s')
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-                .with_context(|| {
-                    format!(
-                        "option index.flush_interval={v}: expected a positive number of seconds"
-                    )
-                })?;
-            o.index_flush_interval = std::time::Duration::from_secs_f64(secs);
+            o.index_flush_interval = bunker_storage::parse_duration_option(k, v)?;
         }
     }
     Ok(o)

@@ -221,11 +221,15 @@ fn restore_into_non_empty_target_skips_and_exits_3() {
     )
     .expect("json");
     assert_eq!(summary["message_type"], "summary");
-    assert_eq!(summary["files_skipped"], 0, "{summary}");
+    // Only the edited file differs; the others are unchanged (restic counts
+    // them as skipped), nothing was left unrestored.
+    assert_eq!(summary["skipped_existing"], 0, "{summary}");
+    assert_eq!(summary["files"], 1, "{summary}");
     assert!(
-        summary["files_restored"].as_u64().is_some_and(|n| n >= 3),
+        summary["unchanged"].as_u64().is_some_and(|n| n >= 2),
         "{summary}"
     );
+    assert_eq!(summary["files_skipped"], summary["unchanged"], "{summary}");
     assert_eq!(std::fs::read(&existing).expect("read"), b"hello bunker\n");
 }
 

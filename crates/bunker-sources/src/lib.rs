@@ -34,7 +34,7 @@ pub use error::{SourceError, SourceErrorKind};
 pub use exclude::{parse_size, ExcludeOptions, Excluder};
 pub use filter::{Pattern, PatternList};
 pub use meta::{lstat_meta, lstat_meta_at, FileKind, FsMeta};
-pub use restore_fs::{validate_name, RestoreMeta, RestoreStats, TargetDir};
+pub use restore_fs::{validate_name, EntryStat, RestoreMeta, RestoreStats, TargetDir, TEMP_PREFIX};
 pub use sparse::{write_at, SparseWriter};
 pub use sqlite::{backup_sqlite, SqliteBackupInfo};
 pub use walk::{open_dir, read_dir_sorted, read_dir_typed, DirEntryName};

@@ -223,17 +223,18 @@ impl TargetDir {
         Ok((cur, last))
     }
 
-    /// Create a directory; succeeds if a real directory already exists there.
-    pub fn mkdir(&self, rel: &[&[u8]], mode: u32) -> Result<(), SourceError> {
+    /// Create a directory; succeeds if a real directory already exists
+    /// there. Returns whether it was created (`false`: it existed).
+    pub fn mkdir(&self, rel: &[&[u8]], mode: u32) -> Result<bool, SourceError> {
         let (dir, name) = self.parent(rel)?;
         let name = OsStr::from_bytes(name);
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode & 0o7777)) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(Errno::EXIST) => {
                 let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| SourceError::errno("lstat", rel_display(rel), e))?;
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    Ok(())
+                    Ok(false)
                 } else {
                     Err(SourceError::UnexpectedType {
                         path: rel_display(rel),
@@ -526,6 +527,10 @@ fn remove_non_dir(dir: &Dir<'_>, name: &OsStr, rel: &[&[u8]]) -> Result<(), Sour
         Err(e) => Err(SourceError::errno("unlinkat", rel_display(rel), e)),
     }
 }
+
+#[path = "restore_fs_replace.rs"]
+mod replace;
+pub use replace::{EntryStat, TEMP_PREFIX};
 
 #[cfg(test)]
 #[path = "restore_fs_tests.rs"]

@@ -48,7 +48,7 @@ pub use local::LocalStorage;
 pub use location::{parse_location, Location, S3Location, SUPPORTED_FORMS};
 pub use open::{open, open_backend};
 pub use opendal_backend::OpendalStorage;
-pub use options::{BucketLookup, Options, S3Options};
+pub use options::{parse_duration_option, BucketLookup, Options, S3Options};
 pub use retry::{RetryConfig, RetryStorage};
 pub use sftp::{KnownHosts, SftpLocation, SftpOptions};
 pub use sftp_backend::SftpStorage;

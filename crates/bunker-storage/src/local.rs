@@ -1,14 +1,19 @@
 //! Local directory backend with a restic-identical layout.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, StorageError};
 use crate::file_type::{FileInfo, FileType};
 use crate::{Storage, TempFile};
+
+#[path = "local_share.rs"]
+mod share;
+use share::Sharing;
 
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
@@ -18,11 +23,15 @@ const DIR_MODE: u32 = 0o700;
 /// Writes go to a temp file (name starting with `.`) in the destination directory
 /// (files of 1 MiB and more past the page cache, see `direct_write`),
 /// are fsynced, renamed (or hard-linked for `write_new`) into place, and the directory
-/// is fsynced. Files are created 0600, directories 0700.
+/// is fsynced. Files are created 0600, directories 0700, unless the
+/// repository directory grants its group access: then new entries get its
+/// group and group bits (see `local_share.rs` and docs/storage.md).
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
     label: String,
+    /// The creation policy, read from the repository directory once it exists.
+    sharing: OnceLock<Sharing>,
 }
 
 impl LocalStorage {
@@ -30,7 +39,23 @@ impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let label = format!("local:{}", root.display());
-        LocalStorage { root, label }
+        LocalStorage {
+            root,
+            label,
+            sharing: OnceLock::new(),
+        }
+    }
+
+    /// How new files and directories are created (the repository
+    /// directory's group policy; private while it does not exist).
+    fn share(&self) -> Sharing {
+        if let Some(s) = self.sharing.get() {
+            return *s;
+        }
+        match Sharing::of(&self.root) {
+            Some(s) => *self.sharing.get_or_init(|| s),
+            None => Sharing::PRIVATE,
+        }
     }
 
     /// The repository directory.
@@ -40,6 +65,13 @@ impl LocalStorage {
 
     fn err(&self, e: &io::Error, rel: &str) -> StorageError {
         let mut err = StorageError::from_io(e, &self.label, rel);
+        if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            err.message = format!(
+                "{}: {}",
+                err.message,
+                share::denied_detail(&self.root.join(rel))
+            );
+        }
         if err.kind == ErrorKind::NotFound && !self.root.is_dir() {
             err.message = format!(
                 "repository directory {} does not exist ({})",
@@ -81,14 +113,15 @@ impl LocalStorage {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{base}.tmp-{:016x}", rand::random::<u64>()));
-        let file = match create_file(&tmp) {
+        let share = self.share();
+        let file = match share.create_file(&tmp) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !self.root.is_dir() {
                     return Err(self.missing_root(rel));
                 }
-                create_dirs(&self.root, dir).map_err(|e| self.err(&e, rel))?;
-                create_file(&tmp).map_err(|e| self.err(&e, rel))?
+                create_dirs(&self.root, dir, share).map_err(|e| self.err(&e, rel))?;
+                share.create_file(&tmp).map_err(|e| self.err(&e, rel))?
             }
             Err(e) => return Err(self.err(&e, rel)),
         };
@@ -139,39 +172,23 @@ impl LocalStorage {
     }
 }
 
-fn create_file(path: &Path) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(FILE_MODE);
-    }
-    opts.open(path)
-}
-
 fn fill_and_sync(file: File, data: &[u8]) -> io::Result<()> {
     crate::direct_write::write_all(&file, data)?;
     file.sync_all()
 }
 
-/// Creates `dir` and missing parents (mode 0700) below `root`, fsyncing each parent.
-fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+/// Creates `dir` and missing parents below `root` (mode and group from
+/// `share`), fsyncing each parent.
+fn create_dirs(root: &Path, dir: &Path, share: Sharing) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
         if parent != root && !parent.as_os_str().is_empty() {
-            create_dirs(root, parent)?;
+            create_dirs(root, parent, share)?;
         }
     }
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(DIR_MODE);
-    }
-    match builder.create(dir) {
+    match share.create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
         Err(e) => return Err(e),
@@ -205,20 +222,24 @@ impl Storage for LocalStorage {
                 fs::create_dir_all(parent).map_err(|e| self.err(&e, ""))?;
             }
         }
-        create_dirs(Path::new(""), &self.root).map_err(|e| self.err(&e, ""))?;
+        create_dirs(Path::new(""), &self.root, Sharing::PRIVATE).map_err(|e| self.err(&e, ""))?;
+        // A repository directory made beforehand with group access shares
+        // the repository from the start.
+        let share = self.share();
         for t in [
             FileType::Key,
             FileType::Snapshot,
             FileType::Index,
             FileType::Lock,
         ] {
-            create_dirs(&self.root, &self.root.join(t.dir())).map_err(|e| self.err(&e, t.dir()))?;
+            create_dirs(&self.root, &self.root.join(t.dir()), share)
+                .map_err(|e| self.err(&e, t.dir()))?;
         }
         let data = self.root.join(FileType::Pack.dir());
-        create_dirs(&self.root, &data).map_err(|e| self.err(&e, "data"))?;
+        create_dirs(&self.root, &data, share).map_err(|e| self.err(&e, "data"))?;
         for i in 0..=255u8 {
             let sub = format!("{i:02x}");
-            create_dirs(&self.root, &data.join(&sub))
+            create_dirs(&self.root, &data.join(&sub), share)
                 .map_err(|e| self.err(&e, &format!("data/{sub}")))?;
         }
         sync_dir(&data).map_err(|e| self.err(&e, "data"))?;

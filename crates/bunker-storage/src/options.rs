@@ -124,12 +124,12 @@ impl S3Options {
 pub struct Options {
     /// Maximum parallel requests (`connections=N`).
     pub connections: Option<usize>,
-    /// Per-request timeout (`timeout=SECS`).
+    /// Per-request timeout (`timeout=DURATION`, seconds or `90s`, `2m`).
     pub timeout: Option<Duration>,
     /// Total time budget of the retry layer (`retry.max_elapsed=SECS`).
     pub retry_max_elapsed: Option<Duration>,
     /// How often long operations write index files for uploaded packs
-    /// (`index.flush_interval=SECS`). Validated here, used by the repository layer.
+    /// (`index.flush_interval=DURATION`). Validated here, used by the repository layer.
     pub index_flush_interval: Option<Duration>,
     /// S3 settings (S3 locations only).
     pub s3: S3Options,
@@ -158,16 +158,25 @@ fn bad(key: &str, why: impl fmt::Display) -> StorageError {
     StorageError::invalid("options", format!("option {key}: {why}"))
 }
 
-fn parse_secs(key: &str, v: &str) -> Result<Duration, StorageError> {
-    let secs: f64 = v
-        .trim()
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| bad(key, format!("{v:?} is not a number of seconds")))?;
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
-        return Err(bad(key, "must be a positive number of seconds"));
+/// A duration option: a plain number of seconds (`30`, `1.5`, `30s`) as
+/// before, or a human duration as everywhere else in bunker (`90s`, `5m`,
+/// `1h30m`).
+pub fn parse_duration_option(key: &str, v: &str) -> Result<Duration, StorageError> {
+    let t = v.trim();
+    let d = match t.trim_end_matches('s').parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(bad(key, "must be a positive duration")),
+        Err(_) => humantime::parse_duration(t).map_err(|_| {
+            bad(
+                key,
+                format!("{v:?} is not a duration (seconds, or like \"90s\", \"5m\", \"1h\")"),
+            )
+        })?,
+    };
+    if d.is_zero() || d.as_secs() >= 1_000_000_000 {
+        return Err(bad(key, "must be a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, StorageError> {
@@ -205,9 +214,11 @@ impl Options {
                     }
                     o.connections = Some(n);
                 }
-                "timeout" => o.timeout = Some(parse_secs(k, &v)?),
-                "retry.max_elapsed" => o.retry_max_elapsed = Some(parse_secs(k, &v)?),
-                "index.flush_interval" => o.index_flush_interval = Some(parse_secs(k, &v)?),
+                "timeout" => o.timeout = Some(parse_duration_option(k, &v)?),
+                "retry.max_elapsed" => o.retry_max_elapsed = Some(parse_duration_option(k, &v)?),
+                "index.flush_interval" => {
+                    o.index_flush_interval = Some(parse_duration_option(k, &v)?)
+                }
                 _ if is_s3 && S3_KEYS.contains(&k) => {
                     let s = &mut o.s3;
                     match k {
@@ -285,7 +296,7 @@ mod tests {
                 ("connections", "4"),
                 ("timeout", "30"),
                 ("retry.max_elapsed", "1.5"),
-                ("index.flush_interval", "10"),
+                ("index.flush_interval", "2m"),
                 ("s3.storage-class.data", "STANDARD_IA"),
                 ("s3.access_key_id", "from-option"),
                 ("s3.bucket-lookup", "path"),
@@ -296,7 +307,7 @@ mod tests {
         assert_eq!(o.connections, Some(4));
         assert_eq!(o.timeout, Some(Duration::from_secs(30)));
         assert_eq!(o.retry_max_elapsed, Some(Duration::from_millis(1500)));
-        assert_eq!(o.index_flush_interval, Some(Duration::from_secs(10)));
+        assert_eq!(o.index_flush_interval, Some(Duration::from_secs(120)));
         assert_eq!(o.s3.storage_class_data.as_deref(), Some("STANDARD_IA"));
         assert_eq!(o.s3.bucket_lookup, BucketLookup::Path);
         assert!(o.s3.conditional_write);
@@ -325,6 +336,8 @@ mod tests {
             (&local, "connections", "many"),
             (&local, "timeout", "-1"),
             (&local, "timeout", "soon"),
+            (&local, "timeout", "0s"),
+            (&local, "retry.max_elapsed", "5 parsecs"),
             (&local, "index.flush_interval", "often"),
             (&local, "s3.region", "x"),
             (&local, "bogus", "1"),

@@ -26,7 +26,8 @@ EXAMPLES:
     bunker -r sftp:backup@nas.lan:/srv/bunker/host1 -o sftp.key=/root/.ssh/id_backup init
 
 BACKEND OPTIONS (-o KEY=VALUE, repeatable; docs/storage.md has the full list):
-    connections=N, timeout=SECS, retry.max_elapsed=SECS     every backend
+    connections=N, timeout=D, retry.max_elapsed=D, index.flush_interval=D
+                                      every backend (D: seconds, or 90s, 5m, 1h)
     s3.access_key_id, s3.secret_access_key, s3.region        S3 credentials and region
     s3.storage_class.data=CLASS       storage class of pack files (e.g. STANDARD_IA)
     s3.storage_class.metadata=CLASS   class of index, snapshots, keys, config, locks

@@ -1,6 +1,7 @@
 //! Writing file contents: blobs grouped per pack, parallel positional writes.
 //!
-//! The restore walker hands over batches of already created (empty) files.
+//! The restore walker hands over batches of already created (empty) files,
+//! each under a temporary name in its final directory.
 //! For a batch we group every needed blob by pack, merge blobs that lie close
 //! together in a pack into one range read, and let the restore's rayon pool
 //! take the ranges. The blobs of a range are decrypted, decompressed and
@@ -9,6 +10,11 @@
 //! is filled out of order by several workers at once). Zero blocks are skipped to keep files sparse. A blob
 //! that fails fails only the files containing it. Memory is bounded by the
 //! batch size and one range per worker.
+//!
+//! Invariant: a file appears under its final name only complete, checked
+//! (with `verify`) and with its metadata: it is renamed there as the last
+//! step, and a file that failed is removed. So a failed restore never
+//! leaves a partial or empty file that a later run would skip as existing.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,11 +39,17 @@ pub const MAX_GAP: u64 = 256 * 1024;
 /// restic's RSS; 4 MiB still merges hundreds of small blobs into one read.
 pub const MAX_RANGE: u64 = 4 * 1024 * 1024;
 
-/// One file of a batch: created, empty, waiting for its contents.
+/// One file of a batch: created empty under a temporary name, waiting
+/// for its contents.
 pub struct FileJob {
+    /// The final path.
     pub rel: Vec<Vec<u8>>,
     pub display: String,
     pub file: File,
+    /// The temporary name in the final path's directory.
+    pub tmp: Vec<u8>,
+    /// Whether an existing entry at `rel` is to be replaced.
+    pub replace: bool,
     /// (blob, where it is, offset in the file).
     pub blobs: Vec<(BlobId, IndexEntry, u64)>,
     pub size: u64,
@@ -58,6 +70,8 @@ pub struct BatchResult {
     pub bytes: u64,
     pub verified: u64,
     pub errors: Vec<(String, String)>,
+    /// Final paths of the files that failed (nothing was left there).
+    pub failed: Vec<Vec<Vec<u8>>>,
 }
 
 impl BatchResult {
@@ -67,6 +81,7 @@ impl BatchResult {
         self.bytes += other.bytes;
         self.verified += other.verified;
         self.errors.extend(other.errors);
+        self.failed.extend(other.failed);
     }
 }
 
@@ -296,7 +311,19 @@ fn verify_file(file: &File, blobs: &[(BlobId, IndexEntry, u64)]) -> Result<(), S
     Ok(())
 }
 
-/// Fill, finish, verify and apply metadata to a batch of created files.
+/// What [`run_batch`] keeps of a [`FileJob`] besides its descriptor.
+struct Meta {
+    rel: Vec<Vec<u8>>,
+    display: String,
+    blobs: Vec<(BlobId, IndexEntry, u64)>,
+    size: u64,
+    meta: RestoreMeta,
+    tmp: Vec<u8>,
+    replace: bool,
+}
+
+/// Fill, finish, verify and apply metadata to a batch of created files,
+/// then rename each complete one to its final name (failed ones are removed).
 pub fn run_batch(
     repo: &Repository,
     target: &TargetDir,
@@ -319,7 +346,15 @@ pub fn run_batch(
             failed: Mutex::new(None),
             written: AtomicUsize::new(0),
         });
-        metas.push((job.rel, job.display, job.blobs, job.size, job.meta));
+        metas.push(Meta {
+            rel: job.rel,
+            display: job.display,
+            blobs: job.blobs,
+            size: job.size,
+            meta: job.meta,
+            tmp: job.tmp,
+            replace: job.replace,
+        });
     }
     let work = range_jobs(&packs);
     pool.install(|| {
@@ -334,10 +369,10 @@ pub fn run_batch(
             let written = st.written.load(Ordering::Relaxed);
             let res = match st.failed.into_inner() {
                 Some(msg) => Err(msg),
-                None if written != metas[i].2.len() => {
+                None if written != metas[i].blobs.len() => {
                     Err("not all blobs were written".to_string())
                 }
-                None => st.writer.finish(metas[i].3),
+                None => st.writer.finish(metas[i].size),
             };
             (res, i)
         })
@@ -347,41 +382,46 @@ pub fn run_batch(
     pool.install(|| {
         (0..finished.len()).into_par_iter().for_each(|i| {
             let (res, idx) = &finished[i];
-            let (rel, _, blobs, _, meta) = &metas[*idx];
+            let m = &metas[*idx];
+            let parts: Vec<&[u8]> = m.rel.iter().map(Vec::as_slice).collect();
             let outcome = match res {
                 Err(msg) => Err(msg.clone()),
                 Ok(file) => {
                     let verified = if cfg.verify {
-                        verify_file(file, blobs).map(|_| true)
+                        verify_file(file, &m.blobs).map(|_| true)
                     } else {
                         Ok(false)
                     };
                     verified.and_then(|v| {
-                        let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
                         target
-                            .apply_file_meta(&parts, file, meta)
+                            .apply_file_meta(&parts, file, &m.meta)
+                            .and_then(|_| target.commit_temp(&parts, &m.tmp, m.replace))
                             .map(|_| v)
                             .map_err(|e| e.to_string())
                     })
                 }
             };
+            if outcome.is_err() {
+                target.discard_temp(&parts, &m.tmp);
+            }
             *results[i].lock() = outcome;
         })
     });
 
     let mut out = BatchResult::default();
     for (i, r) in results.into_iter().enumerate() {
-        let (_, display, _, size, _) = &metas[finished[i].1];
+        let m = &metas[finished[i].1];
         match r.into_inner() {
             Ok(verified) => {
                 out.files_ok += 1;
-                out.bytes += size;
+                out.bytes += m.size;
                 out.verified += u64::from(verified);
                 progress.add_items(1);
             }
             Err(msg) => {
-                progress.warn(&format!("{display}: {msg}"));
-                out.errors.push((display.clone(), msg));
+                progress.warn(&format!("{}: {msg}", m.display));
+                out.errors.push((m.display.clone(), msg));
+                out.failed.push(m.rel.clone());
             }
         }
     }

@@ -14,22 +14,33 @@
 //! whose contents are then written in parallel ([`files`]); file metadata is
 //! applied once a file is complete; directory metadata is applied last,
 //! children before parents, so restoring contents does not disturb it.
+//! Hard links to files of this run are made at the end, once the files
+//! they link to are complete.
+//!
+//! Files are written under a temporary name and renamed into place when
+//! complete ([`files`]); existing entries are handled by the
+//! [`Overwrite`] mode and `delete` ([`existing`]).
 
+mod after;
+pub mod existing;
 pub mod files;
+mod leaf;
 pub mod select;
+
+pub use existing::Overwrite;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bunker_format::node::{Node, NodeType};
-use bunker_sources::{validate_name, FileKind, RestoreMeta, SourceError, TargetDir};
+use bunker_sources::{validate_name, RestoreMeta, SourceError, TargetDir, TEMP_PREFIX};
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use crate::progress::Progress;
 use crate::snapshots::SnapshotEntry;
-use crate::walk::{find_subtree, walk_tree_with, TreeVisitor, WalkAction};
+use crate::walk::{find_node, walk_tree_with, TreeVisitor, WalkAction};
 use crate::Repository;
 use files::{BatchConfig, FileJob};
 use select::Selector;
@@ -52,8 +63,11 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     pub iinclude: Vec<String>,
     pub iexclude: Vec<String>,
-    /// Replace existing files, symlinks and special files.
-    pub overwrite: bool,
+    /// What to do with existing files, symlinks and special files.
+    pub overwrite: Overwrite,
+    /// Delete entries of the target that are not in the snapshot (only
+    /// those the include/exclude patterns select; never outside the target).
+    pub delete: bool,
     /// Re-read restored files and check every blob hash.
     pub verify: bool,
     /// Walk and count only; change nothing on disk.
@@ -74,7 +88,8 @@ impl Default for RestoreOptions {
             exclude: Vec::new(),
             iinclude: Vec::new(),
             iexclude: Vec::new(),
-            overwrite: false,
+            overwrite: Overwrite::Never,
+            delete: false,
             verify: false,
             dry_run: false,
             sub_path: None,
@@ -101,6 +116,17 @@ pub struct RestoreSummary {
     pub skipped_existing: u64,
     /// Their paths (at most [`MAX_LISTED_SKIPS`]).
     pub skipped_paths: Vec<String>,
+    /// Existing files that already had the snapshot's content (only their
+    /// metadata was applied).
+    pub unchanged: u64,
+    /// Existing entries kept because they are as new as or newer than the
+    /// snapshot's (`Overwrite::IfNewer`).
+    pub kept_newer: u64,
+    /// Entries deleted (or, with `dry_run`, to delete) because they are not
+    /// in the snapshot (`delete`); a directory counts once.
+    pub deleted: u64,
+    /// Their paths (at most [`MAX_LISTED_SKIPS`]).
+    pub deleted_paths: Vec<String>,
     pub verified_files: u64,
     /// Extended attributes the target file system refused.
     pub xattrs_skipped: u64,
@@ -143,7 +169,7 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let selector = Selector::new(&opts.include, &opts.iinclude, &opts.exclude, &opts.iexclude)?;
     let tree = match &opts.sub_path {
-        Some(p) => find_subtree(repo, &snap.snapshot.tree, p)?,
+        Some(p) => sub_tree(repo, snap, p)?,
         None => snap.snapshot.tree,
     };
     let target = if opts.dry_run {
@@ -184,8 +210,12 @@ pub fn restore(
             rel: Vec::new(),
             node: None,
             created: true,
+            apply_meta: false,
             names: HashSet::new(),
         }],
+        containers: existing::container_dirs(&snap.snapshot.paths, opts.sub_path.as_deref()),
+        pending_links: Vec::new(),
+        failed: HashSet::new(),
         batch: Vec::new(),
         batch_blobs: 0,
         queued: (0, 0),
@@ -249,6 +279,12 @@ pub fn restore(
         walked
     });
     walked?;
+    if opts.delete {
+        if let Some(root) = r.stack.pop() {
+            r.delete_unexpected(&root.rel, b"/", &root.names, true);
+        }
+    }
+    r.make_pending_links();
     if let Some(t) = r.target {
         for (rel, meta, display) in std::mem::take(&mut r.dir_meta) {
             let parts: Vec<&[u8]> = rel.iter().map(Vec::as_slice).collect();
@@ -261,6 +297,22 @@ pub fn restore(
         r.summary.chown_skipped = st.chown_skipped;
     }
     Ok(r.summary)
+}
+
+/// The tree of the directory `path` of the snapshot; a clear error when it
+/// is a file (`restore SNAP:/etc/passwd`).
+fn sub_tree(repo: &Repository, snap: &SnapshotEntry, path: &str) -> Result<bunker_format::TreeId> {
+    match find_node(repo, &snap.snapshot.tree, path)? {
+        None => Ok(snap.snapshot.tree),
+        Some(n) => match (n.node_type, n.subtree) {
+            (NodeType::Dir, Some(sub)) => Ok(sub),
+            _ => Err(RepoError::Invalid(format!(
+                "{path:?} is not a directory in the snapshot: SNAPSHOT:PATH restores a directory's \
+                 contents; restore a single file with `--include {path}` (and no `:{path}`), or \
+                 print it with `bunker dump SNAPSHOT {path}`"
+            ))),
+        },
+    }
 }
 
 /// Raise the soft limit of open files to the hard limit (as Go programs
@@ -288,6 +340,11 @@ struct DirState {
     node: Option<Node>,
     /// Whether the directory exists in the target (created or merged).
     created: bool,
+    /// Whether its metadata is applied at the end: not for the root, nor
+    /// for a directory that existed already and is only a container of the
+    /// restored paths (a parent passed through, or an ancestor of the
+    /// snapshot's paths).
+    apply_meta: bool,
     /// Names seen in this directory (duplicates are refused).
     names: HashSet<Vec<u8>>,
 }
@@ -310,6 +367,12 @@ struct Restorer<'a> {
     hardlinks: HashMap<(u64, u64), (Rel, Vec<bunker_format::BlobId>)>,
     /// Directories whose metadata is applied at the end, in post-order.
     dir_meta: Vec<(Rel, RestoreMeta, String)>,
+    /// Strict ancestors of the snapshot's paths ([`existing::container_dirs`]).
+    containers: HashSet<Vec<u8>>,
+    /// Hard links made at the end: (first path, link path, display).
+    pending_links: Vec<(Rel, Rel, String)>,
+    /// Files whose contents could not be restored (nothing is at their path).
+    failed: HashSet<Rel>,
     summary: RestoreSummary,
     /// Hands full batches to the writer thread (`None`: write them inline).
     writer: Option<crossbeam_channel::Sender<Vec<FileJob>>>,
@@ -338,11 +401,15 @@ impl Restorer<'_> {
             if self.stack[i].created {
                 continue;
             }
-            if let Some(t) = self.target {
-                t.mkdir(&parts(&self.stack[i].rel), 0o700)
+            let mut made = true;
+            if let (Some(t), false) = (self.target, self.opts.dry_run) {
+                made = t
+                    .mkdir(&parts(&self.stack[i].rel), 0o700)
                     .map_err(|e| e.to_string())?;
             }
             self.stack[i].created = true;
+            // A parent that was there already keeps its metadata.
+            self.stack[i].apply_meta = made;
             self.summary.dirs += 1;
         }
         Ok(())
@@ -372,168 +439,8 @@ impl Restorer<'_> {
         self.summary.bytes += res.bytes;
         self.summary.verified_files += res.verified;
         self.summary.errors.extend(res.errors);
+        self.failed.extend(res.failed);
     }
-
-    /// Create `rel` with `create`; an existing entry is skipped, or replaced
-    /// with `overwrite`. Returns whether the entry was created.
-    fn create_leaf(&mut self, rel: &[Vec<u8>], display: &str, create: &CreateFn<'_>) -> bool {
-        let Some(t) = self.target else { return true };
-        let p = parts(rel);
-        let res = match create(t, &p) {
-            Err(e) if is_exists(&e) && self.opts.overwrite => {
-                t.remove(&p).and_then(|_| create(t, &p))
-            }
-            other => other,
-        };
-        match res {
-            Ok(()) => true,
-            Err(e) if is_exists(&e) => {
-                self.skipped(display.to_string());
-                false
-            }
-            Err(e) => {
-                self.error(display.to_string(), e.to_string());
-                false
-            }
-        }
-    }
-
-    fn restore_file(&mut self, rel: Vec<Vec<u8>>, display: String, node: &Node) {
-        let content = node.content.clone().unwrap_or_default();
-        let key = (node.device_id, node.inode);
-        if node.links > 1 && node.inode != 0 {
-            if let Some((first, first_content)) = self.hardlinks.get(&key) {
-                if *first_content == content {
-                    let first = first.clone();
-                    let link = |t: &TargetDir, p: &[&[u8]]| t.hardlink(&parts(&first), p);
-                    if self.create_leaf(&rel, &display, &link) {
-                        self.summary.hardlinks += 1;
-                    }
-                    return;
-                }
-            }
-        }
-        // Plan the contents before creating anything.
-        let mut blobs = Vec::with_capacity(content.len());
-        let mut size = 0u64;
-        {
-            let index = self.repo.index().read();
-            for id in &content {
-                match index.get(id) {
-                    Some(e) if e.blob_type == bunker_format::BlobType::Data => {
-                        blobs.push((*id, e, size));
-                        size += u64::from(e.plain_len());
-                    }
-                    _ => {
-                        drop(index);
-                        let msg = RepoError::BlobNotFound {
-                            blob: id.to_string(),
-                        }
-                        .to_string();
-                        self.error(display, msg);
-                        return;
-                    }
-                }
-            }
-        }
-        self.queued.0 += 1;
-        self.queued.1 += size;
-        self.progress.current(&display);
-        if self.opts.dry_run {
-            if t_exists(self.target, &rel) && !self.opts.overwrite {
-                self.skipped(display);
-            } else {
-                self.summary.files += 1;
-                self.summary.bytes += size;
-            }
-            return;
-        }
-        let Some(t) = self.target else { return };
-        let file = match t.create_file(&parts(&rel), self.opts.overwrite) {
-            Ok(f) => f,
-            Err(e) if is_exists(&e) => {
-                self.skipped(display);
-                return;
-            }
-            Err(e) => {
-                self.error(display, e.to_string());
-                return;
-            }
-        };
-        if node.links > 1 && node.inode != 0 {
-            self.hardlinks
-                .entry(key)
-                .or_insert_with(|| (rel.clone(), content.clone()));
-        }
-        self.progress.set_total(self.queued.0, self.queued.1);
-        self.batch_blobs += blobs.len();
-        self.batch.push(FileJob {
-            rel,
-            display,
-            file,
-            blobs,
-            size,
-            meta: restore_meta(node),
-        });
-        if self.batch.len() >= BATCH_FILES || self.batch_blobs >= BATCH_BLOBS {
-            self.flush();
-        }
-    }
-
-    fn restore_leaf(&mut self, rel: Vec<Vec<u8>>, display: String, node: &Node) {
-        let kind = match node.node_type {
-            NodeType::File => return self.restore_file(rel, display, node),
-            NodeType::Dir => {
-                self.error(
-                    display,
-                    "internal error: directory restored as a leaf".into(),
-                );
-                return;
-            }
-            NodeType::Symlink => None,
-            NodeType::Dev => Some(FileKind::BlockDev),
-            NodeType::CharDev => Some(FileKind::CharDev),
-            NodeType::Fifo => Some(FileKind::Fifo),
-            NodeType::Socket => Some(FileKind::Socket),
-            NodeType::Irregular => {
-                self.error(display, "irregular files cannot be restored".into());
-                return;
-            }
-        };
-        if self.opts.dry_run {
-            if t_exists(self.target, &rel) && !self.opts.overwrite {
-                self.skipped(display);
-            } else if kind.is_none() {
-                self.summary.links += 1;
-            } else {
-                self.summary.specials += 1;
-            }
-            return;
-        }
-        let mode = node.unix_perm();
-        let (rdev, target_bytes) = (node.device, node.link_target.clone());
-        let create = |t: &TargetDir, p: &[&[u8]]| match kind {
-            None => t.symlink(p, &target_bytes),
-            Some(k) => t.mknod(p, k, mode, rdev),
-        };
-        if !self.create_leaf(&rel, &display, &create) {
-            return;
-        }
-        if kind.is_none() {
-            self.summary.links += 1;
-        } else {
-            self.summary.specials += 1;
-        }
-        if let Some(t) = self.target {
-            if let Err(e) = t.apply_meta(&parts(&rel), &restore_meta(node), kind.is_none()) {
-                self.error(display, e.to_string());
-            }
-        }
-    }
-}
-
-fn t_exists(t: Option<&TargetDir>, rel: &[Vec<u8>]) -> bool {
-    t.is_some_and(|t| t.exists(&parts(rel)).unwrap_or(false))
 }
 
 impl TreeVisitor for Restorer<'_> {
@@ -572,19 +479,24 @@ impl TreeVisitor for Restorer<'_> {
             self.restore_leaf(rel, display, node);
             return Ok(WalkAction::SkipSubtree);
         }
-        let mut created = false;
+        let (mut created, mut apply_meta) = (false, false);
         if selected {
+            let mut made = true;
             if let (Some(t), false) = (self.target, self.opts.dry_run) {
-                if let Err(e) = t.mkdir(&parts(&rel), 0o700) {
-                    self.error(display, e.to_string());
-                    return Ok(WalkAction::SkipSubtree);
+                match t.mkdir(&parts(&rel), 0o700) {
+                    Ok(m) => made = m,
+                    Err(e) => {
+                        self.error(display, e.to_string());
+                        return Ok(WalkAction::SkipSubtree);
+                    }
                 }
             }
             created = true;
+            apply_meta = made || !self.containers.contains(path);
             self.summary.dirs += 1;
         }
         if node.subtree.is_none() {
-            if created {
+            if apply_meta && !self.opts.dry_run {
                 self.dir_meta.push((rel, restore_meta(node), display));
             }
             return Ok(WalkAction::SkipSubtree);
@@ -593,6 +505,7 @@ impl TreeVisitor for Restorer<'_> {
             rel,
             node: Some(node.clone()),
             created,
+            apply_meta,
             names: HashSet::new(),
         });
         Ok(WalkAction::Continue)
@@ -602,7 +515,10 @@ impl TreeVisitor for Restorer<'_> {
         let Some(d) = self.stack.pop() else {
             return Err(RepoError::Invalid("restore walker lost its place".into()));
         };
-        if d.created && !self.opts.dry_run {
+        if self.opts.delete {
+            self.delete_unexpected(&d.rel, path, &d.names, d.created);
+        }
+        if d.created && d.apply_meta && !self.opts.dry_run {
             if let Some(node) = &d.node {
                 self.dir_meta.push((
                     d.rel,

@@ -6,6 +6,7 @@
 
 pub mod label;
 pub mod process;
+pub mod server;
 pub mod tarscan;
 pub mod wal;
 
@@ -38,6 +39,17 @@ pub enum PgError {
     TimedOut { program: String, limit: String },
     #[error("{program} was stopped: interrupted")]
     Cancelled { program: String },
+    #[error(
+        "PostgreSQL's {program} not found (looked in {}); install the server package{} or give --pg-bin DIR",
+        list_dirs(.searched),
+        .version.as_ref().map(|v| format!(" of PostgreSQL {v}")).unwrap_or_default()
+    )]
+    ProgramMissing {
+        program: String,
+        /// The cluster's major version, when known.
+        version: Option<String>,
+        searched: Vec<std::path::PathBuf>,
+    },
 }
 
 /// `": text"`, or nothing for an empty text (a program that said nothing).
@@ -47,6 +59,16 @@ fn colon_then(text: &str) -> String {
     } else {
         format!(": {text}")
     }
+}
+
+fn list_dirs(dirs: &[std::path::PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "no directory: nothing on PATH, no PG_VERSION".to_string();
+    }
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl PgError {

@@ -24,7 +24,8 @@ use crate::{output, repo};
     long_about = "Stream `pg_dump -Fc` of each database into a snapshot of its own holding \
 /<database>.dump (tags pg-dump, pg-db=<database>), and `pg_dumpall --globals-only` into one \
 holding /globals.sql (tag pg-globals). Without --dbname every database that accepts \
-connections (except templates) is dumped, and the globals too."
+connections (except templates) is dumped, and the globals too.",
+    after_long_help = super::help::DUMP_EXAMPLES
 )]
 pub struct DumpArgs {
     #[command(flatten)]
@@ -91,6 +92,7 @@ pub fn dump(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
 
 /// Restore a pg_dump snapshot into a database with pg_restore
 #[derive(Args, Debug)]
+#[command(after_long_help = super::help::RESTORE_DUMP_EXAMPLES)]
 pub struct RestoreDumpArgs {
     /// Dump snapshot (default: the latest dump of --from-db)
     pub snapshot: Option<String>,

@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+mod help;
 pub mod logical;
 pub mod physical;
 pub mod wal;
@@ -99,6 +100,16 @@ impl ConnArgs {
 pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     bunker_policy::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration like \"90m\", \"6h\" or \"2h30m\")"))
+}
+
+/// `--timeout` of options that took seconds before: a plain number is
+/// still seconds (`3600`), anything else a human duration (`1h`, `90m`).
+pub fn parse_timeout_or_secs(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("duration must be greater than zero".to_string()),
+        Ok(n) => Ok(std::time::Duration::from_secs(n)),
+        Err(_) => parse_timeout(s),
+    }
 }
 
 /// Comma-separated, repeatable `--tag` values as a flat list.

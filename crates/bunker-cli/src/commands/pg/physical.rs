@@ -2,7 +2,7 @@
 //! (point-in-time restore into a new data directory).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +11,7 @@ use bunker_repo::pg::base::{self, BaseBackupRequest, BaseBackupResult};
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use bunker_sources::postgres::process::shell_quote;
+use bunker_sources::postgres::server;
 use bunker_sources::postgres::{Lsn, PgConn};
 use clap::{ArgGroup, Args};
 
@@ -26,7 +27,8 @@ use crate::{output, repo};
     long_about = "Stream `pg_basebackup -D - -Ft -X none` into a snapshot holding /base.tar, \
 tagged with the backup's WAL start and stop positions, timeline and system identifier. WAL \
 is not included: the archive (pg wal-push) provides it. Works against a primary or a standby \
-(connect with a user that has the REPLICATION attribute)."
+(connect with a user that has the REPLICATION attribute).",
+    after_long_help = super::help::BACKUP_EXAMPLES
 )]
 pub struct BackupArgs {
     #[command(flatten)]
@@ -129,7 +131,14 @@ fn standby_note(res: &BaseBackupResult) -> Option<String> {
 given SNAPSHOT), unpack it into --target-dir, write recovery.signal and append \
 restore_command (calling this bunker) and the recovery_target_* settings to \
 postgresql.auto.conf. With --start, start PostgreSQL (pg_ctl, as the current user) and wait \
-until recovery reached the target and the server was promoted.",
+until recovery reached the target and the server was promoted, printing progress, for at \
+most --timeout.
+
+With --start the server programs (pg_ctl, pg_controldata, postgres) are taken from --pg-bin, \
+else from the directory of pg_ctl on PATH (symlinks resolved), `pg_config --bindir`, or \
+/usr/lib/postgresql/VERSION/bin and /usr/pgsql-VERSION/bin for the cluster's version \
+(PG_VERSION); a missing one is an error before the server is started.",
+    after_long_help = super::help::RESTORE_EXAMPLES,
     group(ArgGroup::new("target").args(["target_time", "target_xid", "target_name", "target_lsn", "immediate"]))
 )]
 pub struct RestoreArgs {
@@ -162,9 +171,10 @@ pub struct RestoreArgs {
     /// Start PostgreSQL and wait until recovery reached the target
     #[arg(long)]
     pub start: bool,
-    /// Seconds to wait for recovery with --start
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
+    /// How long to wait for recovery with --start (1h, 90m; a plain number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = super::parse_timeout_or_secs)]
+    pub timeout: Duration,
     /// Port for the restored server (written to postgresql.auto.conf)
     #[arg(long)]
     pub port: Option<u16>,
@@ -174,7 +184,7 @@ pub struct RestoreArgs {
     /// restore_command to write instead of the one calling this bunker
     #[arg(long, value_name = "COMMAND")]
     pub restore_command: Option<String>,
-    /// Directory of PostgreSQL's programs (for --start)
+    /// Directory of PostgreSQL's server programs (for --start; default: searched)
     #[arg(long = "pg-bin", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 }
@@ -226,6 +236,15 @@ fn own_restore_command(g: &GlobalOpts) -> Result<String> {
 pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     let target = recovery_target(&args)?;
     let dir = std::path::absolute(&args.target_dir).unwrap_or_else(|_| args.target_dir.clone());
+    if args.start {
+        if args.target_action != "promote" {
+            bail!("--start waits for promotion: use it with --target-action promote");
+        }
+        // An explicit --pg-bin is checked before anything is unpacked.
+        if let Some(b) = &args.bin_dir {
+            server::find_server_bin(&dir, Some(b), &server::SERVER_PROGRAMS)?;
+        }
+    }
     let empty = pgrestore::is_empty_dir(&dir)?;
     if !empty && !args.force {
         bail!(
@@ -309,88 +328,18 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         );
     }
     if args.start {
-        if args.target_action != "promote" {
-            bail!("--start waits for promotion: use it with --target-action promote");
-        }
-        start_and_wait(
-            &dir,
-            args.bin_dir.as_deref(),
-            Duration::from_secs(args.timeout),
-        )?;
+        let bin = server::find_server_bin(&dir, args.bin_dir.as_deref(), &server::SERVER_PROGRAMS)?;
+        let log = dir.join("bunker-recovery.log");
+        let quiet = g.quiet;
+        let mut progress = |line: &str| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        server::start_and_wait_promoted(&bin, &dir, &log, args.timeout, &mut progress)?;
         if !g.quiet && !g.json {
             println!("recovery finished; the server is running and promoted");
         }
     }
     Ok(Status::Success)
-}
-
-/// Whether the control file says the cluster is in production (recovery
-/// over, promoted): the check `pg_ctl promote -w` makes too.
-fn in_production(conn: &PgConn, dir: &Path) -> bool {
-    std::process::Command::new(conn.program("pg_controldata"))
-        .arg("-D")
-        .arg(dir)
-        .env("LC_ALL", "C")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.starts_with("Database cluster state:") && l.ends_with("in production"))
-        })
-        .unwrap_or(false)
-}
-
-/// Start the server and wait until recovery ends (recovery.signal removed
-/// and the cluster in production); fail with the log's tail if the server stops.
-fn start_and_wait(dir: &Path, bin: Option<&Path>, timeout: Duration) -> Result<()> {
-    let conn = PgConn {
-        bin_dir: bin.map(Path::to_path_buf),
-        ..PgConn::default()
-    };
-    let log = dir.join("bunker-recovery.log");
-    let status = std::process::Command::new(conn.program("pg_ctl"))
-        .arg("-D")
-        .arg(dir)
-        .arg("-l")
-        .arg(&log)
-        .args(["-W", "start"])
-        // pg_ctl's chatter must not mix into our standard output (--json).
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running pg_ctl start")?;
-    if !status.success() {
-        bail!("pg_ctl start failed ({status}); see {}", log.display());
-    }
-    let deadline = Instant::now() + timeout;
-    let signal = dir.join("recovery.signal");
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        if !signal.exists() && in_production(&conn, dir) {
-            return Ok(());
-        }
-        let running = std::process::Command::new(conn.program("pg_ctl"))
-            .arg("-D")
-            .arg(dir)
-            .arg("status")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !running {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(8).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "PostgreSQL stopped before recovery finished:\n{}",
-                tail.join("\n")
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "recovery did not finish within {}s; the server is still running (see {})",
-                timeout.as_secs(),
-                log.display()
-            );
-        }
-    }
 }

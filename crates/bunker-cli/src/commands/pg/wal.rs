@@ -26,7 +26,7 @@ exit status 1 and an error, and PostgreSQL keeps the file and retries (check the
 
 /// Archive a WAL file (archive_command = '... pg wal-push %p')
 #[derive(Args, Debug)]
-#[command(long_about = PUSH_ABOUT)]
+#[command(long_about = PUSH_ABOUT, after_long_help = super::help::PUSH_EXAMPLES)]
 pub struct WalPushArgs {
     /// Path of the WAL file (%p, relative to the data directory)
     pub path: PathBuf,
@@ -37,7 +37,8 @@ pub struct WalPushArgs {
 #[command(
     long_about = "Fetch an archived WAL file for PostgreSQL's restore_command. Exits with \
 status 1 without a message when the file is not archived (PostgreSQL asks for files that \
-do not exist as part of normal recovery)."
+do not exist as part of normal recovery).",
+    after_long_help = super::help::FETCH_EXAMPLES
 )]
 pub struct WalFetchArgs {
     /// WAL file name (%f)
@@ -56,7 +57,7 @@ the window's first base backup need only the WAL that makes them consistent (ret
 the rest on purpose), and the report says whether the window reaches back to now minus the span. \
 --read-data also downloads every archived WAL file, decrypts it and compares it with its content \
 hash, so a damaged file is found before a recovery needs it.",
-    after_long_help = "EXAMPLES:\n    bunker pg wal-verify\n    bunker pg wal-verify --read-data\n    bunker pg wal-verify --config /etc/bunker.yaml --item db"
+    after_long_help = super::help::VERIFY_EXAMPLES
 )]
 pub struct WalVerifyArgs {
     /// WAL segment size in MiB (initdb --wal-segsize)
@@ -84,7 +85,8 @@ fn parse_span(s: &str) -> Result<std::time::Duration, String> {
 #[command(
     long_about = "Delete archived WAL segments older than the start of the oldest base backup \
 in the repository. Timeline history files are always kept. `bunker forget --item NAME` on a \
-postgres physical item does this (and more: PITR-aware retention) by itself."
+postgres physical item does this (and more: PITR-aware retention) by itself.",
+    after_long_help = super::help::PRUNE_EXAMPLES
 )]
 pub struct WalPruneArgs {
     /// Only list what would be deleted
@@ -333,7 +335,8 @@ pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
 continuously into its first target repository (archive_mode, archive_command, wal_level) and \
 the restore_command that reads it back, calling this bunker with the repository's location, \
 password file or command and options from the policy. A password from an environment \
-variable or inline in the policy cannot be written there: use password_file."
+variable or inline in the policy cannot be written there: use password_file.",
+    after_long_help = super::help::ARCHIVE_EXAMPLES
 )]
 pub struct ArchiveCommandArgs {
     /// The policy item (kind postgres, mode physical)
