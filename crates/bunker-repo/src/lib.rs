@@ -21,6 +21,7 @@ pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod error;
+pub mod find;
 pub mod forget;
 pub mod index;
 pub mod keys;
@@ -31,7 +32,10 @@ pub mod progress;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshots;
+pub mod stats;
+pub mod tag;
 pub mod tree_cache;
 pub mod walk;
 

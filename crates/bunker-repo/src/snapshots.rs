@@ -137,3 +137,38 @@ pub fn save(repo: &Repository, snapshot: &Snapshot) -> Result<SnapshotId> {
         repo.save_json(FileType::Snapshot, snapshot)?,
     ))
 }
+
+/// The snapshots a multi-snapshot command works on (restic's
+/// `FindFilteredSnapshots`): each of `specs` (ids, prefixes or `latest`,
+/// which honours the filter) in the given order, duplicates dropped; without
+/// specs every snapshot matching `filter`, oldest first.
+pub fn select(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<SnapshotEntry>> {
+    if specs.is_empty() {
+        return filtered(repo, filter, None);
+    }
+    let mut out: Vec<SnapshotEntry> = Vec::new();
+    for spec in specs {
+        let e = find(repo, spec, filter)?;
+        if !out.iter().any(|o| o.id == e.id) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Replace the snapshot `old` by `snapshot` (restic's tag and rewrite): the
+/// new file is written first and the old one removed after, so a crash in
+/// between leaves both, never neither. Returns the new id; when the new
+/// document is identical to the old one its id is the same and nothing is
+/// removed.
+pub fn replace(repo: &Repository, old: &SnapshotId, snapshot: &Snapshot) -> Result<SnapshotId> {
+    let new = save(repo, snapshot)?;
+    if new != *old {
+        repo.storage().remove(FileType::Snapshot, &old.to_hex())?;
+    }
+    Ok(new)
+}

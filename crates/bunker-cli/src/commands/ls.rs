@@ -54,7 +54,7 @@ fn owner(name: &str, id: u32) -> String {
     }
 }
 
-fn long_line(e: &LsEntry) -> String {
+pub(crate) fn long_line(e: &LsEntry) -> String {
     let mut line = format!(
         "{} {:>8} {:>8} {:>12} {} {}",
         e.permissions,

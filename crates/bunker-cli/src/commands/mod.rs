@@ -15,11 +15,15 @@ pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod dump;
+pub mod find;
 pub mod init;
 pub mod key;
 pub mod ls;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshots;
+pub mod stats;
+pub mod tag;
 pub mod unlock;
 pub mod version;
 
@@ -42,6 +46,10 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     Dump(dump::DumpArgs),
     Diff(diff::DiffArgs),
+    Find(find::FindArgs),
+    Stats(stats::StatsArgs),
+    Tag(tag::TagArgs),
+    Rewrite(rewrite::RewriteArgs),
     Check(check::CheckArgs),
     Copy(copy::CopyArgs),
     Key(key::KeyArgs),
@@ -66,6 +74,10 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
+        Command::Rewrite(a) => rewrite::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Key(a) => key::run(g, a),
