@@ -65,8 +65,10 @@ EXIT STATUS:
     12   wrong password
     130  interrupted (SIGINT); locks held by this process are released first";
 
-/// Options that apply to every command.
+/// Options that apply to every command. They are listed under their own
+/// heading, after each command's own options, in every `--help`.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Repository location: a directory, local:PATH, s3:URL or opendal:SCHEME
     #[arg(

@@ -15,6 +15,7 @@
 //! (see docs/design.md).
 
 pub mod backup;
+pub mod cache;
 pub mod cat;
 pub mod check;
 pub mod copy;
@@ -25,11 +26,14 @@ pub mod find;
 pub mod forget;
 pub mod index;
 pub mod keys;
+pub mod list;
 pub mod lock;
+pub mod mount;
 pub mod packer;
 pub mod pg;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod repository;
 pub mod restore;
 pub mod rewrite;

@@ -172,3 +172,68 @@ pub fn replace(repo: &Repository, old: &SnapshotId, snapshot: &Snapshot) -> Resu
     }
     Ok(new)
 }
+
+/// What `--group-by` groups snapshots by (restic's `host,paths,tags`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grouping {
+    pub host: bool,
+    pub paths: bool,
+    pub tags: bool,
+}
+
+impl std::str::FromStr for Grouping {
+    type Err = RepoError;
+    /// `host`, `paths`, `tags` separated by commas; empty = no grouping.
+    fn from_str(s: &str) -> Result<Grouping> {
+        let mut g = Grouping::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            match part {
+                "host" | "hosts" => g.host = true,
+                "path" | "paths" => g.paths = true,
+                "tag" | "tags" => g.tags = true,
+                _ => {
+                    return Err(RepoError::Invalid(format!(
+                        "cannot group by {part:?}: use host, paths and/or tags"
+                    )))
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The key of a snapshot group, serialized like restic's `group_key`
+/// (fields not grouped by are empty, or `null` for lists).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct GroupKey {
+    pub hostname: String,
+    pub paths: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Split `entries` into groups ordered by key; within a group the input
+/// order is kept. Paths and tags are compared sorted, as restic does.
+pub fn group(entries: Vec<SnapshotEntry>, by: Grouping) -> Vec<(GroupKey, Vec<SnapshotEntry>)> {
+    let mut groups: std::collections::BTreeMap<GroupKey, Vec<SnapshotEntry>> = Default::default();
+    for e in entries {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        let key = GroupKey {
+            hostname: if by.host {
+                e.snapshot.hostname.clone()
+            } else {
+                String::new()
+            },
+            paths: by.paths.then(|| sorted(&e.snapshot.paths)),
+            tags: by
+                .tags
+                .then(|| sorted(&e.snapshot.tags))
+                .filter(|t| !t.is_empty()),
+        };
+        groups.entry(key).or_default().push(e);
+    }
+    groups.into_iter().collect()
+}

@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod exclude;
+pub mod files_from;
 pub mod filter;
 pub mod meta;
 pub mod postgres;

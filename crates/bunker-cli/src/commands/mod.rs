@@ -10,15 +10,19 @@ use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
 pub mod backup;
+pub mod cache;
 pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod find;
+pub mod generate;
 pub mod init;
 pub mod key;
+pub mod list;
 pub mod ls;
+pub mod mount;
 pub mod restore;
 pub mod rewrite;
 pub mod snapshots;
@@ -33,6 +37,7 @@ pub mod forget;
 pub mod hooks;
 pub mod pg;
 pub mod prune;
+pub mod recover;
 pub mod run;
 pub mod status;
 
@@ -50,6 +55,11 @@ pub enum Command {
     Stats(stats::StatsArgs),
     Tag(tag::TagArgs),
     Rewrite(rewrite::RewriteArgs),
+    List(list::ListArgs),
+    Recover(recover::RecoverArgs),
+    Cache(cache::CacheArgs),
+    Generate(generate::GenerateArgs),
+    Mount(mount::MountArgs),
     Check(check::CheckArgs),
     Copy(copy::CopyArgs),
     Key(key::KeyArgs),
@@ -78,6 +88,11 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Stats(a) => stats::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Rewrite(a) => rewrite::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Recover(a) => recover::run(g, a),
+        Command::Cache(a) => cache::run(g, a),
+        Command::Generate(a) => generate::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Key(a) => key::run(g, a),
