@@ -407,8 +407,11 @@ pub fn mount(
         fuser::MountOption::RO,
         fuser::MountOption::FSName("bunker".into()),
         fuser::MountOption::Subtype("bunker".into()),
-        fuser::MountOption::DefaultPermissions,
     ];
+    // No `default_permissions`, as restic without --allow-other: only the
+    // user who mounted can enter the mount at all (the kernel's rule for
+    // FUSE), and that user may read every file of their backups whatever
+    // owner and mode the snapshot records.
     if auto_unmount {
         options.push(fuser::MountOption::AutoUnmount);
     }
