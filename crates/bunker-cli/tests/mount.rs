@@ -1,6 +1,6 @@
 //! `bunker mount`: a real FUSE mount shows restic's layout, reads back every
 //! file of a snapshot byte for byte, shows new snapshots, and unmounts on
-//! SIGTERM. Skipped (with a note) where FUSE is not available.
+//! SIGTERM and SIGINT. Skipped (with a note) where FUSE is not available.
 
 mod common;
 
@@ -58,7 +58,7 @@ impl Drop for Mounted {
 }
 
 #[test]
-fn mount_reads_every_file_back_and_unmounts_on_sigterm() {
+fn mount_reads_every_file_back_and_unmounts_on_sigterm_and_sigint() {
     if let Err(why) = fuse_available() {
         eprintln!("SKIPPED: {why}");
         return;
@@ -70,22 +70,8 @@ fn mount_reads_every_file_back_and_unmounts_on_sigterm() {
     env.bunker().arg("backup").arg(&src).assert().success();
     let mp = env.path("mnt");
     std::fs::create_dir(&mp).expect("mkdir");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("bunker"))
-        .env_remove("BUNKER_PASSWORD_FILE")
-        .env_remove("BUNKER_PASSWORD_COMMAND")
-        .env("BUNKER_REPOSITORY", &env.repo)
-        .env("BUNKER_PASSWORD", common::PASSWORD)
-        .arg("mount")
-        .arg(&mp)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn bunker mount");
-    let mut m = Mounted {
-        child,
-        mp: mp.clone(),
-    };
+    let mut m = mount(&env, &mp);
     let latest = mp.join("snapshots/latest");
-    wait_for(60, "the mount", || latest.exists());
 
     // restic's layout.
     for top in ["snapshots", "ids", "hosts", "tags"] {
@@ -123,23 +109,52 @@ fn mount_reads_every_file_back_and_unmounts_on_sigterm() {
     });
 
     // SIGTERM unmounts and ends the command.
+    let status = signal(&mut m, "TERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(!mounted(&mp), "still mounted after SIGTERM");
+
+    // SIGINT (Ctrl-C) ends the command too, and the mount goes away with it.
+    let mut m = mount(&env, &mp);
+    let status = signal(&mut m, "INT");
+    assert_eq!(status.code(), Some(130), "interrupted");
+    wait_for(10, "the unmount after SIGINT", || !mounted(&mp));
+}
+
+/// Start `bunker mount` at `mp` and wait until the snapshots are visible.
+fn mount(env: &Env, mp: &Path) -> Mounted {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("bunker"))
+        .env_remove("BUNKER_PASSWORD_FILE")
+        .env_remove("BUNKER_PASSWORD_COMMAND")
+        .env("BUNKER_REPOSITORY", &env.repo)
+        .env("BUNKER_PASSWORD", common::PASSWORD)
+        .arg("mount")
+        .arg(mp)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn bunker mount");
+    let m = Mounted {
+        child,
+        mp: mp.to_path_buf(),
+    };
+    wait_for(60, "the mount", || mp.join("snapshots/latest").exists());
+    m
+}
+
+/// Send SIG`name` to the mount command and wait (bounded) for it to exit.
+fn signal(m: &mut Mounted, name: &str) -> std::process::ExitStatus {
     let pid = m.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    let sig = format!("-{name}");
+    let sent = Command::new("kill").args([sig.as_str(), &pid]).status();
+    assert!(sent.expect("kill").success());
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
+    loop {
         if let Some(s) = m.child.try_wait().expect("wait") {
-            break s;
+            return s;
         }
         assert!(
             Instant::now() < deadline,
-            "bunker mount did not exit on SIGTERM"
+            "bunker mount did not exit on SIG{name}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "exit status {status}");
-    assert!(!mounted(&mp), "still mounted after SIGTERM");
+    }
 }
