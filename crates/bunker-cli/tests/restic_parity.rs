@@ -56,7 +56,9 @@ fn find_gives_restics_matches_on_restic_and_bunker_repositories() {
     build_tree(&src);
     let etc = format!("{}/etc", src.display());
     for repo in both_repos(tmp.path(), &src) {
-        let searches: [&[&str]; 7] = [
+        let searches: [&[&str]; 9] = [
+            &["--newest", "2011-01-01", "*.txt", "*.conf"],
+            &["--oldest", "2011-01-01 12:00", "*.txt", "*.conf"],
             &["readme.txt"],
             &["*.conf", "*.bin"],
             &["deep"],

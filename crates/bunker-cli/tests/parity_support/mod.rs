@@ -56,7 +56,8 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A small tree with duplicate contents, a hard link, a symlink, empty
-/// files and directories, a multi-chunk file and a "secret" to rewrite away.
+/// files and directories, a multi-chunk file, a "secret" to rewrite away
+/// and two files last modified in 2010.
 pub fn build_tree(root: &Path) {
     for d in ["docs/deep", "etc/app", "media", "empty-dir"] {
         fs::create_dir_all(root.join(d)).expect("mkdir");
@@ -77,6 +78,11 @@ pub fn build_tree(root: &Path) {
     .expect("hard link");
     std::os::unix::fs::symlink("../docs/readme.txt", root.join("etc/readme-link"))
         .expect("symlink");
+    // Old files, for `find --oldest/--newest` (2010-06-01T00:00:00Z).
+    let old = filetime::FileTime::from_unix_time(1_275_350_400, 0);
+    for f in ["docs/readme.txt", "etc/app/app.conf"] {
+        filetime::set_file_mtime(root.join(f), old).expect("mtime");
+    }
 }
 
 /// A repository written by one tool.
