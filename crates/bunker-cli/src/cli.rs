@@ -15,8 +15,8 @@ the restic repository format (version 2). Repositories written by bunker can be 
 restic and rustic, and bunker reads theirs.
 
 A repository is a local directory or an object-store location (for example \
-s3:https://host/bucket/prefix). Every command except `version` needs one (-r/--repo or \
-BUNKER_REPOSITORY) and its password (see ENVIRONMENT).
+s3:https://host/bucket/prefix). Every command except `version`, `generate` and `cache` needs \
+one (-r/--repo or BUNKER_REPOSITORY) and its password (see ENVIRONMENT).
 
 Human-readable output goes to standard output, warnings and errors to standard error. \
 With --json every reporting command prints machine-readable JSON instead.";
