@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use crate::snapshots::SnapshotEntry;
-use crate::walk::{join_path, walk_tree, WalkAction};
+use crate::walk::{join_path, mode_string, walk_tree, WalkAction};
 use crate::Repository;
 
 /// What a path search looks for.
@@ -47,6 +47,40 @@ pub struct FindMatch {
 pub struct SnapshotMatches {
     pub snapshot: SnapshotEntry,
     pub matches: Vec<FindMatch>,
+}
+
+impl SnapshotMatches {
+    /// restic's `find --json` object of one snapshot: `matches` (each the
+    /// node's fields without name, content and subtree, plus `path` and
+    /// `permissions`), `hits` and `snapshot`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let matches: Vec<serde_json::Value> = self
+            .matches
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(&m.node).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    for k in [
+                        "name",
+                        "extended_attributes",
+                        "device",
+                        "content",
+                        "subtree",
+                    ] {
+                        obj.remove(k);
+                    }
+                    obj.insert("path".into(), String::from_utf8_lossy(&m.path).into());
+                    obj.insert("permissions".into(), mode_string(&m.node).into());
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "matches": matches,
+            "hits": self.matches.len(),
+            "snapshot": self.snapshot.id.to_hex(),
+        })
+    }
 }
 
 fn lower(b: &[u8]) -> Vec<u8> {

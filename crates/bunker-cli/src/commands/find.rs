@@ -3,9 +3,8 @@
 use anyhow::{Context, Result};
 use bunker_repo::find::{self, FindOptions, ObjectKind};
 use bunker_repo::snapshots;
-use bunker_repo::walk::{mode_string, LsEntry};
+use bunker_repo::walk::LsEntry;
 use clap::Args;
-use serde_json::Value;
 
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
@@ -71,26 +70,6 @@ pub struct FindArgs {
     pub filter: FilterArgs,
 }
 
-/// A matching node as restic's `find --json` prints it: the node's fields
-/// without name, content and subtree, plus `path` and `permissions`.
-fn match_json(m: &find::FindMatch) -> Result<Value> {
-    let mut v = serde_json::to_value(&m.node).context("encoding node")?;
-    if let Some(obj) = v.as_object_mut() {
-        for k in [
-            "name",
-            "extended_attributes",
-            "device",
-            "content",
-            "subtree",
-        ] {
-            obj.remove(k);
-        }
-        obj.insert("path".into(), String::from_utf8_lossy(&m.path).into());
-        obj.insert("permissions".into(), mode_string(&m.node).into());
-    }
-    Ok(v)
-}
-
 pub fn run(g: &GlobalOpts, args: FindArgs) -> Result<Status> {
     let r = repo::open(g)?;
     let _lock = repo::lock(&r, false)?;
@@ -134,19 +113,7 @@ pub fn run(g: &GlobalOpts, args: FindArgs) -> Result<Status> {
     };
     let found = find::find_paths(&r, &snaps, &opts)?;
     if g.json {
-        let mut all = Vec::new();
-        for s in &found {
-            let matches = s
-                .matches
-                .iter()
-                .map(match_json)
-                .collect::<Result<Vec<_>>>()?;
-            all.push(serde_json::json!({
-                "matches": matches,
-                "hits": s.matches.len(),
-                "snapshot": s.snapshot.id.to_hex(),
-            }));
-        }
+        let all: Vec<_> = found.iter().map(|s| s.to_json()).collect();
         output::json_line(&all)?;
         return Ok(Status::Success);
     }
