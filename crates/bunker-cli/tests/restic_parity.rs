@@ -55,8 +55,10 @@ fn find_gives_restics_matches_on_restic_and_bunker_repositories() {
     let src = tmp.path().join("src");
     build_tree(&src);
     let etc = format!("{}/etc", src.display());
+    let deep = format!("{}/*/deep/*.txt", src.display());
     for repo in both_repos(tmp.path(), &src) {
-        let searches: [&[&str]; 9] = [
+        let searches: [&[&str]; 10] = [
+            &["-i", &deep],
             &["--newest", "2011-01-01", "*.txt", "*.conf"],
             &["--oldest", "2011-01-01 12:00", "*.txt", "*.conf"],
             &["readme.txt"],

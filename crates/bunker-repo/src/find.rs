@@ -116,6 +116,37 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>> {
         .ok_or_else(|| RepoError::Invalid(format!("{s:?} does not exist in the local time zone")))
 }
 
+/// The components of an absolute pattern, for pruning the walk; `None` for
+/// patterns that may match at any depth (relative ones, or with escapes).
+fn anchored(pattern: &str) -> Option<Vec<Pattern>> {
+    if !pattern.starts_with('/') || pattern.contains('\\') {
+        return None;
+    }
+    let mut out = Vec::new();
+    for c in pattern.split('/').filter(|c| !c.is_empty()) {
+        if c == "**" {
+            break;
+        }
+        out.push(Pattern::parse(c).ok()?);
+    }
+    Some(out)
+}
+
+/// Whether a path below the directory `dir` may match one of the patterns
+/// (restic's `ChildMatch`): an anchored pattern can only match below a
+/// directory whose leading components it matches. Only an optimisation:
+/// answering `true` is always correct.
+fn children_may_match(anchored: &[Option<Vec<Pattern>>], dir: &[u8]) -> bool {
+    let comps: Vec<&[u8]> = dir
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    anchored.iter().any(|a| match a {
+        None => true,
+        Some(parts) => parts.iter().zip(&comps).all(|(p, c)| p.matches(c)),
+    })
+}
+
 /// Search `snaps` for nodes matching `opts` (the index must be loaded).
 pub fn find_paths(
     repo: &Repository,
@@ -139,6 +170,17 @@ pub fn find_paths(
             Pattern::parse(&p).map_err(|e| RepoError::Invalid(format!("pattern {p:?}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let anchors: Vec<Option<Vec<Pattern>>> = opts
+        .patterns
+        .iter()
+        .map(|p| {
+            anchored(&if opts.ignore_case {
+                p.to_lowercase()
+            } else {
+                p.clone()
+            })
+        })
+        .collect();
     let mut out = Vec::new();
     for e in snaps {
         let mut matches = Vec::new();
@@ -156,6 +198,9 @@ pub fn find_paths(
                     path: path.to_vec(),
                     node: node.clone(),
                 });
+            }
+            if node.node_type == NodeType::Dir && !children_may_match(&anchors, &subject) {
+                return Ok(WalkAction::SkipSubtree);
             }
             Ok(WalkAction::Continue)
         })?;
@@ -297,4 +342,23 @@ pub fn find_objects(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_an_anchored_pattern_can_reach_are_entered() {
+        let a = vec![anchored("/home/*/notes"), anchored("/srv/**/x")];
+        assert!(children_may_match(&a, b"/home"));
+        assert!(children_may_match(&a, b"/home/alice"));
+        assert!(children_may_match(&a, b"/home/alice/notes/deep"));
+        assert!(children_may_match(&a, b"/srv/a/b/c"));
+        assert!(!children_may_match(&a, b"/etc"));
+        assert!(!children_may_match(&a, b"/home/alice/music"));
+        // A relative pattern may match anywhere.
+        let r = vec![anchored("notes"), anchored("/etc")];
+        assert!(children_may_match(&r, b"/var/lib"));
+    }
 }
