@@ -18,8 +18,8 @@ A repository is a local directory or an object-store location (for example \
 s3:https://host/bucket/prefix). Commands that work on one repository need it (-r/--repo or \
 BUNKER_REPOSITORY) and its password (see ENVIRONMENT). `run`, `status` and `config` do not \
 need -r: they read repositories and passwords from the policy file (--config FILE or \
-BUNKER_CONFIG, else ./bunker.yaml; `run` and `status` also take it as an argument). `version` \
-needs nothing.
+BUNKER_CONFIG, else ./bunker.yaml; `run` and `status` also take it as an argument). `version`, \
+`generate` and `cache` need nothing.
 
 Human-readable output goes to standard output, warnings and errors to standard error. \
 With --json every reporting command prints machine-readable JSON instead.";
@@ -75,8 +75,10 @@ EXIT STATUS:
     12   wrong password
     130  interrupted (SIGINT); locks held by this process are released first";
 
-/// Options that apply to every command.
+/// Options that apply to every command. They are listed under their own
+/// heading, after each command's own options, in every `--help`.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Repository location: a directory, local:PATH, s3:URL or opendal:SCHEME
     #[arg(

@@ -23,6 +23,8 @@ use bunker_repo::Repository;
 pub const GRACE: Duration = Duration::from_secs(5);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Whether the signal was SIGTERM (a service manager's stop) rather than SIGINT.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
 static TOKEN: OnceLock<CancelToken> = OnceLock::new();
 /// Weak, so repositories (and their storage connections, e.g. ssh sessions) are
 /// still dropped and closed when their commands finish.
@@ -36,6 +38,11 @@ pub fn token() -> CancelToken {
 /// Whether SIGINT or SIGTERM was received.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Whether the signal received was SIGTERM.
+pub fn terminated() -> bool {
+    TERMINATED.load(Ordering::SeqCst)
 }
 
 /// Remember a repository whose locks must be released if the command does
@@ -99,12 +106,13 @@ pub fn install() {
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            rt.block_on(async {
+            let terminated = rt.block_on(async {
                 tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
+                    _ = int.recv() => false,
+                    _ = term.recv() => true,
                 }
             });
+            TERMINATED.store(terminated, Ordering::SeqCst);
             INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("bunker: interrupted, releasing locks");
             token.cancel();

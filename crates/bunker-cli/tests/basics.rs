@@ -38,6 +38,15 @@ fn every_command_has_long_help_with_examples() {
         "cat",
         "unlock",
         "version",
+        "find",
+        "stats",
+        "tag",
+        "rewrite",
+        "list",
+        "recover",
+        "cache",
+        "generate",
+        "mount",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");

@@ -18,26 +18,34 @@
 //! (see docs/design.md).
 
 pub mod backup;
+pub mod cache;
 pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod error;
+pub mod find;
 pub mod forget;
 pub mod index;
 pub mod keys;
 pub mod leftovers;
+pub mod list;
 pub mod lock;
+pub mod mount;
 pub mod packer;
 pub mod pg;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod rewrite;
 pub mod snapshots;
+pub mod stats;
+pub mod tag;
 pub mod tree_cache;
 pub mod walk;
 

@@ -137,3 +137,103 @@ pub fn save(repo: &Repository, snapshot: &Snapshot) -> Result<SnapshotId> {
         repo.save_json(FileType::Snapshot, snapshot)?,
     ))
 }
+
+/// The snapshots a multi-snapshot command works on (restic's
+/// `FindFilteredSnapshots`): each of `specs` (ids, prefixes or `latest`,
+/// which honours the filter) in the given order, duplicates dropped; without
+/// specs every snapshot matching `filter`, oldest first.
+pub fn select(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<SnapshotEntry>> {
+    if specs.is_empty() {
+        return filtered(repo, filter, None);
+    }
+    let mut out: Vec<SnapshotEntry> = Vec::new();
+    for spec in specs {
+        let e = find(repo, spec, filter)?;
+        if !out.iter().any(|o| o.id == e.id) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Replace the snapshot `old` by `snapshot` (restic's tag and rewrite): the
+/// new file is written first and the old one removed after, so a crash in
+/// between leaves both, never neither. Returns the new id; when the new
+/// document is identical to the old one its id is the same and nothing is
+/// removed.
+pub fn replace(repo: &Repository, old: &SnapshotId, snapshot: &Snapshot) -> Result<SnapshotId> {
+    let new = save(repo, snapshot)?;
+    if new != *old {
+        repo.storage().remove(FileType::Snapshot, &old.to_hex())?;
+    }
+    Ok(new)
+}
+
+/// What `--group-by` groups snapshots by (restic's `host,paths,tags`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grouping {
+    pub host: bool,
+    pub paths: bool,
+    pub tags: bool,
+}
+
+impl std::str::FromStr for Grouping {
+    type Err = RepoError;
+    /// `host`, `paths`, `tags` separated by commas; empty = no grouping.
+    fn from_str(s: &str) -> Result<Grouping> {
+        let mut g = Grouping::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            match part {
+                "host" | "hosts" => g.host = true,
+                "path" | "paths" => g.paths = true,
+                "tag" | "tags" => g.tags = true,
+                _ => {
+                    return Err(RepoError::Invalid(format!(
+                        "cannot group by {part:?}: use host, paths and/or tags"
+                    )))
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The key of a snapshot group, serialized like restic's `group_key`
+/// (fields not grouped by are empty, or `null` for lists).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct GroupKey {
+    pub hostname: String,
+    pub paths: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Split `entries` into groups ordered by key; within a group the input
+/// order is kept. Paths and tags are compared sorted, as restic does.
+pub fn group(entries: Vec<SnapshotEntry>, by: Grouping) -> Vec<(GroupKey, Vec<SnapshotEntry>)> {
+    let mut groups: std::collections::BTreeMap<GroupKey, Vec<SnapshotEntry>> = Default::default();
+    for e in entries {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        let key = GroupKey {
+            hostname: if by.host {
+                e.snapshot.hostname.clone()
+            } else {
+                String::new()
+            },
+            paths: by.paths.then(|| sorted(&e.snapshot.paths)),
+            tags: by
+                .tags
+                .then(|| sorted(&e.snapshot.tags))
+                .filter(|t| !t.is_empty()),
+        };
+        groups.entry(key).or_default().push(e);
+    }
+    groups.into_iter().collect()
+}

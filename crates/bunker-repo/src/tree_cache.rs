@@ -136,6 +136,10 @@ impl TreeCache {
     /// Remove cached packs that are not in `live` (pack ids in hex), and
     /// leftover temporary files. Best effort.
     pub fn retain(&self, live: &HashSet<String>) {
+        // `packs/`'s parent is this repository's cache directory.
+        if let Some(repo_dir) = self.dir.parent() {
+            crate::cache::touch(repo_dir);
+        }
         let Ok(dirs) = fs::read_dir(&self.dir) else {
             return;
         };

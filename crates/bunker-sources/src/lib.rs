@@ -20,6 +20,7 @@
 pub mod cancel;
 pub mod error;
 pub mod exclude;
+pub mod files_from;
 pub mod filter;
 pub mod meta;
 pub mod postgres;

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bunker_repo::backup::{self, BackupOptions, BackupSummary};
+use bunker_repo::backup::{self, BackupExtras, BackupOptions, BackupSummary};
+use bunker_sources::files_from::{read_lists, ListFormat};
 use bunker_sources::ExcludeOptions;
-use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset};
 use clap::Args;
-use serde::Serialize;
 
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
@@ -41,8 +41,21 @@ EXAMPLES:
 #[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 pub struct BackupArgs {
     /// Files and directories to back up
-    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    #[arg(value_name = "PATH", required_unless_present_any =
+          ["stdin", "files_from", "files_from_verbatim", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
+    /// Back up the paths listed in FILE (`-` = stdin): one glob per line, `#` comments (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Back up the paths listed in FILE, one per line, taken literally (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Back up the NUL-separated paths in FILE (e.g. from `find -print0`; repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Save no snapshot when nothing changed since the parent snapshot
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
     /// Exclude paths matching PATTERN (repeatable)
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     pub excludes: Vec<String>,
@@ -108,73 +121,11 @@ pub struct BackupArgs {
 
 /// `--time`: restic's `2006-01-02 15:04:05` (local time) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t);
-    }
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .map_err(|_| format!("{s:?} is not a time: use \"2006-01-02 15:04:05\" or RFC 3339"))?;
-    Local
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.fixed_offset())
-        .ok_or_else(|| format!("{s:?} does not exist in the local time zone"))
-}
-
-/// restic's JSON `summary` message.
-#[derive(Serialize)]
-struct JsonSummary<'a> {
-    message_type: &'static str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    dry_run: bool,
-    files_new: u64,
-    files_changed: u64,
-    files_unmodified: u64,
-    dirs_new: u64,
-    dirs_changed: u64,
-    dirs_unmodified: u64,
-    data_blobs: u64,
-    tree_blobs: u64,
-    data_added: u64,
-    data_added_packed: u64,
-    total_files_processed: u64,
-    total_bytes_processed: u64,
-    total_duration: f64,
-    backup_start: &'a DateTime<FixedOffset>,
-    backup_end: &'a DateTime<FixedOffset>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot_id: Option<String>,
-    error_count: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallback_used: Option<String>,
+    bunker_repo::find::parse_time(s).map_err(|e| e.to_string())
 }
 
 fn elapsed(s: &BackupSummary) -> Duration {
     (s.backup_end - s.backup_start).to_std().unwrap_or_default()
-}
-
-fn json_summary(s: &BackupSummary) -> JsonSummary<'_> {
-    JsonSummary {
-        message_type: "summary",
-        dry_run: s.dry_run,
-        files_new: s.files_new,
-        files_changed: s.files_changed,
-        files_unmodified: s.files_unmodified,
-        dirs_new: s.dirs_new,
-        dirs_changed: s.dirs_changed,
-        dirs_unmodified: s.dirs_unmodified,
-        data_blobs: s.data_blobs,
-        tree_blobs: s.tree_blobs,
-        data_added: s.data_added,
-        data_added_packed: s.data_added_packed,
-        total_files_processed: s.total_files_processed,
-        total_bytes_processed: s.total_bytes_processed,
-        total_duration: elapsed(s).as_secs_f64(),
-        backup_start: &s.backup_start,
-        backup_end: &s.backup_end,
-        snapshot_id: s.snapshot_id.map(|id| id.to_string()),
-        error_count: s.errors.len(),
-        fallback_used: None,
-    }
 }
 
 /// The human-readable summary, as restic prints it.
@@ -202,6 +153,9 @@ fn text_summary(s: &BackupSummary) -> String {
     ));
     match s.snapshot_id {
         Some(id) => out.push_str(&format!("snapshot {} saved\n", id.short())),
+        None if s.skipped_unchanged => {
+            out.push_str("nothing changed since the parent snapshot: no snapshot saved\n")
+        }
         None if s.dry_run => out.push_str("dry run: no snapshot saved\n"),
         None => {}
     }
@@ -230,13 +184,31 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
         roots: Vec::new(),
         exclude_larger_than: args.exclude_larger_than,
     };
+    let lists = [
+        (&args.files_from, ListFormat::Patterns),
+        (&args.files_from_verbatim, ListFormat::Verbatim),
+        (&args.files_from_raw, ListFormat::Raw),
+    ];
+    let listed = read_lists(
+        lists
+            .iter()
+            .flat_map(|(files, f)| files.iter().map(move |p| (p.as_path(), *f))),
+    )?;
+    for glob in &listed.unmatched {
+        eprintln!("warning: pattern {glob:?} does not match any files, skipping");
+    }
+    let mut paths = listed.paths;
+    paths.extend(args.paths);
+    if paths.is_empty() && !args.stdin {
+        bail!("nothing to back up: the file lists name no existing files");
+    }
     let stdin: Option<(Box<dyn std::io::Read + Send>, String)> = if args.stdin {
         Some((Box::new(StdinReader(std::io::stdin())), args.stdin_filename))
     } else {
         None
     };
     let mut opts = BackupOptions {
-        paths: args.paths,
+        paths,
         excludes,
         tags,
         host: args.host,
@@ -258,11 +230,14 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
     let fallback_used = opened.fallback_for.is_some().then(|| opened.name.clone());
     let r = opened.repo;
     let reporter = Reporter::new(g, "files", "archival");
-    let summary = backup::backup(&r, opts, &reporter)
+    let extras = BackupExtras {
+        skip_if_unchanged: args.skip_if_unchanged,
+    };
+    let summary = backup::backup_with(&r, opts, extras, &reporter)
         .with_context(|| format!("backup to {} failed", opened.location))?;
     reporter.finish();
     if g.json {
-        let mut json = json_summary(&summary);
+        let mut json = summary.message();
         json.fallback_used = fallback_used.clone();
         output::json_line(&json)?;
     } else if !g.quiet {
@@ -317,12 +292,6 @@ mod tests {
     fn time_formats() {
         let t = parse_time("2024-03-01T10:20:30+02:00").expect("rfc3339");
         assert_eq!(t.to_rfc3339(), "2024-03-01T10:20:30+02:00");
-        let t = parse_time("2024-03-01 10:20:30").expect("restic format");
-        assert_eq!(
-            t.format("%Y-%m-%d %H:%M:%S").to_string(),
-            "2024-03-01 10:20:30"
-        );
         assert!(parse_time("yesterday").is_err());
-        assert!(parse_time("2024-13-01 10:20:30").is_err());
     }
 }

@@ -49,7 +49,7 @@ pub struct LsArgs {
 
 /// restic's `ls -l` line: Go file mode, numeric uid and gid, size, local
 /// mtime, path (and ` -> target` for symlinks), in restic's column widths.
-fn long_line(e: &LsEntry) -> String {
+pub(crate) fn long_line(e: &LsEntry) -> String {
     let mut line = format!(
         "{} {:>5} {:>5} {:>6} {} {}",
         e.permissions,

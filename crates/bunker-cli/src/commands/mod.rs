@@ -10,16 +10,24 @@ use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
 pub mod backup;
+pub mod cache;
 pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod dump;
+pub mod find;
+pub mod generate;
 pub mod init;
 pub mod key;
+pub mod list;
 pub mod ls;
+pub mod mount;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshots;
+pub mod stats;
+pub mod tag;
 pub mod unlock;
 pub mod version;
 
@@ -27,6 +35,7 @@ pub mod config;
 pub mod forget;
 pub mod pg;
 pub mod prune;
+pub mod recover;
 pub mod repair;
 pub mod run;
 pub mod status;
@@ -41,6 +50,15 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     Dump(dump::DumpArgs),
     Diff(diff::DiffArgs),
+    Find(find::FindArgs),
+    Stats(stats::StatsArgs),
+    Tag(tag::TagArgs),
+    Rewrite(rewrite::RewriteArgs),
+    List(list::ListArgs),
+    Recover(recover::RecoverArgs),
+    Cache(cache::CacheArgs),
+    Generate(generate::GenerateArgs),
+    Mount(mount::MountArgs),
     Check(check::CheckArgs),
     Copy(copy::CopyArgs),
     Key(key::KeyArgs),
@@ -66,6 +84,15 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
+        Command::Rewrite(a) => rewrite::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Recover(a) => recover::run(g, a),
+        Command::Cache(a) => cache::run(g, a),
+        Command::Generate(a) => generate::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Key(a) => key::run(g, a),

@@ -1,7 +1,7 @@
 //! `bunker snapshots`: list snapshots.
 
 use anyhow::{Context, Result};
-use bunker_repo::snapshots::{self, SnapshotEntry};
+use bunker_repo::snapshots::{self, GroupKey, Grouping, SnapshotEntry};
 use clap::Args;
 
 use super::FilterArgs;
@@ -22,6 +22,7 @@ const EXAMPLES: &str = "\
 EXAMPLES:
     bunker snapshots
     bunker snapshots --host db1 --tag daily --latest 3
+    bunker snapshots --group-by host,tags
     bunker snapshots --json | jq '.[].short_id'";
 
 /// List snapshots
@@ -36,6 +37,33 @@ pub struct SnapshotsArgs {
     /// One line per snapshot (tags and paths joined with commas)
     #[arg(short = 'c', long)]
     pub compact: bool,
+    /// List snapshots in groups: any of host, paths, tags, comma-separated
+    #[arg(short = 'g', long, value_name = "GROUPING", default_value = "",
+          value_parser = parse_grouping)]
+    pub group_by: Grouping,
+}
+
+fn parse_grouping(s: &str) -> Result<Grouping, String> {
+    s.parse().map_err(|e: bunker_repo::RepoError| e.to_string())
+}
+
+/// restic's group header: `snapshots for (host [h], tags [a, b], paths [/x]):`.
+fn group_header(key: &GroupKey) -> String {
+    let mut parts = Vec::new();
+    if !key.hostname.is_empty() {
+        parts.push(format!("host [{}]", key.hostname));
+    }
+    if let Some(tags) = &key.tags {
+        parts.push(format!("tags [{}]", tags.join(", ")));
+    }
+    if let Some(paths) = &key.paths {
+        parts.push(format!("paths [{}]", paths.join(", ")));
+    }
+    if parts.is_empty() {
+        "snapshots:".to_string()
+    } else {
+        format!("snapshots for ({}):", parts.join(", "))
+    }
 }
 
 /// The JSON object of one snapshot: its fields plus ids.
@@ -87,6 +115,27 @@ pub fn run(g: &GlobalOpts, args: SnapshotsArgs) -> Result<Status> {
     let _lock = repo::lock_read(&r)?;
     let list =
         snapshots::filtered(&r, &args.filter.filter(), args.latest).context("listing snapshots")?;
+    if args.group_by != Grouping::default() {
+        let groups = snapshots::group(list, args.group_by);
+        if g.json {
+            let mut values = Vec::new();
+            for (key, members) in &groups {
+                let snaps = members
+                    .iter()
+                    .map(snapshot_json)
+                    .collect::<Result<Vec<_>>>()?;
+                values.push(serde_json::json!({"group_key": key, "snapshots": snaps}));
+            }
+            output::json_line(&values)?;
+            return Ok(Status::Success);
+        }
+        for (key, members) in &groups {
+            println!("{}", group_header(key));
+            print!("{}", table(members, args.compact).render());
+            println!("{} snapshots\n", members.len());
+        }
+        return Ok(Status::Success);
+    }
     if g.json {
         let values = list.iter().map(snapshot_json).collect::<Result<Vec<_>>>()?;
         output::json_line(&values)?;

@@ -22,6 +22,7 @@
 
 mod archiver;
 mod file;
+mod message;
 mod node;
 mod prefetch;
 mod stats;
@@ -49,6 +50,7 @@ use crate::progress::Progress;
 use crate::snapshots::{self, SnapshotEntry, SnapshotFilter};
 use crate::Repository;
 
+pub use message::SummaryMessage;
 pub use targets::absolute_clean;
 pub use warm::{warm_up, MetadataWarmer, ScanTotals};
 
@@ -137,6 +139,18 @@ pub struct BackupSummary {
     pub errors: Vec<(String, String)>,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
+    /// No snapshot was saved because the tree equals the parent's
+    /// ([`BackupExtras::skip_if_unchanged`]).
+    pub skipped_unchanged: bool,
+}
+
+/// Choices of a backup that most callers leave at their defaults (kept out
+/// of [`BackupOptions`] so that its struct literals stay valid).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackupExtras {
+    /// Save no snapshot when nothing changed since the parent snapshot
+    /// (same tree id; restic's `--skip-if-unchanged`).
+    pub skip_if_unchanged: bool,
 }
 
 fn hostname() -> String {
@@ -203,6 +217,16 @@ fn find_parent(
 pub fn backup(
     repo: &Arc<Repository>,
     opts: BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    backup_with(repo, opts, BackupExtras::default(), progress)
+}
+
+/// [`backup`] with [`BackupExtras`].
+pub fn backup_with(
+    repo: &Arc<Repository>,
+    opts: BackupOptions,
+    extras: BackupExtras,
     progress: &dyn Progress,
 ) -> Result<BackupSummary> {
     let backup_start = gotime::now_local();
@@ -380,6 +404,7 @@ pub fn backup(
         parent: parent.as_ref().map(|p| p.id),
         errors: std::mem::take(&mut *st.errors.lock()),
         dry_run: opts.dry_run,
+        skipped_unchanged: false,
     };
     summary.total_files_processed =
         summary.files_new + summary.files_changed + summary.files_unmodified;
@@ -401,7 +426,10 @@ pub fn backup(
         program_version: format!("bunker {}", env!("CARGO_PKG_VERSION")),
         summary: Some(snapshot_summary(&summary)),
     };
-    if !opts.dry_run {
+    let unchanged = parent.as_ref().is_some_and(|p| p.snapshot.tree == tree_id);
+    if extras.skip_if_unchanged && unchanged {
+        summary.skipped_unchanged = true;
+    } else if !opts.dry_run {
         summary.snapshot_id = Some(snapshots::save(repo, &snapshot)?);
     }
     Ok(summary)
