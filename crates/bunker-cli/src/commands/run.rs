@@ -162,6 +162,7 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     let opts = RunOptions {
         dry_run: args.dry_run,
         cancel: crate::interrupt::token(),
+        ..Default::default()
     };
     let runs = run_policy(&policy, &mut pool, &selection, Utc::now(), &opts, &sink)?;
     let results: Vec<ItemResult<'_>> = runs.iter().map(ItemResult::from).collect();
