@@ -325,10 +325,26 @@ fn record(repo: &bunker_repo::Repository, item: &Item, error: &str, sink: &dyn E
     }
 }
 
+/// At most this many unreadable files are named in a success record (the
+/// count is always exact): records stay small.
+pub const MAX_RECORDED_UNREADABLE: usize = 1000;
+
 /// Save a success record (best effort: a run that succeeded is not failed
 /// for want of its record; the warning says so).
-fn record_success(o: &Opened, item: &Item, stats: &RunStats) {
+///
+/// A backup that left files out (`unreadable`) is recorded as incomplete,
+/// with the files, so that `status` shows the target as INCOMPLETE while
+/// that snapshot is its newest.
+fn record_success(o: &Opened, item: &Item, stats: &RunStats, unreadable: &[(String, String)]) {
+    let files: Vec<serde_json::Value> = unreadable
+        .iter()
+        .take(MAX_RECORDED_UNREADABLE)
+        .map(|(path, error)| serde_json::json!({ "path": path, "error": error }))
+        .collect();
     let body = serde_json::json!({
+        "incomplete": !unreadable.is_empty(),
+        "unreadable": files,
+        "unreadable_count": unreadable.len(),
         "files": stats.files,
         "data_added": stats.data_added,
         "duration_seconds": stats.duration.as_secs_f64(),
@@ -424,7 +440,8 @@ fn run_target(
     if !dry_run {
         match &res.outcome {
             Outcome::Failed { message, .. } => record(&o.repo, item, message, sink),
-            _ => record_success(&o, item, &res.stats),
+            Outcome::Warning { unreadable } => record_success(&o, item, &res.stats, unreadable),
+            _ => record_success(&o, item, &res.stats, &[]),
         }
     }
     res
