@@ -33,6 +33,17 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// The first `n` of `items`, comma-separated, then "and K more (-v lists
+/// them all)" when some were left out.
+pub fn first_n(items: &[&str], n: usize) -> String {
+    let shown = items[..items.len().min(n)].join(", ");
+    if items.len() > n {
+        format!("{shown} and {} more (-v lists them all)", items.len() - n)
+    } else {
+        shown
+    }
+}
+
 /// A snapshot time in the local zone, `2006-01-02 15:04:05`.
 pub fn local_time(t: &DateTime<FixedOffset>) -> String {
     t.with_timezone(&Local)

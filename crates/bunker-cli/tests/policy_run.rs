@@ -406,3 +406,76 @@ fn sigint_stops_a_time_limited_command_item() {
         "the command's sleep {sleep_pid} outlived bunker"
     );
 }
+
+/// Issue 25 item 6: `run` said only "N file(s) could not be read" and
+/// `status` showed such a backup as OK.
+#[test]
+fn unreadable_files_are_named_and_status_shows_the_target_incomplete() {
+    let ctx = Ctx::new();
+    std::fs::create_dir_all(ctx.path().join("data")).expect("mkdir");
+    std::fs::write(ctx.path().join("data/f.txt"), "x").expect("write");
+    let gone: Vec<String> = (1..=7).map(|i| format!("./gone-{i}")).collect();
+    let p = ctx.path().join("bunker.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "repositories:\n  main:\n    location: ./repo\n    password_file: ./pw\n\
+             items:\n  - name: docs\n    paths: [./data, {}]\n",
+            gone.join(", ")
+        ),
+    )
+    .expect("policy");
+    let run = |args: &[&str]| {
+        let mut c = ctx.bare();
+        c.args(args).arg(&p);
+        c.output().expect("spawn")
+    };
+    let out = run(&["run", "--all"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("7 file(s) could not be read"), "{text}");
+    let named = text
+        .lines()
+        .filter(|l| l.contains("not backed up: "))
+        .count();
+    assert_eq!(named, 5, "{text}");
+    assert!(text.contains("and 2 more file(s)"), "{text}");
+    assert!(text.contains("gone-1"), "{text}");
+
+    // -v names them all; --json has them as `unreadable`.
+    let out = run(&["run", "--all", "-v"]);
+    let text = stdout(&out);
+    let named = text
+        .lines()
+        .filter(|l| l.contains("not backed up: "))
+        .count();
+    assert_eq!(named, 7, "{text}");
+    let v = json(&run(&["run", "--all", "--json"]));
+    let files = v["results"][0]["unreadable"]
+        .as_array()
+        .expect("unreadable");
+    assert_eq!(files.len(), 7, "{v}");
+    assert!(files[0]["path"].as_str().expect("path").contains("gone-"));
+    assert!(!files[0]["error"].as_str().expect("error").is_empty());
+
+    // status: INCOMPLETE, exit 3, the files named.
+    let st = run(&["status"]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = stdout(&st);
+    assert!(
+        text.contains("INCOMPLETE") && text.contains("gone-"),
+        "{text}"
+    );
+    let rows = json(&run(&["status", "--json"]));
+    assert_eq!(rows[0]["state"], "INCOMPLETE", "{rows}");
+    assert_eq!(rows[0]["unreadable"].as_array().map(Vec::len), Some(7));
+
+    // The files appear: the next snapshot is complete, and so is status.
+    for g in &gone {
+        std::fs::write(ctx.path().join(g), "back").expect("write");
+    }
+    assert_eq!(run(&["run", "--all"]).status.code(), Some(0));
+    let st = run(&["status", "--json"]);
+    assert_eq!(st.status.code(), Some(0), "{st:?}");
+    assert_eq!(json(&st)[0]["state"], "OK");
+}

@@ -1,6 +1,7 @@
 //! Execution: one item against each of its targets — hooks, backup (or
 //! stream), retention, records — with a typed outcome per target.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,34 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The job's cancellation.
     pub cancel: CancelToken,
+    /// Where hooks and `kind: command` items run: the policy file's
+    /// directory, as every relative path of the policy is resolved against
+    /// it. [`run_policy`] fills it from [`Policy::source_path`] when unset;
+    /// `None` means the current directory.
+    pub workdir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// `self`, with [`RunOptions::workdir`] set to the directory of
+    /// `policy`'s file when it is unset.
+    pub fn for_policy(&self, policy: &Policy) -> RunOptions {
+        let mut o = self.clone();
+        if o.workdir.is_none() {
+            o.workdir = policy_dir(policy);
+        }
+        o
+    }
+}
+
+/// The directory of the policy's file (`None` when it was not loaded from
+/// a file, or lies in the current directory).
+pub fn policy_dir(policy: &Policy) -> Option<PathBuf> {
+    policy
+        .source_path
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
 }
 
 /// What kind of failure.
@@ -160,6 +189,7 @@ pub fn run_policy(
     sink: &dyn EventSink,
 ) -> Result<Vec<TargetRun>, EngineError> {
     let planned = plan(policy, pool, selection, now, sink)?;
+    let opts = &opts.for_policy(policy);
     let mut out = Vec::new();
     for p in planned {
         if opts.cancel.is_cancelled() {
@@ -210,6 +240,7 @@ pub fn run_item(
             &hooks.before,
             hooks.timeout,
             &base_env,
+            opts.workdir.as_deref(),
             &opts.cancel,
         ) {
             let msg = format!("skipped: {}", crate::error::one_line(&e));
@@ -220,6 +251,7 @@ pub fn run_item(
                 &hooks.on_failure,
                 hooks.timeout,
                 &env,
+                opts.workdir.as_deref(),
                 &opts.cancel,
             ) {
                 hook_warning(&e);
@@ -260,6 +292,7 @@ pub fn run_item(
                 &hooks.after,
                 hooks.timeout,
                 &base_env,
+                opts.workdir.as_deref(),
                 &opts.cancel,
             )
         } else {
@@ -270,6 +303,7 @@ pub fn run_item(
                 &hooks.on_failure,
                 hooks.timeout,
                 &env,
+                opts.workdir.as_deref(),
                 &opts.cancel,
             )
         };
@@ -291,10 +325,26 @@ fn record(repo: &bunker_repo::Repository, item: &Item, error: &str, sink: &dyn E
     }
 }
 
+/// At most this many unreadable files are named in a success record (the
+/// count is always exact): records stay small.
+pub const MAX_RECORDED_UNREADABLE: usize = 1000;
+
 /// Save a success record (best effort: a run that succeeded is not failed
 /// for want of its record; the warning says so).
-fn record_success(o: &Opened, item: &Item, stats: &RunStats) {
+///
+/// A backup that left files out (`unreadable`) is recorded as incomplete,
+/// with the files, so that `status` shows the target as INCOMPLETE while
+/// that snapshot is its newest.
+fn record_success(o: &Opened, item: &Item, stats: &RunStats, unreadable: &[(String, String)]) {
+    let files: Vec<serde_json::Value> = unreadable
+        .iter()
+        .take(MAX_RECORDED_UNREADABLE)
+        .map(|(path, error)| serde_json::json!({ "path": path, "error": error }))
+        .collect();
     let body = serde_json::json!({
+        "incomplete": !unreadable.is_empty(),
+        "unreadable": files,
+        "unreadable_count": unreadable.len(),
         "files": stats.files,
         "data_added": stats.data_added,
         "duration_seconds": stats.duration.as_secs_f64(),
@@ -390,7 +440,8 @@ fn run_target(
     if !dry_run {
         match &res.outcome {
             Outcome::Failed { message, .. } => record(&o.repo, item, message, sink),
-            _ => record_success(&o, item, &res.stats),
+            Outcome::Warning { unreadable } => record_success(&o, item, &res.stats, unreadable),
+            _ => record_success(&o, item, &res.stats, &[]),
         }
     }
     res
@@ -437,7 +488,13 @@ fn backup_stream(
         sources::preflight(item)?;
         Vec::new()
     } else {
-        sources::run_stream_item(&o.repo, item, sink.progress(), &opts.cancel)?
+        sources::run_stream_item(
+            &o.repo,
+            item,
+            sink.progress(),
+            opts.workdir.as_deref(),
+            &opts.cancel,
+        )?
     };
     res.stats.snapshot = Some(
         snaps

@@ -2,6 +2,7 @@
 //! hook and everything it started, see [`Watchdog`]).
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -97,12 +98,15 @@ pub enum HookError {
 /// Run `commands` in order with `sh -c`; the first failure (non-zero exit,
 /// signal, time-out or cancellation) stops and is returned. Hook output goes
 /// to standard error so that `--json` output stays clean. `env` is added to
-/// the environment, with `BUNKER_HOOK` set to `kind`.
+/// the environment, with `BUNKER_HOOK` set to `kind`. Hooks run in `dir`
+/// (the policy file's directory, against which every relative path of the
+/// policy is resolved) when given, else in the current directory.
 pub fn run_hooks(
     kind: HookKind,
     commands: &[String],
     timeout: Option<Duration>,
     env: &[(&str, String)],
+    dir: Option<&Path>,
     cancel: &CancelToken,
 ) -> Result<(), HookError> {
     let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -122,6 +126,9 @@ pub fn run_hooks(
             .env("BUNKER_HOOK", kind.as_str());
         for (k, v) in env {
             c.env(k, v);
+        }
+        if let Some(dir) = dir {
+            c.current_dir(dir);
         }
         // A group of its own: past the limit (or on cancellation) the hook
         // and everything it started are stopped together.
@@ -169,7 +176,7 @@ mod tests {
 
     fn run(kind: HookKind, cmds: &[&str], t: Option<Duration>) -> Result<(), HookError> {
         let cmds: Vec<String> = cmds.iter().map(|s| s.to_string()).collect();
-        run_hooks(kind, &cmds, t, &[], &CancelToken::new())
+        run_hooks(kind, &cmds, t, &[], None, &CancelToken::new())
     }
 
     #[test]
@@ -219,6 +226,7 @@ mod tests {
             &["sleep 30".to_string()],
             None,
             &[],
+            None,
             &cancel,
         )
         .expect_err("cancelled");
@@ -234,6 +242,7 @@ mod tests {
             &["test \"$BUNKER_ITEM\" = web && test \"$BUNKER_HOOK\" = before".into()],
             None,
             &[("BUNKER_ITEM", "web".into())],
+            None,
             &CancelToken::new(),
         )
         .expect("env visible");

@@ -383,6 +383,7 @@ fn cancelling_a_running_backup_leaves_a_clean_repository_with_its_uploads_indexe
     let opts = RunOptions {
         dry_run: false,
         cancel: cancel.clone(),
+        ..Default::default()
     };
     let runs = run_item(&mut pool, item, DueReason::Requested, &opts, &sink);
     let Outcome::Failed { kind, .. } = &runs[0].outcome else {
@@ -449,6 +450,7 @@ fn cancelling_a_running_prune_leaves_a_clean_repository() {
     let opts = RunOptions {
         dry_run: false,
         cancel: cancel.clone(),
+        ..Default::default()
     };
     let runs = run_item(&mut pool, item, DueReason::Requested, &opts, &sink);
     let Outcome::Failed { kind, message } = &runs[0].outcome else {
@@ -504,4 +506,47 @@ fn when_everything_is_unreachable_the_primarys_error_is_returned() {
         events.contains("unreachable s3:") && events.contains("unusable s3:"),
         "{events}"
     );
+}
+
+/// Issue 25 item 9: `kind: command` items and hooks ran in the directory
+/// bunker was started from, while every other relative path of the policy
+/// is resolved against the policy file's directory.
+#[test]
+fn command_items_and_hooks_run_in_the_policy_files_directory() {
+    let fx = Fixture::new();
+    let conf = fx.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(conf.join("data.txt"), "relative to the policy\n").expect("data");
+    let d = fx.path().display();
+    let text = format!(
+        "repositories:\n  main:\n    location: {d}/repo\n    password_file: {d}/pw\n\
+         items:\n  - name: dump\n    kind: command\n    command:\n      command: cat data.txt\n\
+         \x20     stdin_filename: data.txt\n\
+         \x20   hooks:\n      before: [\"pwd > before-ran\"]\n      after: [\"pwd > after-ran\"]\n"
+    );
+    std::fs::write(conf.join("bunker.yaml"), text).expect("policy");
+    let policy = Policy::load(conf.join("bunker.yaml")).expect("policy");
+    let sink = Recorder::default();
+    let mut pool = new_pool(&policy, &sink, true);
+    // The test process's directory is not the policy's.
+    assert_ne!(std::env::current_dir().expect("cwd"), conf);
+    let runs = run_policy(
+        &policy,
+        &mut pool,
+        &Selection::All,
+        Utc::now(),
+        &RunOptions::default(),
+        &sink,
+    )
+    .expect("run");
+    assert_eq!(runs[0].outcome, Outcome::Ok, "{runs:?}");
+    assert!(runs[0].stats.data_added > 0, "{runs:?}");
+    for marker in ["before-ran", "after-ran"] {
+        let pwd = std::fs::read_to_string(conf.join(marker))
+            .unwrap_or_else(|e| panic!("{marker} not written in the policy's directory: {e}"));
+        assert_eq!(
+            std::fs::canonicalize(pwd.trim()).expect("pwd"),
+            std::fs::canonicalize(&conf).expect("conf")
+        );
+    }
 }

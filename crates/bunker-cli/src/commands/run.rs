@@ -39,6 +39,10 @@ with everything it started: SIGTERM, SIGKILL 10 s later), fails the item and lea
 snapshot. A dry run checks that \
 SQLite files open and PostgreSQL servers answer, and runs no command.
 
+Files that could not be read are named (the first 5; all with -v, and in --json as \
+`unreadable: [{path, error}]`); the backup is then recorded as incomplete, and `bunker status` \
+shows the target as INCOMPLETE until a complete snapshot is newer.
+
 Exit status: 0 when every item succeeded, 3 when some files could not be read, 4 when an \
 item was backed up to a fallback repository (3 takes precedence), 1 when any item failed.";
 
@@ -98,6 +102,15 @@ struct ItemResult<'a> {
     fallback_used: Option<&'a str>,
     /// The target repository that was unreachable.
     fallback_for: Option<&'a str>,
+    /// The files an incomplete backup left out (empty otherwise).
+    unreadable: Vec<Unreadable<'a>>,
+}
+
+/// A file that could not be read, as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct Unreadable<'a> {
+    path: &'a str,
+    error: &'a str,
 }
 
 impl<'a> ItemResult<'a> {
@@ -126,6 +139,13 @@ impl<'a> ItemResult<'a> {
             reason: r.reason.as_ref().map(ToString::to_string),
             fallback_used: r.fallback.as_ref().map(|f| f.to.as_str()),
             fallback_for: r.fallback.as_ref().map(|f| f.from.as_str()),
+            unreadable: match &r.outcome {
+                Outcome::Warning { unreadable } => unreadable
+                    .iter()
+                    .map(|(path, error)| Unreadable { path, error })
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -162,6 +182,7 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     let opts = RunOptions {
         dry_run: args.dry_run,
         cancel: crate::interrupt::token(),
+        ..Default::default()
     };
     let runs = run_policy(&policy, &mut pool, &selection, Utc::now(), &opts, &sink)?;
     let results: Vec<ItemResult<'_>> = runs.iter().map(ItemResult::from).collect();
@@ -186,7 +207,7 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
             failed,
         })?;
     } else if !g.quiet {
-        print_text(&results, args.dry_run);
+        print_text(&results, args.dry_run, g.verbose > 0);
     }
     if failed > 0 {
         bail!("{failed} of {} item run(s) failed", results.len());
@@ -200,7 +221,7 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     })
 }
 
-fn print_text(results: &[ItemResult<'_>], dry_run: bool) {
+fn print_text(results: &[ItemResult<'_>], dry_run: bool, verbose: bool) {
     print!("{}", table(results).render());
     for r in results.iter().filter(|r| r.status != "skipped") {
         if let Some(why) = r.reason.as_deref().filter(|w| *w != "requested") {
@@ -221,6 +242,17 @@ fn print_text(results: &[ItemResult<'_>], dry_run: bool) {
         }
         if let Some(e) = &r.error {
             println!("{} ({}): {e}", r.item, r.target);
+        }
+        // Name the files left out: the first 5, all with -v.
+        let shown = if verbose { usize::MAX } else { 5 };
+        for u in r.unreadable.iter().take(shown) {
+            println!("  not backed up: {}: {}", u.path, u.error);
+        }
+        if r.unreadable.len() > shown {
+            println!(
+                "  and {} more file(s) (-v or --json lists them all)",
+                r.unreadable.len() - shown
+            );
         }
     }
     if results.iter().all(|r| r.status == "skipped") {

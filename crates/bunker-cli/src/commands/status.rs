@@ -18,11 +18,16 @@ const LONG_ABOUT: &str = "\
 Show, for every item of the policy and every target repository, the newest snapshot of the \
 item (tag bunker:item=NAME), its age, and whether that age is within the item's RPO (OK) or \
 not (LATE; also when there is no snapshot at all). The last failure recorded by `bunker run` \
-in the repository is shown with its time. For postgres physical items the recoverable window \
+in the repository is shown with its time while it is current: once a later run succeeded \
+(or a newer snapshot exists) it is no longer shown. A target whose newest snapshot left out \
+files that could not be read is INCOMPLETE, and the files are named (the first 5; all with \
+-v or --json, field `unreadable`). For postgres physical items the recoverable window \
 (earliest and latest point) is shown too, with warnings when the archive has gaps, the window \
 is shorter than the item's pitr, or the server's newest archived WAL segment is older than the \
-rpo (asked from pg_stat_archiver). Nothing is written. The exit status is 3 when any item is \
-LATE, has such a warning, or a repository cannot be read.";
+rpo (asked from pg_stat_archiver); a window still growing into the pitr span after the \
+item's first base backup is a NOTE, not a warning. Nothing is written. The exit status means \
+\"something needs a person\": 3 when any item is LATE or INCOMPLETE, has such a warning, or \
+a repository cannot be read; 0 otherwise.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -105,6 +110,17 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
             ]);
         }
         print!("{}", t.render());
+        for r in rows.iter().filter(|r| !r.unreadable.is_empty()) {
+            let paths: Vec<&str> = r.unreadable.iter().map(|u| u.path.as_str()).collect();
+            println!(
+                "INCOMPLETE: {} ({}): snapshot {} left out {} file(s) that could not be read: {}",
+                r.item,
+                r.target,
+                r.snapshot.as_deref().unwrap_or("-"),
+                r.unreadable.len(),
+                output::first_n(&paths, if g.verbose > 0 { usize::MAX } else { 5 })
+            );
+        }
         for r in &rows {
             let Some(p) = &r.pitr else { continue };
             let start = p
@@ -128,6 +144,9 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
                         .unwrap_or_default()
                 ),
                 _ => println!("{} ({}): no recoverable window", r.item, r.target),
+            }
+            for n in &p.notes {
+                println!("NOTE: {} ({}): {n}", r.item, r.target);
             }
             for w in &p.warnings {
                 println!("WARNING: {} ({}): {w}", r.item, r.target);

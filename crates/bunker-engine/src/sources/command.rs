@@ -17,7 +17,8 @@ use super::StoredSnapshot;
 use crate::error::{Context, Result};
 
 /// Run `sh -c COMMAND` (with `BUNKER_ITEM` set) and store its output as
-/// `/<stdin_filename>`. A command that exits non-zero, or runs past its
+/// `/<stdin_filename>`, in `dir` (the policy file's directory) when given.
+/// A command that exits non-zero, or runs past its
 /// `timeout` (it is then stopped with everything it started), fails the item
 /// and leaves no snapshot; so does cancelling the job.
 pub fn run_command_item(
@@ -25,11 +26,15 @@ pub fn run_command_item(
     item: &str,
     cfg: &CommandConfig,
     tags: &[String],
+    dir: Option<&Path>,
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Vec<StoredSnapshot>> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&cfg.command).env("BUNKER_ITEM", item);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     let reader = ChildReader::spawn_watched(cmd, cfg.timeout, Some(cancel))
         .context("starting the command")?;
     let s = save_stream(

@@ -42,18 +42,20 @@ impl StoredSnapshot {
     }
 }
 
-/// Back up a database or command item (not files) into `repo`.
+/// Back up a database or command item (not files) into `repo`; a command
+/// runs in `dir` (the policy file's directory) when given.
 pub fn run_stream_item(
     repo: &Arc<Repository>,
     item: &Item,
     progress: &dyn Progress,
+    dir: Option<&std::path::Path>,
     cancel: &CancelToken,
 ) -> Result<Vec<StoredSnapshot>> {
     let tags = item.snapshot_tags();
     match &item.source {
         Source::Sqlite(s) => run_sqlite_item(repo, &s.path, &tags, None, progress),
         Source::Postgres(p) => postgres::run_postgres_item(repo, p, &tags, None, progress, cancel),
-        Source::Command(c) => run_command_item(repo, &item.name, c, &tags, progress, cancel),
+        Source::Command(c) => run_command_item(repo, &item.name, c, &tags, dir, progress, cancel),
         Source::Files(_) => Err(crate::EngineError::Invalid(format!(
             "item {} backs up files, not a stream",
             item.name
