@@ -154,7 +154,7 @@ pub fn save(repo: &Repository, record: &Record) -> Result<()> {
         .into_iter()
         .filter(|s| s.record.item == record.item && s.record.kind == record.kind)
         .collect();
-    same.sort_by(|a, b| b.record.time.cmp(&a.record.time));
+    same.sort_by_key(|s| std::cmp::Reverse(s.record.time));
     for old in same.iter().skip(KEEP_PER_ITEM_AND_KIND) {
         match repo.storage().remove(FileType::Report, &old.name) {
             Ok(()) => {}
