@@ -38,6 +38,7 @@ pub mod pg;
 pub mod progress;
 pub mod prune;
 pub mod recover;
+mod repacker;
 pub mod repair;
 pub mod repository;
 pub mod restore;

@@ -2,14 +2,15 @@
 //! index, delete the old index files, delete packs.
 
 use bunker_format::index::{IndexFile, IndexPack, MAX_PACKS_PER_INDEX};
-use bunker_format::pack::{EncodedBlob, PackBuilder};
-use bunker_format::{BlobType, IndexId};
+use bunker_format::pack::PackBuilder;
+use bunker_format::IndexId;
 use bunker_storage::FileType;
 
 use super::plan::{PackAction, Plan};
 use super::{Mutations, PruneReport};
 use crate::error::{RepoError, Result};
 use crate::progress::Progress;
+use crate::repacker::Repacker;
 use crate::Repository;
 use bunker_sources::CancelToken;
 
@@ -125,9 +126,7 @@ fn repack(
     cancelled: &dyn Fn() -> bool,
     out: &mut Vec<IndexPack>,
 ) -> Result<()> {
-    let target = repo.options().pack_size.max(1);
-    let mut data = PackBuilder::new(BlobType::Data);
-    let mut tree = PackBuilder::new(BlobType::Tree);
+    let mut packer = Repacker::new(repo.options().pack_size);
     for p in plan.packs.iter().filter(|p| p.action == PackAction::Repack) {
         if cancelled() {
             return Err(RepoError::Cancelled);
@@ -146,33 +145,15 @@ fn repack(
                 })?;
             // Never copy a damaged blob: it would replace the only good record.
             repo.decode_verified(raw, &b.id, b.uncompressed_length, &name)?;
-            let builder = match b.blob_type {
-                BlobType::Data => &mut data,
-                BlobType::Tree => &mut tree,
-            };
-            builder
-                .add(
-                    b.id,
-                    &EncodedBlob {
-                        bytes: raw.to_vec(),
-                        uncompressed_length: b.uncompressed_length,
-                    },
-                )
-                .map_err(|e| RepoError::format("pack", "new", e))?;
-            if builder.len() as u64 >= target
-                || builder.count() + 1 >= bunker_format::pack::MAX_HEADER_ENTRIES
-            {
-                let full = std::mem::replace(builder, PackBuilder::new(b.blob_type));
+            if let Some(full) = packer.add(b.blob_type, b.id, b.uncompressed_length, raw)? {
                 out.push(upload(repo, full, m)?);
             }
         }
         progress.add_items(1);
         progress.add_bytes(p.size);
     }
-    for builder in [data, tree] {
-        if !builder.is_empty() {
-            out.push(upload(repo, builder, m)?);
-        }
+    for builder in packer.finish() {
+        out.push(upload(repo, builder, m)?);
     }
     Ok(())
 }

@@ -12,13 +12,14 @@
 //! `repair snapshots --forget` then removes the references to them.
 
 use bunker_format::index::{IndexFile, IndexPack};
-use bunker_format::pack::{EncodedBlob, PackBuilder};
-use bunker_format::{BlobType, PackId};
+use bunker_format::pack::PackBuilder;
+use bunker_format::PackId;
 use bunker_storage::FileType;
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use crate::progress::Progress;
+use crate::repacker::Repacker;
 use crate::Repository;
 
 /// One repaired pack.
@@ -46,9 +47,7 @@ pub fn repair_packs_unlocked(
 ) -> Result<RepairPacksReport> {
     let mut report = RepairPacksReport::default();
     let by_pack = repo.index().read().by_pack();
-    let target = repo.options().pack_size.max(1);
-    let mut data = PackBuilder::new(BlobType::Data);
-    let mut tree = PackBuilder::new(BlobType::Tree);
+    let mut packer = Repacker::new(repo.options().pack_size);
     let mut new_packs: Vec<IndexPack> = Vec::new();
     for id in packs {
         let name = id.to_hex();
@@ -71,24 +70,8 @@ pub fn repair_packs_unlocked(
                 lost += 1;
                 continue;
             };
-            let builder = match b.blob_type {
-                BlobType::Data => &mut data,
-                BlobType::Tree => &mut tree,
-            };
-            builder
-                .add(
-                    b.id,
-                    &EncodedBlob {
-                        bytes: raw.to_vec(),
-                        uncompressed_length: b.uncompressed_length,
-                    },
-                )
-                .map_err(|e| RepoError::format("pack", "new", e))?;
             salvaged += 1;
-            if builder.len() as u64 >= target
-                || builder.count() + 1 >= bunker_format::pack::MAX_HEADER_ENTRIES
-            {
-                let full = std::mem::replace(builder, PackBuilder::new(b.blob_type));
+            if let Some(full) = packer.add(b.blob_type, b.id, b.uncompressed_length, raw)? {
                 new_packs.push(upload(repo, full)?);
             }
         }
@@ -98,10 +81,8 @@ pub fn repair_packs_unlocked(
             lost,
         });
     }
-    for builder in [data, tree] {
-        if !builder.is_empty() {
-            new_packs.push(upload(repo, builder)?);
-        }
+    for builder in packer.finish() {
+        new_packs.push(upload(repo, builder)?);
     }
     report.new_packs = new_packs.iter().map(|p| p.id).collect();
     if !new_packs.is_empty() {
