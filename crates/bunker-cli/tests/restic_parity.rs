@@ -2,25 +2,15 @@
 //! results on the same repositories, written by restic and by bunker.
 
 mod output_support;
+#[macro_use]
 mod parity_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use output_support::run_ok;
-use parity_support::{
-    both_repos, build_tree, bunker, json, restic, restic_available, snapshot_ids,
-};
+use parity_support::{both_repos, build_tree, bunker, json, restic, snapshot_ids};
 use serde_json::Value;
-
-macro_rules! need_restic {
-    () => {
-        if !restic_available() {
-            eprintln!("SKIPPED: restic is not installed (apt-get install restic)");
-            return;
-        }
-    };
-}
 
 /// (snapshot, path) of every match of a `find --json` path search.
 fn find_hits(v: &Value) -> BTreeSet<(String, String)> {

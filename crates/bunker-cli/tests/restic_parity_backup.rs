@@ -3,25 +3,15 @@
 //! --group-by` groups as restic does.
 
 mod output_support;
+#[macro_use]
 mod parity_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use output_support::run_ok;
-use parity_support::{
-    both_repos, build_tree, bunker, json, restic, restic_available, snapshot_ids,
-};
+use parity_support::{both_repos, build_tree, bunker, json, restic, snapshot_ids};
 use serde_json::Value;
-
-macro_rules! need_restic {
-    () => {
-        if !restic_available() {
-            eprintln!("SKIPPED: restic is not installed (apt-get install restic)");
-            return;
-        }
-    };
-}
 
 /// The snapshot's `paths` and every path `restic ls` lists in it.
 fn content(repo: &Path, snapshot: &str) -> (Value, BTreeSet<String>) {

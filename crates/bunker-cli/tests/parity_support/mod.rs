@@ -3,6 +3,16 @@
 //! snapshots of the same small tree, one written by restic and one by
 //! bunker, and `bunker`/`restic` commands wired to a repository.
 
+/// Returns from the test, with a note, when restic is not installed.
+macro_rules! need_restic {
+    () => {
+        if !$crate::parity_support::restic_available() {
+            eprintln!("SKIPPED: restic is not installed (apt-get install restic)");
+            return;
+        }
+    };
+}
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
