@@ -10,10 +10,13 @@
 //!   `forget` applies exactly as restic does.
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
+//! * [`DaemonConfig`] (`daemon:`) says how `bunker daemon` runs the policy,
+//!   with its maintenance jobs per repository ([`MaintenanceJob`]).
 //!
 //! Secrets (passwords, option values whose key contains "secret",
 //! "password", "key" or "token") are redacted in `Debug`/`Display`.
 
+mod daemon;
 mod env;
 mod error;
 mod locate;
@@ -23,6 +26,10 @@ mod policy;
 mod schedule;
 mod validate;
 
+pub use daemon::{
+    parse_read_data, DaemonConfig, MaintenanceJob, MaintenanceKind, RunAtStart,
+    DEFAULT_MAX_CONCURRENT,
+};
 pub use error::{Diagnostic, PolicyError};
 pub use locate::Pos;
 pub use model::{

@@ -30,6 +30,9 @@ pub struct Policy {
     pub items: Vec<Item>,
     /// Global excludes (already appended to every files item's `excludes`).
     pub exclude_patterns: Vec<String>,
+    /// How `bunker daemon` runs the policy (`daemon:`), with its
+    /// maintenance jobs.
+    pub daemon: crate::daemon::DaemonConfig,
     /// The file the policy was loaded from.
     pub source_path: Option<PathBuf>,
     pub(crate) origin: Origin,

@@ -350,7 +350,7 @@ fn parse_item(
     item.build(cx, path)
 }
 
-fn schedule(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], wher: &str) -> Option<Schedule> {
+pub(crate) fn schedule(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], wher: &str) -> Option<Schedule> {
     let (text, p) = match v {
         Value::Mapping(m) => {
             cx.check_keys(

@@ -1,6 +1,6 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
-mod items;
+pub(crate) mod items;
 mod repos;
 
 use crate::env::{substitute, SubstError};
@@ -343,7 +343,7 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items"];
+const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items", "daemon"];
 
 /// Parses and validates a policy document.
 pub(crate) fn parse_policy(
@@ -397,6 +397,9 @@ pub(crate) fn parse_policy(
                 let (list, idx) = items::parse_items(&mut cx, v, &policy);
                 policy.items = list;
                 item_index = idx;
+            }
+            if let Some(v) = m.get("daemon") {
+                policy.daemon = crate::daemon::parse_daemon(&mut cx, v, &policy);
             }
         }
         Value::Null => cx.err_at(
