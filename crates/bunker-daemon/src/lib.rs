@@ -21,7 +21,9 @@
 #![warn(missing_docs)]
 
 pub mod gate;
+pub mod history;
 pub mod job;
+pub mod runner;
 pub mod scheduler;
 
 #[cfg(test)]
