@@ -25,12 +25,14 @@ mod error;
 mod http;
 mod notice;
 mod notifier;
+mod payload;
 
 pub use alert::AlertState;
 pub use bunker_policy::{EventKind, NotifyFilter, NotifyKind, NotifyTarget, Priority};
 pub use error::NotifyError;
 pub use notice::Notice;
 pub use notifier::{Delivery, Notifier};
+pub use payload::{payload, plain_json, Payload, JSON_PAYLOAD_VERSION};
 
 #[cfg(test)]
 mod tests {

@@ -41,9 +41,10 @@ struct Target {
 /// (e.g. in an `Arc`) between the threads that report events.
 ///
 /// Every call blocks until its deliveries end, at most about the longest
-/// `retry_for` of the targets involved (targets are served in parallel).
-/// It may be called from a thread that runs an async runtime's tasks only
-/// through that runtime's blocking facility (`spawn_blocking`): it blocks.
+/// `retry_for` (plus one `timeout`) of the targets involved: targets are
+/// served in parallel, each on a thread of its own. That also makes it safe
+/// to call from an async runtime's thread, though it blocks that thread
+/// (prefer `spawn_blocking` or a thread of your own).
 pub struct Notifier {
     targets: Vec<Target>,
     host: String,
@@ -112,7 +113,8 @@ impl Notifier {
                 name: target.to_string(),
                 known: self.target_names(),
             })?;
-        Ok(self.deliver(t, notice))
+        let mut out = self.deliver_all(&[t], notice);
+        Ok(out.remove(0))
     }
 
     /// Failed deliveries so far, per target name (every target listed, from
@@ -129,31 +131,31 @@ impl Notifier {
         self.targets.iter().map(|t| t.cfg.name.clone()).collect()
     }
 
+    /// Delivers to `targets` in parallel, each on a thread of its own.
+    /// Invariant: deliveries never run on the caller's thread, which may
+    /// belong to an async runtime (the HTTP client must not run there).
     fn deliver_all(&self, targets: &[&Target], notice: &Notice) -> Vec<Delivery> {
-        match targets {
-            [] => Vec::new(),
-            [one] => vec![self.deliver(one, notice)],
-            many => std::thread::scope(|s| {
-                let handles: Vec<_> = many
-                    .iter()
-                    .map(|t| (t, s.spawn(|| self.deliver(t, notice))))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|(t, h)| {
-                        h.join().unwrap_or_else(|_| {
-                            t.failed.fetch_add(1, Ordering::Relaxed);
-                            Delivery {
-                                target: t.cfg.name.clone(),
-                                ok: false,
-                                attempts: 0,
-                                error: Some("the delivery thread panicked".into()),
-                            }
-                        })
+        std::thread::scope(|s| {
+            let handles: Vec<_> = targets
+                .iter()
+                .map(|t| (t, s.spawn(|| self.deliver(t, notice))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(t, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        t.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(target_name = %t.cfg.name, "notification delivery panicked");
+                        Delivery {
+                            target: t.cfg.name.clone(),
+                            ok: false,
+                            attempts: 0,
+                            error: Some("the delivery thread panicked".into()),
+                        }
                     })
-                    .collect()
-            }),
-        }
+                })
+                .collect()
+        })
     }
 
     /// One delivery with retries. Invariant: returns within about
