@@ -232,3 +232,127 @@ impl AlertState {
             .retain(|k, _| repositories.contains(&k.as_str()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 3, min, 0).unwrap()
+    }
+
+    fn kinds(n: &[Notice]) -> Vec<EventKind> {
+        n.iter().map(|n| n.kind).collect()
+    }
+
+    #[test]
+    fn a_failure_streak_alerts_once_and_recovers_once() {
+        let mut s = AlertState::new();
+        let p = Priority::Critical;
+        assert_eq!(
+            kinds(&s.run_finished("db", p, None, t(0))),
+            [EventKind::Success]
+        );
+        let first = s.run_finished("db", p, Some("disk full"), t(1));
+        assert_eq!(kinds(&first), [EventKind::Failure]);
+        assert!(first[0].message.contains("disk full"));
+        assert_eq!(first[0].priority, Some(p));
+        assert!(s.is_failing("db"));
+        for m in 2..5 {
+            assert!(s.run_finished("db", p, Some("disk full"), t(m)).is_empty());
+        }
+        let back = s.run_finished("db", p, None, t(5));
+        assert_eq!(kinds(&back), [EventKind::Success, EventKind::Recovery]);
+        assert!(
+            back[1]
+                .message
+                .contains("4 failed runs since 2026-12-01 03:01:00 UTC"),
+            "{}",
+            back[1].message
+        );
+        assert!(!s.is_failing("db"));
+        assert_eq!(
+            kinds(&s.run_finished("db", p, None, t(6))),
+            [EventKind::Success]
+        );
+        // A new incident alerts again.
+        assert_eq!(
+            kinds(&s.run_finished("db", p, Some("again"), t(7))),
+            [EventKind::Failure]
+        );
+        // Other items are independent.
+        assert_eq!(
+            kinds(&s.run_finished("app", p, Some("x"), t(7))),
+            [EventKind::Failure]
+        );
+    }
+
+    #[test]
+    fn an_rpo_breach_alerts_once_and_reports_when_it_clears() {
+        let mut s = AlertState::new();
+        let rpo = Duration::from_secs(3600);
+        let p = Priority::Important;
+        assert!(s
+            .rpo("db", p, false, Some(Duration::from_secs(60)), rpo, t(0))
+            .is_empty());
+        let b = s.rpo("db", p, true, Some(Duration::from_secs(7200)), rpo, t(1));
+        assert_eq!(kinds(&b), [EventKind::RpoBreach]);
+        assert!(b[0].message.contains("2h old"), "{}", b[0].message);
+        assert!(s.is_rpo_breached("db"));
+        assert!(s.rpo("db", p, true, None, rpo, t(2)).is_empty());
+        let r = s.rpo("db", p, false, Some(Duration::from_secs(5)), rpo, t(31));
+        assert_eq!(kinds(&r), [EventKind::RpoRecovered]);
+        assert!(r[0].message.contains("lasted 30m"), "{}", r[0].message);
+        assert!(!s.is_rpo_breached("db"));
+        let none = s.rpo("new", p, true, None, rpo, t(0));
+        assert!(none[0].message.contains("no good backup yet"));
+    }
+
+    #[test]
+    fn a_failing_check_alerts_once_per_streak() {
+        let mut s = AlertState::new();
+        assert!(s.check_finished("main", None, t(0)).is_empty());
+        let f = s.check_finished("main", Some("pack abc is damaged"), t(1));
+        assert_eq!(kinds(&f), [EventKind::CheckFailed]);
+        assert_eq!(f[0].target.as_deref(), Some("main"));
+        assert_eq!(f[0].item, None);
+        assert!(s.check_finished("main", Some("still"), t(2)).is_empty());
+        assert_eq!(
+            kinds(&s.check_finished("main", None, t(3))),
+            [EventKind::Recovery]
+        );
+        assert!(s.check_finished("main", None, t(4)).is_empty());
+    }
+
+    #[test]
+    fn the_state_survives_a_serde_round_trip() {
+        let mut s = AlertState::new();
+        let p = Priority::Low;
+        s.run_finished("db", p, Some("x"), t(0));
+        s.rpo("db", p, true, None, Duration::from_secs(60), t(0));
+        s.check_finished("main", Some("x"), t(0));
+        let text = serde_json::to_string(&s).unwrap();
+        let mut back: AlertState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        // After a restart the incident is still known: no second alert.
+        assert!(back.run_finished("db", p, Some("x"), t(1)).is_empty());
+        assert!(back
+            .rpo("db", p, true, None, Duration::from_secs(60), t(1))
+            .is_empty());
+        assert!(back.check_finished("main", Some("x"), t(1)).is_empty());
+        // An empty or older document reads as the default.
+        let empty: AlertState = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, AlertState::default());
+    }
+
+    #[test]
+    fn retain_forgets_removed_items() {
+        let mut s = AlertState::new();
+        s.run_finished("gone", Priority::Low, Some("x"), t(0));
+        s.run_finished("kept", Priority::Low, Some("x"), t(0));
+        s.retain(&["kept"], &[]);
+        assert!(!s.is_failing("gone"));
+        assert!(s.is_failing("kept"));
+    }
+}
