@@ -475,3 +475,7 @@ fn check_address(cx: &mut Ctx<'_>, s: &str, path: &[Seg], field: &str, wher: &st
         );
     }
 }
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod tests;
