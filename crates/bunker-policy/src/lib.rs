@@ -8,6 +8,8 @@
 //! * [`Retention`] holds an item's keep rules as written; they convert to
 //!   the repository layer's [`bunker_repo::retention::KeepPolicy`], which
 //!   `forget` applies exactly as restic does.
+//! * [`NotifyTarget`]s (`notifications:`) say where notices go (webhook,
+//!   healthchecks pings, email) and which events each receives.
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //! * [`DaemonConfig`] (`daemon:`) says how `bunker daemon` runs the policy,
@@ -21,6 +23,7 @@ mod env;
 mod error;
 mod locate;
 mod model;
+mod notifications;
 mod parse;
 mod policy;
 mod schedule;
@@ -36,6 +39,10 @@ pub use model::{
     is_secret_key, location_scheme, CommandConfig, FilesSource, Hooks, Item, ItemKind,
     PasswordError, PasswordSource, PostgresConfig, PostgresMode, Priority, RepositoryConfig,
     Retention, Role, Secret, Source, SqliteConfig,
+};
+pub use notifications::{
+    redact_url, EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, SmtpTls,
+    WebhookFormat, DEFAULT_NOTIFY_RETRY_FOR, DEFAULT_NOTIFY_TIMEOUT,
 };
 pub use policy::Policy;
 pub use schedule::{parse_duration, Schedule, ScheduleError};

@@ -3,6 +3,7 @@
 use crate::error::{Diagnostic, PolicyError};
 use crate::locate::{NodePath, Positions};
 use crate::model::{Item, RepositoryConfig};
+use crate::notifications::NotifyTarget;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct Policy {
     pub items: Vec<Item>,
     /// Global excludes (already appended to every files item's `excludes`).
     pub exclude_patterns: Vec<String>,
+    /// Notification targets (`notifications:`), in file order.
+    pub notifications: Vec<NotifyTarget>,
     /// How `bunker daemon` runs the policy (`daemon:`), with its
     /// maintenance jobs.
     pub daemon: crate::daemon::DaemonConfig,
@@ -111,6 +114,7 @@ impl fmt::Debug for Policy {
             .field("repositories", &self.repositories)
             .field("items", &self.items)
             .field("exclude_patterns", &self.exclude_patterns)
+            .field("notifications", &self.notifications)
             .field("source_path", &self.source_path)
             .finish()
     }
@@ -139,6 +143,12 @@ impl fmt::Display for Policy {
                 write!(f, ", rpo {}", humantime::format_duration(rpo))?;
             }
             writeln!(f, " -> {}", i.targets.join(", "))?;
+        }
+        if !self.notifications.is_empty() {
+            writeln!(f, "notifications:")?;
+            for t in &self.notifications {
+                writeln!(f, "  {t}")?;
+            }
         }
         Ok(())
     }

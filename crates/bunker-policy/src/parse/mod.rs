@@ -1,6 +1,7 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
 pub(crate) mod items;
+mod notify;
 mod repos;
 
 use crate::env::{substitute, SubstError};
@@ -343,7 +344,13 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items", "daemon"];
+const TOP_KEYS: &[&str] = &[
+    "exclude_patterns",
+    "repositories",
+    "items",
+    "notifications",
+    "daemon",
+];
 
 /// Parses and validates a policy document.
 pub(crate) fn parse_policy(
@@ -397,6 +404,10 @@ pub(crate) fn parse_policy(
                 let (list, idx) = items::parse_items(&mut cx, v, &policy);
                 policy.items = list;
                 item_index = idx;
+            }
+            if let Some(v) = m.get("notifications") {
+                let names: Vec<String> = policy.items.iter().map(|i| i.name.clone()).collect();
+                policy.notifications = notify::parse_notifications(&mut cx, v, &names);
             }
             if let Some(v) = m.get("daemon") {
                 policy.daemon = crate::daemon::parse_daemon(&mut cx, v, &policy);

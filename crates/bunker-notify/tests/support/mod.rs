@@ -1,0 +1,3 @@
+//! Test helpers shared by this crate's integration tests.
+
+pub mod receiver;
