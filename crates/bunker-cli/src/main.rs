@@ -94,8 +94,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(&cli.global);
-    interrupt::install();
+    // The daemon logs and handles its signals itself.
+    if let commands::Command::Daemon(a) = &cli.command {
+        commands::daemon::init_logging(&cli.global, a);
+    } else {
+        init_logging(&cli.global);
+        interrupt::install();
+    }
     match commands::run(&cli.global, cli.command) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {

@@ -47,6 +47,8 @@ fn every_command_has_long_help_with_examples() {
         "cache",
         "generate",
         "mount",
+        "daemon",
+        "history",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");

@@ -16,15 +16,25 @@
 //! * [`alerts`]: the one place job and RPO events leave the daemon for
 //!   notifications.
 //! * [`watch`]: file-system changes for `on_change` items.
+//! * [`state`]: what the loop and the HTTP handlers share, and the
+//!   repositories' truth (newest snapshots, archived WAL) as last read.
 //! * [`daemon`]: the loop tying them together, signals and reloads.
 
 #![warn(missing_docs)]
 
+pub mod alerts;
+pub mod daemon;
 pub mod gate;
 pub mod history;
+pub mod http;
 pub mod job;
+pub mod metrics;
 pub mod runner;
 pub mod scheduler;
+pub mod state;
+pub mod watch;
+
+pub use daemon::{run, DaemonError, DaemonOptions};
 
 #[cfg(test)]
 mod scheduler_tests;

@@ -32,7 +32,9 @@ pub mod unlock;
 pub mod version;
 
 pub mod config;
+pub mod daemon;
 pub mod forget;
+pub mod history;
 pub mod pg;
 pub mod prune;
 pub mod recover;
@@ -72,6 +74,8 @@ pub enum Command {
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
+    Daemon(daemon::DaemonArgs),
+    History(history::HistoryArgs),
 }
 
 /// Run one verb.
@@ -106,6 +110,8 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
+        Command::Daemon(a) => daemon::run(g, a),
+        Command::History(a) => history::run(g, a),
     }
 }
 
