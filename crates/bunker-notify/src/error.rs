@@ -63,6 +63,17 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
+    /// The message without the target's name, for places that show the
+    /// name already (a [`crate::Delivery`]'s `error`).
+    pub fn detail(&self) -> String {
+        match self {
+            NotifyError::Config { reason, .. } | NotifyError::NotApplicable { reason, .. } => {
+                reason.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether another attempt could succeed: transport failures, HTTP 5xx,
     /// 408 and 429, and transient SMTP failures are retried; other 4xx,
     /// configuration problems and unknown targets are not.

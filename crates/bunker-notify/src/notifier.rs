@@ -4,7 +4,7 @@
 use crate::error::NotifyError;
 use crate::notice::Notice;
 use crate::{email, http};
-use bunker_policy::{NotifyKind, NotifyTarget};
+use bunker_policy::{EventKind, NotifyKind, NotifyTarget};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -117,6 +117,15 @@ impl Notifier {
         Ok(out.remove(0))
     }
 
+    /// Delivers `notice` to every target, whatever their filters say (for
+    /// `bunker notify test`), in parallel. A target the notice does not
+    /// apply to (a healthchecks target without a URL for it) is a failed
+    /// delivery here.
+    pub fn send_all(&self, notice: &Notice) -> Vec<Delivery> {
+        let all: Vec<&Target> = self.targets.iter().collect();
+        self.deliver_all(&all, notice)
+    }
+
     /// Failed deliveries so far, per target name (every target listed, from
     /// 0), for `bunker_notifications_failed_total{target}`.
     pub fn failed_total(&self) -> BTreeMap<String, u64> {
@@ -198,13 +207,20 @@ impl Notifier {
             }
             Err(e) => {
                 t.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target_name = %t.cfg.name, event = %notice.kind, attempts,
-                    elapsed = ?start.elapsed(), error = %e, "notification not delivered");
+                // A test's caller reports the failure itself (`notify test`):
+                // it is logged, but not as a warning.
+                if notice.kind == EventKind::Test {
+                    tracing::info!(target_name = %t.cfg.name, event = %notice.kind, attempts,
+                        elapsed = ?start.elapsed(), error = %e, "test notification not delivered");
+                } else {
+                    tracing::warn!(target_name = %t.cfg.name, event = %notice.kind, attempts,
+                        elapsed = ?start.elapsed(), error = %e, "notification not delivered");
+                }
                 Delivery {
                     target: t.cfg.name.clone(),
                     ok: false,
                     attempts,
-                    error: Some(e.to_string()),
+                    error: Some(e.detail()),
                 }
             }
         }

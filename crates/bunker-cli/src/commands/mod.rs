@@ -33,6 +33,7 @@ pub mod version;
 
 pub mod config;
 pub mod forget;
+pub mod notify;
 pub mod pg;
 pub mod prune;
 pub mod recover;
@@ -72,6 +73,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
+    Notify(notify::NotifyArgs),
 }
 
 /// Run one verb.
@@ -106,6 +108,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
+        Command::Notify(a) => notify::run(g, a),
     }
 }
 
