@@ -161,3 +161,16 @@ fn config_check_lists_the_targets_without_secrets() {
     assert!(text.contains("  notify mail (email smtp.example.com:587 starttls to b@example.com)"));
     assert!(!text.contains("s3cret"), "{text}");
 }
+
+#[test]
+fn notify_help_is_a_manual_page_with_examples() {
+    let ctx = Ctx::new();
+    for args in [&["notify", "--help"][..], &["notify", "test", "--help"][..]] {
+        let out = ctx.bare().args(args).output().expect("spawn");
+        assert!(out.status.success(), "{args:?}");
+        let text = stdout(&out);
+        assert!(text.contains("EXAMPLES:"), "{args:?}:\n{text}");
+        assert!(text.contains("bunker notify test ops-mail"), "{text}");
+        assert!(text.lines().count() > 8, "{text}");
+    }
+}
