@@ -237,7 +237,30 @@ impl Drop for Smtp {
     }
 }
 
+/// An aiosmtpd that requires `AUTH` as user "bunker", password "pw" (over
+/// plain text: loopback only).
+const AUTH_SERVER: &str = r#"
+import sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from aiosmtpd.handlers import Mailbox
+def auth(server, session, envelope, mechanism, data):
+    ok = data.login == b"bunker" and data.password == b"pw"
+    return AuthResult(success=ok, handled=False)
+c = Controller(Mailbox(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]),
+               authenticator=auth, auth_require_tls=False, auth_required=True)
+c.start()
+sys.stdin.read()
+c.stop()
+"#;
+
 fn start_smtp() -> Option<Smtp> {
+    start_smtp_with(false)
+}
+
+/// Starts aiosmtpd (with `auth`: requiring authentication) on a free
+/// loopback port, or returns `None` with a note when it is not installed.
+fn start_smtp_with(auth: bool) -> Option<Smtp> {
     let python = "/usr/bin/python3";
     let has = std::process::Command::new(python)
         .args(["-c", "import aiosmtpd"])
@@ -256,12 +279,22 @@ fn start_smtp() -> Option<Smtp> {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");
-    let child = std::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
+    let mut cmd = std::process::Command::new(python);
+    if auth {
+        // stdin stays open (piped) while the server should run.
+        cmd.args(["-c", AUTH_SERVER])
+            .arg(port.to_string())
+            .arg(&maildir)
+            .stdin(std::process::Stdio::piped());
+    } else {
+        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir);
+    }
+    let child = cmd
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start aiosmtpd");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -273,6 +306,27 @@ fn start_smtp() -> Option<Smtp> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Some(Smtp { child, port, dir })
+}
+
+/// The text of the first message in the server's maildir, waiting up to
+/// 10 s for it.
+fn first_message(smtp: &Smtp) -> String {
+    let new = smtp.dir.path().join("mail/new");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(&new)
+            .map(|r| r.flatten().collect())
+            .unwrap_or_default();
+        if let Some(f) = files.first() {
+            return std::fs::read_to_string(f.path()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no message in the maildir");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn messages(smtp: &Smtp) -> usize {
+    std::fs::read_dir(smtp.dir.path().join("mail/new")).map_or(0, |r| r.count())
 }
 
 fn email(port: u16, tls: SmtpTls) -> NotifyTarget {
@@ -300,18 +354,7 @@ fn email_arrives_at_a_real_smtp_server_with_subject_and_body() {
         .with_host("testhost");
     let d = n.send(&failure("db"));
     assert!(d[0].ok, "{d:?}");
-    let new = smtp.dir.path().join("mail/new");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let files: Vec<_> = std::fs::read_dir(&new)
-            .map(|r| r.flatten().collect())
-            .unwrap_or_default();
-        if let Some(f) = files.first() {
-            break std::fs::read_to_string(f.path()).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no message in the maildir");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let text = first_message(&smtp);
     assert!(
         text.contains("Subject: bunker: backup of db failed"),
         "{text}"
@@ -332,7 +375,37 @@ fn starttls_is_required_not_skipped_when_the_server_lacks_it() {
     assert!(start.elapsed() < Duration::from_secs(5));
     let err = d[0].error.clone().unwrap();
     assert!(err.contains("SMTP 127.0.0.1:"), "{err}");
-    let new = smtp.dir.path().join("mail/new");
-    let delivered = std::fs::read_dir(&new).map_or(0, |r| r.count());
-    assert_eq!(delivered, 0, "the message went out without TLS");
+    assert_eq!(messages(&smtp), 0, "the message went out without TLS");
+}
+
+#[test]
+fn smtp_authentication_uses_the_password_source_and_a_wrong_one_is_not_retried() {
+    let Some(smtp) = start_smtp_with(true) else {
+        return;
+    };
+    let pw = smtp.dir.path().join("smtp-password");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let mut t = email(smtp.port, SmtpTls::None);
+    if let NotifyKind::Email(e) = &mut t.kind {
+        e.user = Some("bunker".into());
+        e.password = Some(bunker_policy::PasswordSource::File(pw.clone()));
+    }
+    let n = Notifier::new(&[t.clone()]).unwrap();
+    let d = n.send(&failure("db"));
+    assert!(d[0].ok, "{d:?}");
+    assert!(first_message(&smtp).contains("Subject: bunker: backup of db failed"));
+
+    std::fs::write(&pw, "wrong-s3cret\n").unwrap();
+    let d = n.send(&failure("db"));
+    assert!(!d[0].ok);
+    assert_eq!(d[0].attempts, 1, "a refused login is not retried: {d:?}");
+    let err = d[0].error.clone().unwrap();
+    assert!(err.contains("535"), "{err}");
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+
+    // No user: the server refuses the mail (530), permanently.
+    let anonymous = Notifier::new(&[email(smtp.port, SmtpTls::None)]).unwrap();
+    let d = anonymous.send(&failure("db"));
+    assert!(!d[0].ok && d[0].attempts == 1, "{d:?}");
+    assert_eq!(messages(&smtp), 1);
 }
