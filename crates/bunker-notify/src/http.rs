@@ -56,6 +56,25 @@ pub(crate) fn send(
     post(&t.name, &url, body, content_type, &headers, timeout)
 }
 
+/// Checks that every header name and value can be sent (values are not
+/// repeated in the error: they may be tokens).
+pub(crate) fn check_headers(
+    target: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), NotifyError> {
+    for (k, v) in headers {
+        let ok = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_bytes(v.as_bytes()).is_ok();
+        if !ok {
+            return Err(NotifyError::Config {
+                target: target.to_string(),
+                reason: format!("header \"{k}\" has a name or value HTTP does not allow"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// POSTs `body` to `url`; a status outside 2xx is an error.
 fn post(
     target: &str,
@@ -289,6 +308,16 @@ mod tests {
             ping_url(&fixed, &Notice::test(None)).unwrap(),
             "https://hc.example/uuid/log"
         );
+    }
+
+    #[test]
+    fn unsendable_headers_are_refused_without_their_value() {
+        let mut h = BTreeMap::new();
+        h.insert("X-Token".to_string(), "s3cret\u{7}".to_string());
+        let err = check_headers("w", &h).unwrap_err().to_string();
+        assert!(err.contains("X-Token") && !err.contains("s3cret"), "{err}");
+        h.insert("X-Token".to_string(), "fine".to_string());
+        assert!(check_headers("w", &h).is_ok());
     }
 
     #[test]

@@ -66,7 +66,11 @@ impl Notifier {
         for cfg in targets {
             let mail = match &cfg.kind {
                 NotifyKind::Email(e) => Some(email::Mailer::new(&cfg.name, e)?),
-                _ => None,
+                NotifyKind::Webhook { headers, .. } => {
+                    http::check_headers(&cfg.name, headers)?;
+                    None
+                }
+                NotifyKind::Healthchecks { .. } => None,
             };
             out.push(Target {
                 cfg: cfg.clone(),
