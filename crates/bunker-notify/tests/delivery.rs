@@ -79,6 +79,19 @@ fn every_webhook_format_arrives_in_its_shape() {
     assert_eq!(ntfy.header("tags"), Some("rotating_light,bunker,failure"));
 }
 
+/// The daemon runs on an async runtime: a send from one of its threads must
+/// work (the blocking HTTP client panics when used on such a thread, so the
+/// notifier delivers on threads of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn sending_from_an_async_runtime_thread_works() {
+    let rx = Receiver::start();
+    let n = Notifier::new(&[webhook("w", &rx.url("/h"), WebhookFormat::Json)]).unwrap();
+    let d = n.send(&failure("db"));
+    assert!(d[0].ok, "{d:?}");
+    drop(n);
+    assert_eq!(rx.wait_for(1).len(), 1);
+}
+
 #[test]
 fn policy_headers_are_sent() {
     let rx = Receiver::start();
