@@ -117,8 +117,14 @@ impl Notifier {
                 name: target.to_string(),
                 known: self.target_names(),
             })?;
-        let mut out = self.deliver_all(&[t], notice);
-        Ok(out.remove(0))
+        // One target in, one delivery out.
+        let out = self.deliver_all(&[t], notice);
+        Ok(out.into_iter().next().unwrap_or_else(|| Delivery {
+            target: target.to_string(),
+            ok: false,
+            attempts: 0,
+            error: Some("no delivery was made".into()),
+        }))
     }
 
     /// Delivers `notice` to every target, whatever their filters say (for
@@ -148,24 +154,33 @@ impl Notifier {
     /// Invariant: deliveries never run on the caller's thread, which may
     /// belong to an async runtime (the HTTP client must not run there).
     fn deliver_all(&self, targets: &[&Target], notice: &Notice) -> Vec<Delivery> {
+        let failed = |t: &Target, why: &str| {
+            t.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target_name = %t.cfg.name, "notification not delivered: {why}");
+            Delivery {
+                target: t.cfg.name.clone(),
+                ok: false,
+                attempts: 0,
+                error: Some(why.to_string()),
+            }
+        };
         std::thread::scope(|s| {
             let handles: Vec<_> = targets
                 .iter()
-                .map(|t| (t, s.spawn(|| self.deliver(t, notice))))
+                .map(|t| {
+                    let h = std::thread::Builder::new()
+                        .name(format!("notify-{}", t.cfg.name))
+                        .spawn_scoped(s, || self.deliver(t, notice));
+                    (t, h)
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|(t, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        t.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target_name = %t.cfg.name, "notification delivery panicked");
-                        Delivery {
-                            target: t.cfg.name.clone(),
-                            ok: false,
-                            attempts: 0,
-                            error: Some("the delivery thread panicked".into()),
-                        }
-                    })
+                .map(|(t, h)| match h {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|_| failed(t, "the delivery thread panicked")),
+                    Err(e) => failed(t, &format!("cannot start a delivery thread: {e}")),
                 })
                 .collect()
         })
