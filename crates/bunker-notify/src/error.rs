@@ -39,6 +39,9 @@ pub enum NotifyError {
         url: String,
         /// What happened.
         reason: String,
+        /// False when another attempt cannot help (a certificate that is
+        /// not trusted, for one).
+        retryable: bool,
     },
     /// The SMTP exchange failed.
     #[error("SMTP {server}: {reason}")]
@@ -74,13 +77,14 @@ impl NotifyError {
         }
     }
 
-    /// Whether another attempt could succeed: transport failures, HTTP 5xx,
+    /// Whether another attempt could succeed: transport failures (but TLS
+    /// certificate failures), HTTP 5xx,
     /// 408 and 429, and transient SMTP failures are retried; other 4xx,
     /// configuration problems and unknown targets are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             NotifyError::Http { status, .. } => *status >= 500 || matches!(status, 408 | 429),
-            NotifyError::Transport { .. } => true,
+            NotifyError::Transport { retryable, .. } => *retryable,
             NotifyError::Smtp { transient, .. } => *transient,
             NotifyError::UnknownTarget { .. }
             | NotifyError::Config { .. }

@@ -32,6 +32,8 @@ pub struct Delivery {
 /// One target, ready to deliver.
 struct Target {
     cfg: NotifyTarget,
+    /// The extra CA certificates of `ca_file`, for HTTPS.
+    ca: Vec<reqwest::Certificate>,
     /// The parsed email settings of an email target.
     mail: Option<email::Mailer>,
     failed: AtomicU64,
@@ -64,8 +66,20 @@ impl Notifier {
     pub fn new(targets: &[NotifyTarget]) -> Result<Notifier, NotifyError> {
         let mut out = Vec::with_capacity(targets.len());
         for cfg in targets {
+            let pem = match &cfg.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| NotifyError::Config {
+                    target: cfg.name.clone(),
+                    reason: format!("cannot read its ca_file {}: {e}", path.display()),
+                })?),
+                None => None,
+            };
+            // Checked for every kind (it must hold certificates); kept for HTTP.
+            let ca = match &pem {
+                Some(pem) => http::load_ca(&cfg.name, pem)?,
+                None => Vec::new(),
+            };
             let mail = match &cfg.kind {
-                NotifyKind::Email(e) => Some(email::Mailer::new(&cfg.name, e)?),
+                NotifyKind::Email(e) => Some(email::Mailer::new(&cfg.name, e, pem)?),
                 NotifyKind::Webhook { headers, .. } => {
                     http::check_headers(&cfg.name, headers)?;
                     None
@@ -74,6 +88,7 @@ impl Notifier {
             };
             out.push(Target {
                 cfg: cfg.clone(),
+                ca,
                 mail,
                 failed: AtomicU64::new(0),
             });
@@ -248,7 +263,7 @@ impl Notifier {
     fn attempt(&self, t: &Target, notice: &Notice, timeout: Duration) -> Result<(), NotifyError> {
         match (&t.cfg.kind, &t.mail) {
             (NotifyKind::Webhook { .. }, _) | (NotifyKind::Healthchecks { .. }, _) => {
-                http::send(&t.cfg, notice, &self.host, timeout)
+                http::send(&t.cfg, notice, &self.host, &t.ca, timeout)
             }
             (NotifyKind::Email(_), Some(m)) => m.send(notice, &self.host, timeout),
             (NotifyKind::Email(_), None) => Err(NotifyError::Config {

@@ -1,16 +1,14 @@
-//! Deliveries to real receivers on loopback: an HTTP server in the test for
-//! webhooks and healthchecks pings, Debian's aiosmtpd for email.
+//! HTTP deliveries to real receivers on loopback: an HTTP server in the
+//! test for webhooks and healthchecks pings, Python's for HTTPS.
 
 mod support;
 
 use bunker_notify::{AlertState, Notice, Notifier};
-use bunker_policy::{
-    EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, Priority, SmtpTls,
-    WebhookFormat,
-};
+use bunker_policy::{EventKind, NotifyFilter, NotifyKind, NotifyTarget, Priority, WebhookFormat};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::receiver::{dead_url, Receiver};
+use support::certs;
+use support::receiver::{dead_url, HttpsReceiver, Receiver};
 
 fn webhook(name: &str, url: &str, format: WebhookFormat) -> NotifyTarget {
     let mut t = NotifyTarget::new(
@@ -236,189 +234,26 @@ fn healthchecks_pings_start_success_and_fail_paths() {
     assert_eq!(n.failed_total()["hc2"], 0);
 }
 
-/// aiosmtpd storing messages in a maildir, on a free loopback port.
-struct Smtp {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An aiosmtpd that requires `AUTH` as user "bunker", password "pw" (over
-/// plain text: loopback only).
-const AUTH_SERVER: &str = r#"
-import sys
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
-from aiosmtpd.handlers import Mailbox
-def auth(server, session, envelope, mechanism, data):
-    ok = data.login == b"bunker" and data.password == b"pw"
-    return AuthResult(success=ok, handled=False)
-c = Controller(Mailbox(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]),
-               authenticator=auth, auth_require_tls=False, auth_required=True)
-c.start()
-sys.stdin.read()
-c.stop()
-"#;
-
-fn start_smtp() -> Option<Smtp> {
-    start_smtp_with(false)
-}
-
-/// Starts aiosmtpd (with `auth`: requiring authentication) on a free
-/// loopback port, or returns `None` with a note when it is not installed.
-fn start_smtp_with(auth: bool) -> Option<Smtp> {
-    let python = "/usr/bin/python3";
-    let has = std::process::Command::new(python)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        eprintln!(
-            "skipping: aiosmtpd for {python} is not installed (Debian package python3-aiosmtpd)"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let mut cmd = std::process::Command::new(python);
-    if auth {
-        // stdin stays open (piped) while the server should run.
-        cmd.args(["-c", AUTH_SERVER])
-            .arg(port.to_string())
-            .arg(&maildir)
-            .stdin(std::process::Stdio::piped());
-    } else {
-        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir);
-    }
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not listen on port {port} within 20s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Smtp { child, port, dir })
-}
-
-/// The text of the first message in the server's maildir, waiting up to
-/// 10 s for it.
-fn first_message(smtp: &Smtp) -> String {
-    let new = smtp.dir.path().join("mail/new");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let files: Vec<_> = std::fs::read_dir(&new)
-            .map(|r| r.flatten().collect())
-            .unwrap_or_default();
-        if let Some(f) = files.first() {
-            return std::fs::read_to_string(f.path()).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no message in the maildir");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn messages(smtp: &Smtp) -> usize {
-    std::fs::read_dir(smtp.dir.path().join("mail/new")).map_or(0, |r| r.count())
-}
-
-fn email(port: u16, tls: SmtpTls) -> NotifyTarget {
-    let mut t = NotifyTarget::new(
-        "mail",
-        NotifyKind::Email(EmailConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            tls,
-            user: None,
-            password: None,
-            from: "bunker <bunker@example.com>".into(),
-            to: vec!["ops@example.com".into(), "oncall@example.com".into()],
-        }),
-    );
-    t.retry_for = Duration::from_secs(5);
-    t
-}
-
 #[test]
-fn email_arrives_at_a_real_smtp_server_with_subject_and_body() {
-    let Some(smtp) = start_smtp() else { return };
-    let n = Notifier::new(&[email(smtp.port, SmtpTls::None)])
-        .unwrap()
-        .with_host("testhost");
-    let d = n.send(&failure("db"));
-    assert!(d[0].ok, "{d:?}");
-    let text = first_message(&smtp);
-    assert!(
-        text.contains("Subject: bunker: backup of db failed"),
-        "{text}"
-    );
-    assert!(text.contains("ops@example.com") && text.contains("oncall@example.com"));
-    assert!(text.contains("disk full"), "{text}");
-    assert!(text.contains("Host:       testhost"), "{text}");
-}
-
-#[test]
-fn starttls_is_required_not_skipped_when_the_server_lacks_it() {
-    let Some(smtp) = start_smtp() else { return };
-    let n = Notifier::new(&[email(smtp.port, SmtpTls::StartTls)]).unwrap();
-    let start = Instant::now();
-    let d = n.send(&failure("db"));
-    assert!(!d[0].ok);
-    assert_eq!(d[0].attempts, 1, "a missing STARTTLS is not retried: {d:?}");
-    assert!(start.elapsed() < Duration::from_secs(5));
-    let err = d[0].error.clone().unwrap();
-    assert!(err.contains("SMTP 127.0.0.1:"), "{err}");
-    assert_eq!(messages(&smtp), 0, "the message went out without TLS");
-}
-
-#[test]
-fn smtp_authentication_uses_the_password_source_and_a_wrong_one_is_not_retried() {
-    let Some(smtp) = start_smtp_with(true) else {
+fn https_to_a_receiver_of_a_private_ca_needs_its_ca_file() {
+    let Some(c) = certs::make() else { return };
+    let Some(rx) = HttpsReceiver::start(&c.cert, &c.key) else {
         return;
     };
-    let pw = smtp.dir.path().join("smtp-password");
-    std::fs::write(&pw, "pw\n").unwrap();
-    let mut t = email(smtp.port, SmtpTls::None);
-    if let NotifyKind::Email(e) = &mut t.kind {
-        e.user = Some("bunker".into());
-        e.password = Some(bunker_policy::PasswordSource::File(pw.clone()));
-    }
-    let n = Notifier::new(&[t.clone()]).unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", rx.port);
+    let untrusted = Notifier::new(&[webhook("w", &url, WebhookFormat::Json)]).unwrap();
+    let d = untrusted.send(&failure("db"));
+    assert!(!d[0].ok, "an untrusted certificate was accepted");
+    assert_eq!(d[0].attempts, 1, "a certificate failure is final: {d:?}");
+    let err = d[0].error.clone().unwrap();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    let mut t = webhook("w", &url, WebhookFormat::Json);
+    t.ca_file = Some(c.ca.clone());
+    let n = Notifier::new(&[t]).unwrap();
     let d = n.send(&failure("db"));
     assert!(d[0].ok, "{d:?}");
-    assert!(first_message(&smtp).contains("Subject: bunker: backup of db failed"));
-
-    std::fs::write(&pw, "wrong-s3cret\n").unwrap();
-    let d = n.send(&failure("db"));
-    assert!(!d[0].ok);
-    assert_eq!(d[0].attempts, 1, "a refused login is not retried: {d:?}");
-    let err = d[0].error.clone().unwrap();
-    assert!(err.contains("535"), "{err}");
-    assert!(!err.contains("s3cret"), "the password leaked: {err}");
-
-    // No user: the server refuses the mail (530), permanently.
-    let anonymous = Notifier::new(&[email(smtp.port, SmtpTls::None)]).unwrap();
-    let d = anonymous.send(&failure("db"));
-    assert!(!d[0].ok && d[0].attempts == 1, "{d:?}");
-    assert_eq!(messages(&smtp), 1);
+    let got = rx.wait_for(1);
+    assert!(got[0].starts_with("/hook {"), "{got:?}");
+    assert!(got[0].contains("disk full"), "{got:?}");
 }
