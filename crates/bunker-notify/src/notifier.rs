@@ -160,6 +160,18 @@ impl Notifier {
             .collect()
     }
 
+    /// Adds earlier counts to the failure counters of the targets that have
+    /// the same names, e.g. those of the notifier this one replaces after a
+    /// policy reload, so `bunker_notifications_failed_total` keeps counting
+    /// up. Names this notifier does not have are ignored.
+    pub fn add_failed_totals(&self, earlier: &BTreeMap<String, u64>) {
+        for t in &self.targets {
+            if let Some(n) = earlier.get(&t.cfg.name) {
+                t.failed.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The targets' names, in policy order.
     pub fn target_names(&self) -> Vec<String> {
         self.targets.iter().map(|t| t.cfg.name.clone()).collect()

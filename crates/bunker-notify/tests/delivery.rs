@@ -132,6 +132,12 @@ fn a_400_is_not_retried_and_is_counted() {
     // The second notice goes through (the script is exhausted): the counter stays.
     assert!(n.send(&failure("db"))[0].ok);
     assert_eq!(n.failed_total()["w"], 1);
+    // A notifier rebuilt after a reload can keep counting up.
+    let other = webhook("gone", &url, WebhookFormat::Json);
+    let rebuilt = Notifier::new(&[webhook("w", &url, WebhookFormat::Json), other]).unwrap();
+    rebuilt.add_failed_totals(&n.failed_total());
+    assert_eq!(rebuilt.failed_total()["w"], 1);
+    assert_eq!(rebuilt.failed_total()["gone"], 0);
 }
 
 #[test]
