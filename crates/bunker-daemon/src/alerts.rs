@@ -61,7 +61,12 @@ impl Alerts {
     /// A reloaded policy: new targets; forget items and repositories that
     /// are gone.
     pub fn reconfigure(&mut self, policy: &Policy) {
+        let earlier = self.notifier.as_ref().map(|n| n.failed_total());
         self.notifier = notifier_for(policy);
+        // `bunker_notifications_failed_total` keeps counting up.
+        if let (Some(n), Some(earlier)) = (&self.notifier, earlier) {
+            n.add_failed_totals(&earlier);
+        }
         let items: Vec<&str> = policy.items.iter().map(|i| i.name.as_str()).collect();
         let repos: Vec<&str> = policy.repositories.keys().map(String::as_str).collect();
         self.state.retain(&items, &repos);

@@ -7,7 +7,7 @@ use bunker_policy::{EmailConfig, SmtpTls};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use std::time::Duration;
 pub(crate) struct Mailer {
     target: String,
     cfg: EmailConfig,
+    /// Extra trusted CA certificates (PEM) from the target's `ca_file`.
+    ca: Option<Vec<u8>>,
     from: Mailbox,
     to: Vec<Mailbox>,
 }
@@ -22,7 +24,11 @@ pub(crate) struct Mailer {
 impl Mailer {
     /// Checks and prepares `cfg` of target `target`: every address must
     /// parse.
-    pub(crate) fn new(target: &str, cfg: &EmailConfig) -> Result<Mailer, NotifyError> {
+    pub(crate) fn new(
+        target: &str,
+        cfg: &EmailConfig,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Mailer, NotifyError> {
         let parse = |field: &str, s: &str| {
             s.parse::<Mailbox>().map_err(|e| NotifyError::Config {
                 target: target.to_string(),
@@ -41,9 +47,16 @@ impl Mailer {
                 reason: "\"to\" names no recipient".into(),
             });
         }
+        if let Some(pem) = &ca {
+            Certificate::from_pem(pem).map_err(|e| NotifyError::Config {
+                target: target.to_string(),
+                reason: format!("its ca_file is not PEM certificates: {}", describe(&e)),
+            })?;
+        }
         Ok(Mailer {
             target: target.to_string(),
             cfg: cfg.clone(),
+            ca,
             from,
             to,
         })
@@ -78,11 +91,18 @@ impl Mailer {
         let message = self.message(notice, host)?;
         let smtp_err = |e: lettre::transport::smtp::Error| NotifyError::Smtp {
             server: self.server(),
-            transient: !e.is_permanent() && !e.is_client(),
+            transient: is_transient(&e),
             reason: describe(&e),
         };
         let tls_params = || {
-            TlsParameters::new(self.cfg.host.clone()).map_err(|e| NotifyError::Config {
+            let mut b = TlsParameters::builder(self.cfg.host.clone());
+            if let Some(pem) = &self.ca {
+                // Parsed successfully in `new`.
+                if let Ok(c) = Certificate::from_pem(pem) {
+                    b = b.add_root_certificate(c);
+                }
+            }
+            b.build().map_err(|e| NotifyError::Config {
                 target: self.target.clone(),
                 reason: format!("cannot set up TLS for {}: {}", self.cfg.host, describe(&e)),
             })
@@ -111,6 +131,19 @@ impl Mailer {
             b = b.credentials(Credentials::new(user.clone(), password));
         }
         b.build().send(&message).map(|_| ()).map_err(smtp_err)
+    }
+}
+
+/// Whether another attempt could help: temporary (4xx) answers, time-outs
+/// and network failures, but not permanent answers, TLS failures (an
+/// untrusted certificate, a server without STARTTLS) or client errors.
+fn is_transient(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_permanent() || e.is_client() || e.is_tls() || e.is_response() {
+        false
+    } else if e.is_transient() || e.is_timeout() {
+        true
+    } else {
+        !crate::http::is_invalid_data(e)
     }
 }
 
@@ -169,12 +202,17 @@ mod tests {
 
     #[test]
     fn addresses_are_checked_when_prepared() {
-        assert!(Mailer::new("m", &cfg("bunker <b@example.com>", &["ops@example.com"])).is_ok());
-        let err = Mailer::new("m", &cfg("b@example.com", &["not an address"]))
+        assert!(Mailer::new(
+            "m",
+            &cfg("bunker <b@example.com>", &["ops@example.com"]),
+            None
+        )
+        .is_ok());
+        let err = Mailer::new("m", &cfg("b@example.com", &["not an address"]), None)
             .err()
             .unwrap();
         assert!(err.to_string().contains("\"to\""), "{err}");
-        assert!(Mailer::new("m", &cfg("b@example.com", &[])).is_err());
+        assert!(Mailer::new("m", &cfg("b@example.com", &[]), None).is_err());
     }
 
     #[test]

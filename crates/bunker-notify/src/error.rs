@@ -39,6 +39,9 @@ pub enum NotifyError {
         url: String,
         /// What happened.
         reason: String,
+        /// False when another attempt cannot help (a certificate that is
+        /// not trusted, for one).
+        retryable: bool,
     },
     /// The SMTP exchange failed.
     #[error("SMTP {server}: {reason}")]
@@ -63,13 +66,25 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
-    /// Whether another attempt could succeed: transport failures, HTTP 5xx,
+    /// The message without the target's name, for places that show the
+    /// name already (a [`crate::Delivery`]'s `error`).
+    pub fn detail(&self) -> String {
+        match self {
+            NotifyError::Config { reason, .. } | NotifyError::NotApplicable { reason, .. } => {
+                reason.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether another attempt could succeed: transport failures (but TLS
+    /// certificate failures), HTTP 5xx,
     /// 408 and 429, and transient SMTP failures are retried; other 4xx,
     /// configuration problems and unknown targets are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             NotifyError::Http { status, .. } => *status >= 500 || matches!(status, 408 | 429),
-            NotifyError::Transport { .. } => true,
+            NotifyError::Transport { retryable, .. } => *retryable,
             NotifyError::Smtp { transient, .. } => *transient,
             NotifyError::UnknownTarget { .. }
             | NotifyError::Config { .. }

@@ -21,6 +21,7 @@ pub(crate) fn send(
     t: &NotifyTarget,
     notice: &Notice,
     host: &str,
+    ca: &[reqwest::Certificate],
     timeout: Duration,
 ) -> Result<(), NotifyError> {
     let (url, body, content_type, headers): (String, String, &str, Vec<(String, String)>) =
@@ -53,7 +54,42 @@ pub(crate) fn send(
                 })
             }
         };
-    post(&t.name, &url, body, content_type, &headers, timeout)
+    post(&t.name, &url, body, content_type, &headers, ca, timeout)
+}
+
+/// The certificates of a PEM file (a `ca_file`), checked once when the
+/// notifier is built.
+pub(crate) fn load_ca(target: &str, pem: &[u8]) -> Result<Vec<reqwest::Certificate>, NotifyError> {
+    match reqwest::Certificate::from_pem_bundle(pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(NotifyError::Config {
+            target: target.to_string(),
+            reason: "its ca_file holds no PEM certificate".into(),
+        }),
+        Err(e) => Err(NotifyError::Config {
+            target: target.to_string(),
+            reason: format!("its ca_file is not PEM certificates: {}", root_cause(&e)),
+        }),
+    }
+}
+
+/// Checks that every header name and value can be sent (values are not
+/// repeated in the error: they may be tokens).
+pub(crate) fn check_headers(
+    target: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), NotifyError> {
+    for (k, v) in headers {
+        let ok = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_bytes(v.as_bytes()).is_ok();
+        if !ok {
+            return Err(NotifyError::Config {
+                target: target.to_string(),
+                reason: format!("header \"{k}\" has a name or value HTTP does not allow"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// POSTs `body` to `url`; a status outside 2xx is an error.
@@ -63,10 +99,15 @@ fn post(
     body: String,
     content_type: &str,
     headers: &[(String, String)],
+    ca: &[reqwest::Certificate],
     timeout: Duration,
 ) -> Result<(), NotifyError> {
     let shown = redact_url(url);
-    let client = reqwest::blocking::Client::builder()
+    let mut builder = reqwest::blocking::Client::builder();
+    for c in ca {
+        builder = builder.add_root_certificate(c.clone());
+    }
+    let client = builder
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("bunker/", env!("CARGO_PKG_VERSION")))
@@ -99,6 +140,7 @@ fn post(
     let resp = req.send().map_err(|e| NotifyError::Transport {
         url: shown.clone(),
         reason: describe(&e, timeout),
+        retryable: !is_invalid_data(&e),
     })?;
     let status = resp.status();
     if status.is_success() {
@@ -120,6 +162,28 @@ fn post(
         status: status.as_u16(),
         body,
     })
+}
+
+/// Whether an I/O error of kind `InvalidData` is among the causes: how
+/// rustls reports a certificate it does not trust or a broken handshake,
+/// which another attempt cannot fix.
+pub(crate) fn is_invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        match err.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::InvalidData => return true,
+            // An I/O error's `source` skips the error it wraps (hyper wraps
+            // rustls' InvalidData error in one of kind Other): look inside.
+            Some(io) => {
+                cur = match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                    None => None,
+                }
+            }
+            None => cur = err.source(),
+        }
+    }
+    false
 }
 
 /// A reqwest error without its URL (which may carry a token).
@@ -289,6 +353,16 @@ mod tests {
             ping_url(&fixed, &Notice::test(None)).unwrap(),
             "https://hc.example/uuid/log"
         );
+    }
+
+    #[test]
+    fn unsendable_headers_are_refused_without_their_value() {
+        let mut h = BTreeMap::new();
+        h.insert("X-Token".to_string(), "s3cret\u{7}".to_string());
+        let err = check_headers("w", &h).unwrap_err().to_string();
+        assert!(err.contains("X-Token") && !err.contains("s3cret"), "{err}");
+        h.insert("X-Token".to_string(), "fine".to_string());
+        assert!(check_headers("w", &h).is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::error::NotifyError;
 use crate::notice::Notice;
 use crate::{email, http};
-use bunker_policy::{NotifyKind, NotifyTarget};
+use bunker_policy::{EventKind, NotifyKind, NotifyTarget};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ pub struct Delivery {
 /// One target, ready to deliver.
 struct Target {
     cfg: NotifyTarget,
+    /// The extra CA certificates of `ca_file`, for HTTPS.
+    ca: Vec<reqwest::Certificate>,
     /// The parsed email settings of an email target.
     mail: Option<email::Mailer>,
     failed: AtomicU64,
@@ -64,12 +66,29 @@ impl Notifier {
     pub fn new(targets: &[NotifyTarget]) -> Result<Notifier, NotifyError> {
         let mut out = Vec::with_capacity(targets.len());
         for cfg in targets {
+            let pem = match &cfg.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| NotifyError::Config {
+                    target: cfg.name.clone(),
+                    reason: format!("cannot read its ca_file {}: {e}", path.display()),
+                })?),
+                None => None,
+            };
+            // Checked for every kind (it must hold certificates); kept for HTTP.
+            let ca = match &pem {
+                Some(pem) => http::load_ca(&cfg.name, pem)?,
+                None => Vec::new(),
+            };
             let mail = match &cfg.kind {
-                NotifyKind::Email(e) => Some(email::Mailer::new(&cfg.name, e)?),
-                _ => None,
+                NotifyKind::Email(e) => Some(email::Mailer::new(&cfg.name, e, pem)?),
+                NotifyKind::Webhook { headers, .. } => {
+                    http::check_headers(&cfg.name, headers)?;
+                    None
+                }
+                NotifyKind::Healthchecks { .. } => None,
             };
             out.push(Target {
                 cfg: cfg.clone(),
+                ca,
                 mail,
                 failed: AtomicU64::new(0),
             });
@@ -113,8 +132,23 @@ impl Notifier {
                 name: target.to_string(),
                 known: self.target_names(),
             })?;
-        let mut out = self.deliver_all(&[t], notice);
-        Ok(out.remove(0))
+        // One target in, one delivery out.
+        let out = self.deliver_all(&[t], notice);
+        Ok(out.into_iter().next().unwrap_or_else(|| Delivery {
+            target: target.to_string(),
+            ok: false,
+            attempts: 0,
+            error: Some("no delivery was made".into()),
+        }))
+    }
+
+    /// Delivers `notice` to every target, whatever their filters say (for
+    /// `bunker notify test`), in parallel. A target the notice does not
+    /// apply to (a healthchecks target without a URL for it) is a failed
+    /// delivery here.
+    pub fn send_all(&self, notice: &Notice) -> Vec<Delivery> {
+        let all: Vec<&Target> = self.targets.iter().collect();
+        self.deliver_all(&all, notice)
     }
 
     /// Failed deliveries so far, per target name (every target listed, from
@@ -126,6 +160,18 @@ impl Notifier {
             .collect()
     }
 
+    /// Adds earlier counts to the failure counters of the targets that have
+    /// the same names, e.g. those of the notifier this one replaces after a
+    /// policy reload, so `bunker_notifications_failed_total` keeps counting
+    /// up. Names this notifier does not have are ignored.
+    pub fn add_failed_totals(&self, earlier: &BTreeMap<String, u64>) {
+        for t in &self.targets {
+            if let Some(n) = earlier.get(&t.cfg.name) {
+                t.failed.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The targets' names, in policy order.
     pub fn target_names(&self) -> Vec<String> {
         self.targets.iter().map(|t| t.cfg.name.clone()).collect()
@@ -135,24 +181,33 @@ impl Notifier {
     /// Invariant: deliveries never run on the caller's thread, which may
     /// belong to an async runtime (the HTTP client must not run there).
     fn deliver_all(&self, targets: &[&Target], notice: &Notice) -> Vec<Delivery> {
+        let failed = |t: &Target, why: &str| {
+            t.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target_name = %t.cfg.name, "notification not delivered: {why}");
+            Delivery {
+                target: t.cfg.name.clone(),
+                ok: false,
+                attempts: 0,
+                error: Some(why.to_string()),
+            }
+        };
         std::thread::scope(|s| {
             let handles: Vec<_> = targets
                 .iter()
-                .map(|t| (t, s.spawn(|| self.deliver(t, notice))))
+                .map(|t| {
+                    let h = std::thread::Builder::new()
+                        .name(format!("notify-{}", t.cfg.name))
+                        .spawn_scoped(s, || self.deliver(t, notice));
+                    (t, h)
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|(t, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        t.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target_name = %t.cfg.name, "notification delivery panicked");
-                        Delivery {
-                            target: t.cfg.name.clone(),
-                            ok: false,
-                            attempts: 0,
-                            error: Some("the delivery thread panicked".into()),
-                        }
-                    })
+                .map(|(t, h)| match h {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|_| failed(t, "the delivery thread panicked")),
+                    Err(e) => failed(t, &format!("cannot start a delivery thread: {e}")),
                 })
                 .collect()
         })
@@ -198,13 +253,20 @@ impl Notifier {
             }
             Err(e) => {
                 t.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target_name = %t.cfg.name, event = %notice.kind, attempts,
-                    elapsed = ?start.elapsed(), error = %e, "notification not delivered");
+                // A test's caller reports the failure itself (`notify test`):
+                // it is logged, but not as a warning.
+                if notice.kind == EventKind::Test {
+                    tracing::info!(target_name = %t.cfg.name, event = %notice.kind, attempts,
+                        elapsed = ?start.elapsed(), error = %e, "test notification not delivered");
+                } else {
+                    tracing::warn!(target_name = %t.cfg.name, event = %notice.kind, attempts,
+                        elapsed = ?start.elapsed(), error = %e, "notification not delivered");
+                }
                 Delivery {
                     target: t.cfg.name.clone(),
                     ok: false,
                     attempts,
-                    error: Some(e.to_string()),
+                    error: Some(e.detail()),
                 }
             }
         }
@@ -213,7 +275,7 @@ impl Notifier {
     fn attempt(&self, t: &Target, notice: &Notice, timeout: Duration) -> Result<(), NotifyError> {
         match (&t.cfg.kind, &t.mail) {
             (NotifyKind::Webhook { .. }, _) | (NotifyKind::Healthchecks { .. }, _) => {
-                http::send(&t.cfg, notice, &self.host, timeout)
+                http::send(&t.cfg, notice, &self.host, &t.ca, timeout)
             }
             (NotifyKind::Email(_), Some(m)) => m.send(notice, &self.host, timeout),
             (NotifyKind::Email(_), None) => Err(NotifyError::Config {

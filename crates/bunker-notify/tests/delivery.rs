@@ -1,16 +1,14 @@
-//! Deliveries to real receivers on loopback: an HTTP server in the test for
-//! webhooks and healthchecks pings, Debian's aiosmtpd for email.
+//! HTTP deliveries to real receivers on loopback: an HTTP server in the
+//! test for webhooks and healthchecks pings, Python's for HTTPS.
 
 mod support;
 
 use bunker_notify::{AlertState, Notice, Notifier};
-use bunker_policy::{
-    EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, Priority, SmtpTls,
-    WebhookFormat,
-};
+use bunker_policy::{EventKind, NotifyFilter, NotifyKind, NotifyTarget, Priority, WebhookFormat};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::receiver::{dead_url, Receiver};
+use support::certs;
+use support::receiver::{dead_url, HttpsReceiver, Receiver};
 
 fn webhook(name: &str, url: &str, format: WebhookFormat) -> NotifyTarget {
     let mut t = NotifyTarget::new(
@@ -79,6 +77,19 @@ fn every_webhook_format_arrives_in_its_shape() {
     assert_eq!(ntfy.header("tags"), Some("rotating_light,bunker,failure"));
 }
 
+/// The daemon runs on an async runtime: a send from one of its threads must
+/// work (the blocking HTTP client panics when used on such a thread, so the
+/// notifier delivers on threads of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn sending_from_an_async_runtime_thread_works() {
+    let rx = Receiver::start();
+    let n = Notifier::new(&[webhook("w", &rx.url("/h"), WebhookFormat::Json)]).unwrap();
+    let d = n.send(&failure("db"));
+    assert!(d[0].ok, "{d:?}");
+    drop(n);
+    assert_eq!(rx.wait_for(1).len(), 1);
+}
+
 #[test]
 fn policy_headers_are_sent() {
     let rx = Receiver::start();
@@ -121,6 +132,12 @@ fn a_400_is_not_retried_and_is_counted() {
     // The second notice goes through (the script is exhausted): the counter stays.
     assert!(n.send(&failure("db"))[0].ok);
     assert_eq!(n.failed_total()["w"], 1);
+    // A notifier rebuilt after a reload can keep counting up.
+    let other = webhook("gone", &url, WebhookFormat::Json);
+    let rebuilt = Notifier::new(&[webhook("w", &url, WebhookFormat::Json), other]).unwrap();
+    rebuilt.add_failed_totals(&n.failed_total());
+    assert_eq!(rebuilt.failed_total()["w"], 1);
+    assert_eq!(rebuilt.failed_total()["gone"], 0);
 }
 
 #[test]
@@ -223,116 +240,26 @@ fn healthchecks_pings_start_success_and_fail_paths() {
     assert_eq!(n.failed_total()["hc2"], 0);
 }
 
-/// aiosmtpd storing messages in a maildir, on a free loopback port.
-struct Smtp {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_smtp() -> Option<Smtp> {
-    let python = "/usr/bin/python3";
-    let has = std::process::Command::new(python)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        eprintln!(
-            "skipping: aiosmtpd for {python} is not installed (Debian package python3-aiosmtpd)"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let child = std::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not listen on port {port} within 20s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Smtp { child, port, dir })
-}
-
-fn email(port: u16, tls: SmtpTls) -> NotifyTarget {
-    let mut t = NotifyTarget::new(
-        "mail",
-        NotifyKind::Email(EmailConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            tls,
-            user: None,
-            password: None,
-            from: "bunker <bunker@example.com>".into(),
-            to: vec!["ops@example.com".into(), "oncall@example.com".into()],
-        }),
-    );
-    t.retry_for = Duration::from_secs(5);
-    t
-}
-
 #[test]
-fn email_arrives_at_a_real_smtp_server_with_subject_and_body() {
-    let Some(smtp) = start_smtp() else { return };
-    let n = Notifier::new(&[email(smtp.port, SmtpTls::None)])
-        .unwrap()
-        .with_host("testhost");
+fn https_to_a_receiver_of_a_private_ca_needs_its_ca_file() {
+    let Some(c) = certs::make() else { return };
+    let Some(rx) = HttpsReceiver::start(&c.cert, &c.key) else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}/hook", rx.port);
+    let untrusted = Notifier::new(&[webhook("w", &url, WebhookFormat::Json)]).unwrap();
+    let d = untrusted.send(&failure("db"));
+    assert!(!d[0].ok, "an untrusted certificate was accepted");
+    assert_eq!(d[0].attempts, 1, "a certificate failure is final: {d:?}");
+    let err = d[0].error.clone().unwrap();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    let mut t = webhook("w", &url, WebhookFormat::Json);
+    t.ca_file = Some(c.ca.clone());
+    let n = Notifier::new(&[t]).unwrap();
     let d = n.send(&failure("db"));
     assert!(d[0].ok, "{d:?}");
-    let new = smtp.dir.path().join("mail/new");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let files: Vec<_> = std::fs::read_dir(&new)
-            .map(|r| r.flatten().collect())
-            .unwrap_or_default();
-        if let Some(f) = files.first() {
-            break std::fs::read_to_string(f.path()).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no message in the maildir");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        text.contains("Subject: bunker: backup of db failed"),
-        "{text}"
-    );
-    assert!(text.contains("ops@example.com") && text.contains("oncall@example.com"));
-    assert!(text.contains("disk full"), "{text}");
-    assert!(text.contains("Host:       testhost"), "{text}");
-}
-
-#[test]
-fn starttls_is_required_not_skipped_when_the_server_lacks_it() {
-    let Some(smtp) = start_smtp() else { return };
-    let n = Notifier::new(&[email(smtp.port, SmtpTls::StartTls)]).unwrap();
-    let start = Instant::now();
-    let d = n.send(&failure("db"));
-    assert!(!d[0].ok);
-    assert_eq!(d[0].attempts, 1, "a missing STARTTLS is not retried: {d:?}");
-    assert!(start.elapsed() < Duration::from_secs(5));
-    let err = d[0].error.clone().unwrap();
-    assert!(err.contains("SMTP 127.0.0.1:"), "{err}");
-    let new = smtp.dir.path().join("mail/new");
-    let delivered = std::fs::read_dir(&new).map_or(0, |r| r.count());
-    assert_eq!(delivered, 0, "the message went out without TLS");
+    let got = rx.wait_for(1);
+    assert!(got[0].starts_with("/hook {"), "{got:?}");
+    assert!(got[0].contains("disk full"), "{got:?}");
 }

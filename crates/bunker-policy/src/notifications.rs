@@ -12,6 +12,7 @@ use crate::model::{PasswordSource, Priority};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Per-attempt time limit when a target sets no `timeout`.
@@ -33,6 +34,10 @@ pub struct NotifyTarget {
     /// Total time for one delivery including retries (`retry_for`, default
     /// 30s); no new attempt starts after it.
     pub retry_for: Duration,
+    /// PEM file of extra CA certificates trusted for this target's HTTPS or
+    /// SMTP TLS (`ca_file`; for receivers with a private CA), besides the
+    /// built-in Mozilla roots. Resolved against the policy file's directory.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl NotifyTarget {
@@ -44,6 +49,7 @@ impl NotifyTarget {
             filter: NotifyFilter::default(),
             timeout: DEFAULT_NOTIFY_TIMEOUT,
             retry_for: DEFAULT_NOTIFY_RETRY_FOR,
+            ca_file: None,
         }
     }
 
@@ -76,6 +82,9 @@ impl fmt::Display for NotifyTarget {
         if !self.filter.priorities.is_empty() {
             let p: Vec<&str> = self.filter.priorities.iter().map(|p| p.as_str()).collect();
             write!(f, ", priorities {}", p.join(", "))?;
+        }
+        if let Some(ca) = &self.ca_file {
+            write!(f, ", ca_file {}", ca.display())?;
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ pub mod config;
 pub mod daemon;
 pub mod forget;
 pub mod history;
+pub mod notify;
 pub mod pg;
 pub mod prune;
 pub mod recover;
@@ -76,6 +77,7 @@ pub enum Command {
     Pg(pg::PgArgs),
     Daemon(daemon::DaemonArgs),
     History(history::HistoryArgs),
+    Notify(notify::NotifyArgs),
 }
 
 /// Run one verb.
@@ -112,6 +114,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Pg(a) => pg::run(g, a),
         Command::Daemon(a) => daemon::run(g, a),
         Command::History(a) => history::run(g, a),
+        Command::Notify(a) => notify::run(g, a),
     }
 }
 

@@ -152,3 +152,99 @@ pub fn dead_url() -> String {
     drop(l);
     format!("http://{addr}/hook")
 }
+
+/// Python's HTTP server behind TLS, recording `PATH BODY` lines; arguments:
+/// port, certificate, key, log file.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(sys.argv[4], "ab") as f:
+            f.write(self.path.encode() + b" " + body + b"\n")
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+
+/// A real HTTPS receiver (Python's http.server with TLS); stopped when
+/// dropped.
+pub struct HttpsReceiver {
+    child: std::process::Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for HttpsReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl HttpsReceiver {
+    /// Starts it with this certificate and key, or returns `None` with a
+    /// note when /usr/bin/python3 is missing.
+    pub fn start(cert: &std::path::Path, key: &std::path::Path) -> Option<HttpsReceiver> {
+        let python = "/usr/bin/python3";
+        if !std::path::Path::new(python).exists() {
+            eprintln!("skipping: {python} is not installed");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.log");
+        let child = std::process::Command::new(python)
+            .args(["-c", HTTPS_SERVER])
+            .arg(port.to_string())
+            .arg(cert)
+            .arg(key)
+            .arg(&log)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the HTTPS receiver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the HTTPS receiver did not listen on port {port} within 20s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(HttpsReceiver {
+            child,
+            port,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// Waits (up to 10 s) for `n` requests; returns their `PATH BODY` lines.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<String> = std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -21,6 +21,7 @@ const TARGET_KEYS: &[&str] = &[
     "priorities",
     "timeout",
     "retry_for",
+    "ca_file",
 ];
 const KIND_KEYS: &[&str] = &["webhook", "healthchecks", "email"];
 const WEBHOOK_KEYS: &[&str] = &["url", "format", "headers"];
@@ -176,12 +177,17 @@ fn parse_target(
         .get("retry_for")
         .and_then(|v| cx.duration(v, &key(path, "retry_for"), "retry_for", &wher))
         .unwrap_or(DEFAULT_NOTIFY_RETRY_FOR);
+    let ca_file = m
+        .get("ca_file")
+        .and_then(|v| cx.string(v, &key(path, "ca_file"), "ca_file", &wher))
+        .map(|s| cx.resolve(&s));
     Some(NotifyTarget {
         name: name.to_string(),
         kind: kind?,
         filter,
         timeout,
         retry_for,
+        ca_file,
     })
 }
 

@@ -41,6 +41,7 @@ const ALL_KINDS: &str = r#"
     priorities: [critical, important]
     timeout: 5s
     retry_for: 2m
+    ca_file: /etc/bunker/private-ca.pem
   hc:
     healthchecks:
       url: https://hc-ping.com/${TOKEN}/{item}?create=1
@@ -83,6 +84,10 @@ fn every_target_kind_parses() {
     );
     assert_eq!(chat.timeout, Duration::from_secs(5));
     assert_eq!(chat.retry_for, Duration::from_secs(120));
+    assert_eq!(
+        chat.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/bunker/private-ca.pem"))
+    );
 
     let hc = &p.notifications[1];
     assert!(
