@@ -34,10 +34,19 @@ fn snapshot_times(dir: &Path, item: &str) -> Vec<String> {
     let out = bunker(dir)
         .env("BUNKER_REPOSITORY", dir.join("repo"))
         .env("BUNKER_PASSWORD_FILE", dir.join("pw"))
-        .args(["snapshots", "--json", "--tag", &format!("bunker:item={item}")])
+        .args([
+            "snapshots",
+            "--json",
+            "--tag",
+            &format!("bunker:item={item}"),
+        ])
         .output()
         .expect("snapshots");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     v.as_array()
         .map(|a| {
@@ -57,9 +66,11 @@ fn scheduled_runs_happen_and_history_and_metrics_agree_with_the_repository() {
     let dir = setup();
     write_policy(dir.path(), POLICY);
     let mut d = Daemon::start(dir.path(), &[]);
-    wait_for("three successful runs of docs", Duration::from_secs(60), || {
-        (successes(&d.runs("docs")) >= 3).then_some(())
-    });
+    wait_for(
+        "three successful runs of docs",
+        Duration::from_secs(60),
+        || (successes(&d.runs("docs")) >= 3).then_some(()),
+    );
     // Every item's series exist; the failing item counts as failed.
     let text = d.metrics();
     let failed = metric(
@@ -69,11 +80,17 @@ fn scheduled_runs_happen_and_history_and_metrics_agree_with_the_repository() {
     .expect("broken's failed series");
     assert!(failed >= 1.0, "{text}");
     assert_eq!(
-        metric(&text, "bunker_backup_last_success_timestamp_seconds{item=\"broken\",target=\"local\"}"),
+        metric(
+            &text,
+            "bunker_backup_last_success_timestamp_seconds{item=\"broken\",target=\"local\"}"
+        ),
         Some(0.0),
         "never succeeded is visible"
     );
-    assert_eq!(metric(&text, "bunker_item_rpo_breached{item=\"docs\"}"), Some(0.0));
+    assert_eq!(
+        metric(&text, "bunker_item_rpo_breached{item=\"docs\"}"),
+        Some(0.0)
+    );
     if have("promtool", "--version") {
         let mut p = Command::new("promtool")
             .args(["check", "metrics"])
@@ -83,7 +100,11 @@ fn scheduled_runs_happen_and_history_and_metrics_agree_with_the_repository() {
             .spawn()
             .expect("promtool");
         use std::io::Write;
-        p.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        p.stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
         let out = p.wait_with_output().expect("promtool");
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
@@ -96,26 +117,42 @@ fn scheduled_runs_happen_and_history_and_metrics_agree_with_the_repository() {
     }
     // Metrics and history agree (both move while jobs run: poll until a
     // consistent pair is seen).
-    wait_for("metrics and history to agree", Duration::from_secs(30), || {
-        let before = successes(&d.runs("docs"));
-        let m = metric(
-            &d.metrics(),
-            "bunker_backup_runs_total{item=\"docs\",target=\"local\",result=\"success\"}",
-        )?;
-        let after = successes(&d.runs("docs"));
-        (before == after && m as usize == after).then_some(())
-    });
+    wait_for(
+        "metrics and history to agree",
+        Duration::from_secs(30),
+        || {
+            let before = successes(&d.runs("docs"));
+            let m = metric(
+                &d.metrics(),
+                "bunker_backup_runs_total{item=\"docs\",target=\"local\",result=\"success\"}",
+            )?;
+            let after = successes(&d.runs("docs"));
+            (before == after && m as usize == after).then_some(())
+        },
+    );
     let st = d.stop();
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
     // After the stop, the repository holds exactly one snapshot per
     // successful run in the history, and `bunker history` reads it
     // without the daemon.
     let out = bunker(dir.path())
-        .args(["--json", "history", "--item", "docs", "--limit", "1000", "--state-dir"])
+        .args([
+            "--json",
+            "history",
+            "--item",
+            "docs",
+            "--limit",
+            "1000",
+            "--state-dir",
+        ])
         .arg(&d.state)
         .output()
         .expect("history");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -137,14 +174,29 @@ fn after_downtime_across_many_slots_the_daemon_catches_up_once() {
         .args(["init"])
         .output()
         .expect("init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = bunker(dir.path())
         .env("BUNKER_REPOSITORY", dir.path().join("repo"))
         .env("BUNKER_PASSWORD_FILE", dir.path().join("pw"))
-        .args(["backup", "data", "--tag", "bunker:item=docs", "--time", "2020-01-01 00:00:00"])
+        .args([
+            "backup",
+            "data",
+            "--tag",
+            "bunker:item=docs",
+            "--time",
+            "2020-01-01 00:00:00",
+        ])
         .output()
         .expect("backup");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     write_policy(
         dir.path(),
         "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: docs\n    paths: [./data]\n    schedule: every 1h\n",
@@ -160,7 +212,10 @@ fn after_downtime_across_many_slots_the_daemon_catches_up_once() {
     let items = d.json("/api/v1/items");
     let next = items["items"][0]["next"].as_str().expect("next due time");
     let next = chrono::DateTime::parse_from_rfc3339(next).expect("time");
-    assert!(next > chrono::Utc::now() + chrono::Duration::minutes(55), "next {next}");
+    assert!(
+        next > chrono::Utc::now() + chrono::Duration::minutes(55),
+        "next {next}"
+    );
     let status = d.json("/api/v1/status");
     assert_eq!(status["running"].as_array().map(Vec::len), Some(0));
     assert_eq!(d.runs("docs").len(), 1);
@@ -182,15 +237,22 @@ fn sigterm_mid_backup_exits_0_leaving_a_clean_repository_without_locks() {
     let mut d = Daemon::start(dir.path(), &[]);
     // The backup holds its lock while the command runs.
     let locks = dir.path().join("repo/locks");
-    wait_for("the backup to hold its lock", Duration::from_secs(60), || {
-        let n = std::fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0);
-        (n > 0).then_some(())
-    });
+    wait_for(
+        "the backup to hold its lock",
+        Duration::from_secs(60),
+        || {
+            let n = std::fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0);
+            (n > 0).then_some(())
+        },
+    );
     let st = d.stop();
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
     let left: Vec<_> = std::fs::read_dir(&locks).expect("locks dir").collect();
     assert!(left.is_empty(), "locks left: {left:?}");
-    let out = restic(dir.path(), "repo").arg("check").output().expect("restic");
+    let out = restic(dir.path(), "repo")
+        .arg("check")
+        .output()
+        .expect("restic");
     assert!(
         out.status.success(),
         "restic check: {}{}",
@@ -214,16 +276,27 @@ fn sighup_with_a_broken_policy_keeps_the_old_one_running_and_serving() {
     wait_for("a run of docs", Duration::from_secs(60), || {
         (successes(&d.runs("docs")) >= 1).then_some(())
     });
-    write_policy(dir.path(), "repositories:\n  local: {location: ./repo}\nitems: nope\n");
+    write_policy(
+        dir.path(),
+        "repositories:\n  local: {location: ./repo}\nitems: nope\n",
+    );
     d.signal("HUP");
-    wait_for("the reload error in the log", Duration::from_secs(30), || {
-        d.log_text().contains("the running policy stays in force").then_some(())
-    });
+    wait_for(
+        "the reload error in the log",
+        Duration::from_secs(30),
+        || {
+            d.log_text()
+                .contains("the running policy stays in force")
+                .then_some(())
+        },
+    );
     assert_eq!(d.get("/healthz").status, 200);
     let n = successes(&d.runs("docs"));
-    wait_for("runs to go on with the old policy", Duration::from_secs(60), || {
-        (successes(&d.runs("docs")) > n).then_some(())
-    });
+    wait_for(
+        "runs to go on with the old policy",
+        Duration::from_secs(60),
+        || (successes(&d.runs("docs")) > n).then_some(()),
+    );
     assert!(d.metrics().contains("item=\"docs\""));
     // A fixed policy is taken: an item is added.
     write_policy(
@@ -244,14 +317,22 @@ fn a_policy_error_at_start_up_exits_1_with_every_problem() {
         "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: a\n    paths: [./data]\n    schedule: every often\ndaemon:\n  max_concurrent: 0\n",
     );
     let out = bunker(dir.path())
-        .args(["daemon", "policy.yaml", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "daemon",
+            "policy.yaml",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .output()
         .expect("daemon");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("every often") || err.contains("invalid duration"), "{err}");
+    assert!(
+        err.contains("every often") || err.contains("invalid duration"),
+        "{err}"
+    );
     assert!(err.contains("max_concurrent"), "{err}");
 }
 
@@ -274,19 +355,35 @@ fn a_non_loopback_address_needs_a_token_and_the_api_checks_it() {
     assert_eq!(d.get("/healthz").status, 200, "health needs no token");
     assert_eq!(d.get("/metrics").status, 401);
     assert_eq!(
-        http(d.port, "GET", "/metrics", Some("wrong")).expect("http").status,
+        http(d.port, "GET", "/metrics", Some("wrong"))
+            .expect("http")
+            .status,
         401
     );
     d.token = Some("s3cret-token".into());
     assert_eq!(d.get("/metrics").status, 200);
     // Run now: accepted; an unknown item is 404. No secret in any answer.
     let r = http(d.port, "POST", "/api/v1/items/docs/run", d.token.as_deref()).expect("http");
-    assert!(r.status == 202 || r.status == 409, "{} {}", r.status, r.body);
+    assert!(
+        r.status == 202 || r.status == 409,
+        "{} {}",
+        r.status,
+        r.body
+    );
     let r = http(d.port, "POST", "/api/v1/items/nope/run", d.token.as_deref()).expect("http");
     assert_eq!(r.status, 404);
-    for path in ["/api/v1/status", "/api/v1/items", "/api/v1/runs", "/api/v1/snapshots?item=docs", "/metrics"] {
+    for path in [
+        "/api/v1/status",
+        "/api/v1/items",
+        "/api/v1/runs",
+        "/api/v1/snapshots?item=docs",
+        "/metrics",
+    ] {
         let body = d.get(path).body;
-        assert!(!body.contains("s3cret-token") && !body.contains("daemon-test-password"), "{path}: {body}");
+        assert!(
+            !body.contains("s3cret-token") && !body.contains("daemon-test-password"),
+            "{path}: {body}"
+        );
     }
 }
 
@@ -297,7 +394,10 @@ fn example_alert_rules_pass_promtool() {
         return;
     }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus");
-    for args in [["check", "rules", "alerts.yml"], ["check", "config", "prometheus.yml"]] {
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+    ] {
         let out = Command::new("promtool")
             .args(args)
             .current_dir(&examples)
@@ -325,7 +425,10 @@ fn a_real_prometheus_scraping_the_daemon_fires_the_rpo_alert() {
         "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: late\n    paths: [./data]\n    rpo: 1h\n",
     );
     let d = Daemon::start(dir.path(), &[]);
-    assert_eq!(metric(&d.metrics(), "bunker_item_rpo_breached{item=\"late\"}"), Some(1.0));
+    assert_eq!(
+        metric(&d.metrics(), "bunker_item_rpo_breached{item=\"late\"}"),
+        Some(1.0)
+    );
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus/alerts.yml");
     let prom_port = free_port();
     let cfg = dir.path().join("prometheus.yml");
@@ -340,7 +443,10 @@ fn a_real_prometheus_scraping_the_daemon_fires_the_rpo_alert() {
     .expect("prometheus config");
     let mut prom = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
@@ -368,4 +474,62 @@ fn a_real_prometheus_scraping_the_daemon_fires_the_rpo_alert() {
             .cloned()
     });
     assert_eq!(firing["labels"]["severity"], "critical");
+}
+
+#[test]
+fn notifications_alert_once_per_failure_streak_and_rpo_breach_then_recover() {
+    let dir = setup();
+    let rx = Receiver::start();
+    write_policy(
+        dir.path(),
+        &format!(
+            "repositories:\n  local: {{location: ./repo, password_file: pw}}\nitems:\n  - name: flaky\n    paths: [./data]\n    schedule: every 2s\n    hooks:\n      before: [\"test -f ok\"]\n  - name: late\n    paths: [./data]\n    rpo: 1h\nnotifications:\n  hook:\n    webhook: {{url: \"http://127.0.0.1:{p}/hook\"}}\n  hc:\n    healthchecks: {{url: \"http://127.0.0.1:{p}/hc/{{item}}\"}}\n",
+            p = rx.port
+        ),
+    );
+    let d = Daemon::start(dir.path(), &[]);
+    let failed = |d: &Daemon| {
+        d.runs("flaky")
+            .iter()
+            .filter(|r| r["result"] == "failed")
+            .count()
+    };
+    wait_for(
+        "three failed runs and a failure notice",
+        Duration::from_secs(60),
+        || (failed(&d) >= 3 && rx.count("/hook", "\"event\":\"failure\"") >= 1).then_some(()),
+    );
+    wait_for("the RPO breach notice", Duration::from_secs(30), || {
+        (rx.count("/hook", "\"event\":\"rpo_breach\"") >= 1).then_some(())
+    });
+    assert_eq!(
+        rx.count("/hook", "\"event\":\"failure\""),
+        1,
+        "one notice per streak"
+    );
+    assert_eq!(
+        rx.count("/hook", "\"event\":\"rpo_breach\""),
+        1,
+        "one per breach"
+    );
+    assert!(rx.count_path("/hc/flaky/start") >= 3, "start pings");
+    assert_eq!(rx.count_path("/hc/flaky/fail"), 1);
+    // Fixed: the next run succeeds, one recovery notice.
+    std::fs::write(dir.path().join("ok"), "").expect("fix");
+    wait_for("the recovery notice", Duration::from_secs(60), || {
+        (rx.count("/hook", "\"event\":\"recovery\"") >= 1).then_some(())
+    });
+    assert_eq!(rx.count("/hook", "\"event\":\"recovery\""), 1);
+    wait_for("the success ping", Duration::from_secs(30), || {
+        (rx.count_path("/hc/flaky") >= 1).then_some(())
+    });
+    let state = std::fs::read_to_string(d.state.join("alerts.json")).expect("alert state kept");
+    assert!(state.contains("late"), "{state}");
+    assert_eq!(
+        metric(
+            &d.metrics(),
+            "bunker_notifications_failed_total{target=\"hook\"}"
+        ),
+        Some(0.0)
+    );
 }

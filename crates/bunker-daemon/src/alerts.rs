@@ -46,7 +46,10 @@ impl Alerts {
         let path = state_dir.join(FILE_NAME);
         let state = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                tracing::warn!("{} is unreadable ({e}); alert state starts empty", path.display());
+                tracing::warn!(
+                    "{} is unreadable ({e}); alert state starts empty",
+                    path.display()
+                );
                 AlertState::new()
             }),
             Err(_) => AlertState::new(),
@@ -85,13 +88,18 @@ impl Alerts {
             .and_then(|b| std::fs::write(&tmp, b))
             .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = written {
-            tracing::warn!("cannot save the alert state to {}: {e}", self.path.display());
+            tracing::warn!(
+                "cannot save the alert state to {}: {e}",
+                self.path.display()
+            );
         }
     }
 
     /// Deliver `notices` on a blocking thread.
     fn send(&self, notices: Vec<Notice>) {
-        let Some(n) = self.notifier.clone() else { return };
+        let Some(n) = self.notifier.clone() else {
+            return;
+        };
         if notices.is_empty() {
             return;
         }
@@ -153,8 +161,7 @@ impl Alerts {
                     .run_finished(item, priority, error.as_deref(), now)
             }
             JobKind::Check { repository, .. } => {
-                self.state
-                    .check_finished(repository, error.as_deref(), now)
+                self.state.check_finished(repository, error.as_deref(), now)
             }
             JobKind::Prune { .. } | JobKind::Copy { .. } => match &error {
                 Some(e) => vec![Notice::warning(

@@ -150,7 +150,11 @@ struct Daemon {
     watchers: Watchers,
 }
 
-async fn run_async(opts: DaemonOptions, policy: Policy, history: History) -> Result<(), DaemonError> {
+async fn run_async(
+    opts: DaemonOptions,
+    policy: Policy,
+    history: History,
+) -> Result<(), DaemonError> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| DaemonError::Listen {
@@ -395,11 +399,14 @@ impl Daemon {
     /// Jobs that are due but cannot start (limits, busy repositories) wait
     /// for a job to end, which is an event.
     fn sleep_for(&self, now: chrono::DateTime<Utc>) -> Duration {
-        let next = [self.shared.scheduler().next_wake(now), self.next_rpo_breach(now)]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min();
+        let next = [
+            self.shared.scheduler().next_wake(now),
+            self.next_rpo_breach(now),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min();
         let mut d = next
             .and_then(|t| (t - now).to_std().ok())
             .unwrap_or(MAX_SLEEP)
@@ -418,7 +425,11 @@ impl Daemon {
                 tracing::error!("job {id} panicked (a bug; please report it)");
                 self.running.remove(&id);
                 let mut s = self.shared.scheduler();
-                let last = s.states(Utc::now()).into_iter().find(|j| j.id == id).and_then(|j| j.last);
+                let last = s
+                    .states(Utc::now())
+                    .into_iter()
+                    .find(|j| j.id == id)
+                    .and_then(|j| j.last);
                 s.finished(&id, last);
             }
             Msg::RunNow(id, reply) => {
@@ -449,7 +460,10 @@ impl Daemon {
                 r.job,
                 r.target,
                 r.result.as_str(),
-                r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             );
         }
         if let Err(e) = self.history.add(
@@ -499,7 +513,9 @@ impl Daemon {
             .unwrap_or_default();
         self.alerts.job_finished(&report, priority);
         if let Some(n) = self.alerts.notifier() {
-            self.shared.metrics().set_notifications_failed(n.failed_total());
+            self.shared
+                .metrics()
+                .set_notifications_failed(n.failed_total());
         }
     }
 
@@ -531,7 +547,11 @@ impl Daemon {
                     }
                 }
                 self.watchers = Watchers::new(&p, self.shared.tx.clone());
-                *self.shared.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+                *self
+                    .shared
+                    .policy
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
                 self.seed_from_history();
                 // Read the repositories again soon (new items, new targets).
                 self.last_refresh = tokio::time::Instant::now() - REFRESH_EVERY;
@@ -583,7 +603,12 @@ impl Daemon {
 /// `$XDG_STATE_HOME/bunker`, else `~/.local/state/bunker`.
 pub fn default_state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
-        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !first.is_empty() {
             return PathBuf::from(first);
         }

@@ -82,7 +82,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let body = s.metrics().render();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -224,8 +227,7 @@ async fn run_now(State(s): State<AppState>, Path(name): Path<String>) -> Respons
         return error(StatusCode::NOT_FOUND, format!("no item {name:?}"));
     }
     let (tx, rx) = oneshot::channel();
-    if s
-        .tx
+    if s.tx
         .send(Msg::RunNow(format!("backup:{name}"), tx))
         .await
         .is_err()

@@ -163,7 +163,9 @@ impl Metrics {
 
     /// Declares a notification target (its counter starts at 0).
     pub fn declare_notification_target(&mut self, name: &str) {
-        self.notifications_failed.entry(name.to_string()).or_insert(0);
+        self.notifications_failed
+            .entry(name.to_string())
+            .or_insert(0);
     }
 
     /// How many jobs run now.
@@ -201,7 +203,9 @@ impl Metrics {
             series.targets.keys().cloned().collect()
         };
         for t in targets {
-            let Some(s) = series.targets.get_mut(&t) else { continue };
+            let Some(s) = series.targets.get_mut(&t) else {
+                continue;
+            };
             *s.runs.entry(result).or_insert(0) += 1;
             s.last_run = ts(Some(run.finished));
             if run.result.succeeded() {
@@ -231,14 +235,30 @@ impl Metrics {
                 }
             }
         };
-        head(&mut o, "bunker_backup_last_success_timestamp_seconds", "gauge",
-            "Time of the newest successful backup of the item at the target (0: never).");
-        per_target(&mut o, &|s| s.last_success, "bunker_backup_last_success_timestamp_seconds");
+        head(
+            &mut o,
+            "bunker_backup_last_success_timestamp_seconds",
+            "gauge",
+            "Time of the newest successful backup of the item at the target (0: never).",
+        );
+        per_target(
+            &mut o,
+            &|s| s.last_success,
+            "bunker_backup_last_success_timestamp_seconds",
+        );
         head(&mut o, "bunker_backup_last_run_timestamp_seconds", "gauge",
             "Time the last backup run of the item at the target ended, whatever its result (0: never).");
-        per_target(&mut o, &|s| s.last_run, "bunker_backup_last_run_timestamp_seconds");
-        head(&mut o, "bunker_backup_runs_total", "counter",
-            "Backup runs of the item at the target since the daemon started, by result.");
+        per_target(
+            &mut o,
+            &|s| s.last_run,
+            "bunker_backup_last_run_timestamp_seconds",
+        );
+        head(
+            &mut o,
+            "bunker_backup_runs_total",
+            "counter",
+            "Backup runs of the item at the target since the daemon started, by result.",
+        );
         for (item, s) in &self.items {
             for (t, v) in &s.targets {
                 for (r, n) in &v.runs {
@@ -251,14 +271,26 @@ impl Metrics {
                 }
             }
         }
-        head(&mut o, "bunker_backup_duration_seconds", "gauge",
-            "Duration of the last successful backup of the item at the target.");
+        head(
+            &mut o,
+            "bunker_backup_duration_seconds",
+            "gauge",
+            "Duration of the last successful backup of the item at the target.",
+        );
         per_target(&mut o, &|s| s.duration, "bunker_backup_duration_seconds");
-        head(&mut o, "bunker_backup_added_bytes", "gauge",
-            "Bytes the last successful backup of the item added to the target.");
+        head(
+            &mut o,
+            "bunker_backup_added_bytes",
+            "gauge",
+            "Bytes the last successful backup of the item added to the target.",
+        );
         per_target(&mut o, &|s| s.added, "bunker_backup_added_bytes");
-        head(&mut o, "bunker_item_rpo_seconds", "gauge",
-            "The item's recovery point objective (items with an rpo).");
+        head(
+            &mut o,
+            "bunker_item_rpo_seconds",
+            "gauge",
+            "The item's recovery point objective (items with an rpo).",
+        );
         for (item, s) in &self.items {
             if let Some(rpo) = s.rpo {
                 let _ = writeln!(o, "bunker_item_rpo_seconds{{item=\"{}\"}} {rpo}", esc(item));
@@ -276,8 +308,12 @@ impl Metrics {
                 );
             }
         }
-        head(&mut o, "bunker_wal_last_archived_timestamp_seconds", "gauge",
-            "Time the server last archived a WAL segment (postgres physical items; 0: unknown).");
+        head(
+            &mut o,
+            "bunker_wal_last_archived_timestamp_seconds",
+            "gauge",
+            "Time the server last archived a WAL segment (postgres physical items; 0: unknown).",
+        );
         for (item, s) in &self.items {
             if s.physical {
                 let _ = writeln!(
@@ -288,15 +324,31 @@ impl Metrics {
                 );
             }
         }
-        head(&mut o, "bunker_check_last_success_timestamp_seconds", "gauge",
-            "Time of the last successful check of the repository (0: never).");
+        head(
+            &mut o,
+            "bunker_check_last_success_timestamp_seconds",
+            "gauge",
+            "Time of the last successful check of the repository (0: never).",
+        );
         for (r, v) in &self.check_success {
-            let _ = writeln!(o, "bunker_check_last_success_timestamp_seconds{{repository=\"{}\"}} {v}", esc(r));
+            let _ = writeln!(
+                o,
+                "bunker_check_last_success_timestamp_seconds{{repository=\"{}\"}} {v}",
+                esc(r)
+            );
         }
-        head(&mut o, "bunker_repository_size_bytes", "gauge",
-            "Bytes stored in the repository (packs, indexes, snapshots), when known.");
+        head(
+            &mut o,
+            "bunker_repository_size_bytes",
+            "gauge",
+            "Bytes stored in the repository (packs, indexes, snapshots), when known.",
+        );
         for (r, v) in &self.repo_size {
-            let _ = writeln!(o, "bunker_repository_size_bytes{{repository=\"{}\"}} {v}", esc(r));
+            let _ = writeln!(
+                o,
+                "bunker_repository_size_bytes{{repository=\"{}\"}} {v}",
+                esc(r)
+            );
         }
         head(&mut o, "bunker_maintenance_runs_total", "counter",
             "Maintenance job runs (check, prune, copy) of the repository since the daemon started, by result.");
@@ -307,15 +359,32 @@ impl Metrics {
                 esc(r)
             );
         }
-        head(&mut o, "bunker_notifications_failed_total", "counter",
-            "Notification deliveries that failed after their retries, by target.");
+        head(
+            &mut o,
+            "bunker_notifications_failed_total",
+            "counter",
+            "Notification deliveries that failed after their retries, by target.",
+        );
         for (t, n) in &self.notifications_failed {
-            let _ = writeln!(o, "bunker_notifications_failed_total{{target=\"{}\"}} {n}", esc(t));
+            let _ = writeln!(
+                o,
+                "bunker_notifications_failed_total{{target=\"{}\"}} {n}",
+                esc(t)
+            );
         }
         head(&mut o, "bunker_jobs_running", "gauge", "Jobs running now.");
         let _ = writeln!(o, "bunker_jobs_running {}", self.running);
-        head(&mut o, "bunker_build_info", "gauge", "The bunker version, always 1.");
-        let _ = writeln!(o, "bunker_build_info{{version=\"{}\"}} 1", esc(&self.version));
+        head(
+            &mut o,
+            "bunker_build_info",
+            "gauge",
+            "The bunker version, always 1.",
+        );
+        let _ = writeln!(
+            o,
+            "bunker_build_info{{version=\"{}\"}} 1",
+            esc(&self.version)
+        );
         o
     }
 }
@@ -359,7 +428,14 @@ mod tests {
             error: Some("before hook failed".into()),
         });
         let text = m.render();
-        assert!(text.contains("bunker_backup_runs_total{item=\"a\",target=\"local\",result=\"failed\"} 1"), "{text}");
-        assert!(text.contains("bunker_backup_last_success_timestamp_seconds{item=\"a\",target=\"local\"} 0"));
+        assert!(
+            text.contains(
+                "bunker_backup_runs_total{item=\"a\",target=\"local\",result=\"failed\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "bunker_backup_last_success_timestamp_seconds{item=\"a\",target=\"local\"} 0"
+        ));
     }
 }

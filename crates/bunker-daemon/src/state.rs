@@ -199,7 +199,8 @@ mod tests {
             BTreeMap::from([("a".into(), Some(old)), ("b".into(), Some(now))]),
         );
         assert_eq!(t.recovery_point("db"), Some(old), "the worst target counts");
-        t.wal.insert("db".into(), Some(now - chrono::Duration::minutes(1)));
+        t.wal
+            .insert("db".into(), Some(now - chrono::Duration::minutes(1)));
         assert_eq!(
             t.recovery_point("db"),
             Some(now - chrono::Duration::minutes(1))

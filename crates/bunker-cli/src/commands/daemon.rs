@@ -105,7 +105,10 @@ fn read_token(path: &PathBuf) -> Result<String> {
         .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.is_empty() {
-        bail!("the token file {} is empty: write a long random token on its first line", path.display());
+        bail!(
+            "the token file {} is empty: write a long random token on its first line",
+            path.display()
+        );
     }
     Ok(token)
 }

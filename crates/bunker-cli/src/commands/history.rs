@@ -57,7 +57,9 @@ pub fn run(g: &GlobalOpts, args: HistoryArgs) -> Result<Status> {
         }
         return Ok(Status::Success);
     }
-    let mut t = Table::new(&["Started", "Job", "Target", "Trigger", "Took", "Result", "Error"]);
+    let mut t = Table::new(&[
+        "Started", "Job", "Target", "Trigger", "Took", "Result", "Error",
+    ]);
     for r in &rows {
         let took = (r.finished - r.started).to_std().unwrap_or_default();
         t.row(vec![

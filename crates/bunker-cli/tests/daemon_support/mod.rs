@@ -72,8 +72,14 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> std::io
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok(Response { status, body })
 }
 
@@ -234,4 +240,90 @@ pub fn have(program: &str, arg: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// A real HTTP receiver on loopback: records every request's method,
+/// path and body, answers 200.
+pub struct Receiver {
+    pub port: u16,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    if let Some(req) = read_request(s) {
+                        g.lock().expect("lock").push(req);
+                    }
+                });
+            }
+        });
+        Receiver { port, got }
+    }
+
+    /// Requests whose path starts with `prefix` and whose body contains `text`.
+    pub fn count(&self, prefix: &str, text: &str) -> usize {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, p, b)| p.starts_with(prefix) && b.contains(text))
+            .count()
+    }
+
+    /// Requests to exactly `path`.
+    pub fn count_path(&self, path: &str) -> usize {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .count()
+    }
+}
+
+fn read_request(mut s: TcpStream) -> Option<(String, String, String)> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+    let mut first = head.lines().next()?.split_whitespace();
+    let method = first.next()?.to_string();
+    let path = first.next()?.to_string();
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    Some((method, path, body))
 }
