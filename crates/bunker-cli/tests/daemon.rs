@@ -533,3 +533,102 @@ fn notifications_alert_once_per_failure_streak_and_rpo_breach_then_recover() {
         Some(0.0)
     );
 }
+
+#[test]
+fn maintenance_jobs_check_prune_and_copy_run_on_schedule() {
+    let dir = setup();
+    std::fs::write(dir.path().join("pw2"), "offsite-password\n").expect("pw2");
+    write_policy(
+        dir.path(),
+        "repositories:\n  local: {location: ./repo, password_file: pw}\n  offsite: {location: ./offsite, password_file: pw2, role: offsite}\nitems:\n  - name: docs\n    paths: [./data]\n    targets: [local]\n    schedule: every 2s\n    retention: {keep_last: 2}\ndaemon:\n  max_concurrent: 3\n  jobs:\n    - {kind: prune, repository: local, schedule: every 2s}\n    - {kind: copy, repository: local, to: offsite, schedule: every 2s}\n    - {kind: check, repository: offsite, schedule: every 2s, read_data_subset: all}\n",
+    );
+    let mut d = Daemon::start(dir.path(), &[]);
+    let ok = |job: &str| {
+        d.json(&format!(
+            "/api/v1/runs?job={}&limit=1000",
+            job.replace('>', "%3E")
+        ))["runs"]
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["result"] == "success").count())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "two successful runs of every job",
+        Duration::from_secs(90),
+        || {
+            let counts = [
+                ok("backup:docs"),
+                ok("prune:local"),
+                ok("copy:local->offsite"),
+                ok("check:offsite"),
+            ];
+            counts.iter().all(|n| *n >= 2).then_some(())
+        },
+    );
+    let text = d.metrics();
+    assert!(
+        metric(
+            &text,
+            "bunker_check_last_success_timestamp_seconds{repository=\"offsite\"}"
+        )
+        .is_some_and(|t| t > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "bunker_repository_size_bytes{repository=\"local\"}")
+            .is_some_and(|b| b > 0.0)
+    );
+    assert!(d.stop().success(), "{}", d.log_text());
+    // Retention kept two snapshots; the copies reached the offsite repository.
+    assert!(snapshot_times(dir.path(), "docs").len() <= 2);
+    let out = bunker(dir.path())
+        .env("BUNKER_REPOSITORY", dir.path().join("offsite"))
+        .env("BUNKER_PASSWORD_FILE", dir.path().join("pw2"))
+        .args(["snapshots", "--json", "--tag", "bunker:item=docs"])
+        .output()
+        .expect("snapshots");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(!v.as_array().expect("list").is_empty(), "nothing copied");
+    if have("restic", "version") {
+        for (repo, pw) in [
+            ("repo", "daemon-test-password"),
+            ("offsite", "offsite-password"),
+        ] {
+            let out = restic(dir.path(), repo)
+                .env("RESTIC_PASSWORD", pw)
+                .arg("check")
+                .output()
+                .expect("restic");
+            assert!(
+                out.status.success(),
+                "restic check {repo}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_on_change_item_runs_after_its_source_changes() {
+    let dir = setup();
+    write_policy(
+        dir.path(),
+        "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: watched\n    paths: [./data]\n    schedule: on_change\ndaemon:\n  debounce: 1s\n",
+    );
+    let d = Daemon::start(dir.path(), &[]);
+    // Never backed up: it runs once at start; then it waits for a change.
+    wait_for("the first run", Duration::from_secs(60), || {
+        (successes(&d.runs("watched")) == 1).then_some(())
+    });
+    let items = d.json("/api/v1/items");
+    assert!(
+        items["items"][0]["next"].is_null(),
+        "idle until a change: {items}"
+    );
+    std::fs::write(dir.path().join("data/new.txt"), "changed\n").expect("change");
+    let runs = wait_for("the run after the change", Duration::from_secs(60), || {
+        let r = d.runs("watched");
+        (successes(&r) == 2).then_some(r)
+    });
+    assert_eq!(runs[0]["trigger"], "change");
+}
