@@ -632,3 +632,36 @@ fn an_on_change_item_runs_after_its_source_changes() {
     });
     assert_eq!(runs[0]["trigger"], "change");
 }
+
+/// Two jobs creating one new repository at once left two keys behind, and
+/// every later open failed ("authentication failed").
+#[test]
+fn items_starting_together_create_their_new_repository_once() {
+    let dir = setup();
+    write_policy(
+        dir.path(),
+        "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - {name: one, paths: [./data], schedule: every 2s}\n  - {name: two, paths: [./data], schedule: every 2s}\n  - {name: three, paths: [./data], schedule: every 2s}\ndaemon:\n  max_concurrent: 3\n",
+    );
+    let d = Daemon::start(dir.path(), &[]);
+    for item in ["one", "two", "three"] {
+        wait_for(
+            &format!("two runs of {item}"),
+            Duration::from_secs(60),
+            || (successes(&d.runs(item)) >= 2).then_some(()),
+        );
+    }
+    let all = d.json("/api/v1/runs?limit=1000");
+    let failed: Vec<_> = all["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["result"] != "success")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("repo/keys"))
+            .expect("keys")
+            .count(),
+        1
+    );
+}

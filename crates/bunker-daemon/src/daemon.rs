@@ -146,6 +146,8 @@ struct Daemon {
     alerts: Alerts,
     history: History,
     refreshing: bool,
+    /// The next refresh first creates missing repositories (a reload).
+    create_pending: bool,
     last_refresh: tokio::time::Instant,
     watchers: Watchers,
 }
@@ -186,6 +188,7 @@ async fn run_async(
         tx: tx.clone(),
         ready: Default::default(),
         stopping: Default::default(),
+        stop_serving: tokio::sync::Notify::new(),
         started: Utc::now(),
         token: opts.token.clone(),
     });
@@ -194,11 +197,7 @@ async fn run_async(
         let stop = shared.clone();
         tokio::spawn(async move {
             let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    while !stop.stopping.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                })
+                .with_graceful_shutdown(async move { stop.stop_serving.notified().await })
                 .await;
             if let Err(e) = r {
                 tracing::error!("HTTP server: {e}");
@@ -219,13 +218,14 @@ async fn run_async(
         alerts,
         history,
         refreshing: false,
+        create_pending: false,
         last_refresh: tokio::time::Instant::now(),
         watchers: Watchers::new(&policy, tx.clone()),
     };
     // The first reading of the repositories, before anything is scheduled.
     let truth = {
         let (p, pool) = (policy.clone(), opts.pool.clone());
-        tokio::task::spawn_blocking(move || Truth::read(&p, &pool))
+        tokio::task::spawn_blocking(move || Truth::read(&p, &pool, true))
             .await
             .unwrap_or_default()
     };
@@ -256,6 +256,8 @@ async fn run_async(
         }
     }
     let result = d.shutdown(&mut rx).await;
+    // Serve until the jobs stopped (/readyz says 503 meanwhile).
+    shared.stop_serving.notify_one();
     let _ = server.await;
     result
 }
@@ -384,13 +386,14 @@ impl Daemon {
             return;
         }
         self.refreshing = true;
+        let create = std::mem::take(&mut self.create_pending);
         let (p, pool, tx) = (
             self.shared.policy(),
             self.shared.pool.clone(),
             self.shared.tx.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let t = Truth::read(&p, &pool);
+            let t = Truth::read(&p, &pool, create);
             let _ = tx.blocking_send(Msg::Refreshed(Box::new(t)));
         });
     }
@@ -554,6 +557,7 @@ impl Daemon {
                     .unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
                 self.seed_from_history();
                 // Read the repositories again soon (new items, new targets).
+                self.create_pending = true;
                 self.last_refresh = tokio::time::Instant::now() - REFRESH_EVERY;
                 tracing::info!("reloaded {}", path.display());
             }

@@ -33,6 +33,20 @@ use serde::Serialize;
 use crate::gate::{GateGuard, RepoGate};
 use crate::job::{JobKind, JobSpec, Trigger};
 
+/// Held while a job opens (and perhaps creates) its repositories: two jobs
+/// creating one repository at once would each write a key, and the loser's
+/// key would stay behind, unable to read the winner's config.
+pub static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Open (creating if needed) `targets` in `pool`, one job at a time.
+pub fn open_serially(pool: &mut RepoPool<'_>, targets: &[String]) {
+    let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    for t in targets {
+        // Errors are kept in the pool and reported by the run itself.
+        let _ = pool.get(t);
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -364,6 +378,7 @@ fn copy(
 ) -> Result<serde_json::Value, String> {
     let sink = LogSink;
     let mut pool = RepoPool::new(&cx.policy, cx.pool.clone(), &sink);
+    open_serially(&mut pool, &[from.to_string(), to.to_string()]);
     let src = open(&mut pool, from)?;
     let dst = open(&mut pool, to)?;
     let tags: Vec<Vec<String>> = cx
@@ -432,6 +447,7 @@ fn backup(
         ..cx.pool.clone()
     };
     let mut pool = RepoPool::new(&cx.policy, opts, &sink);
+    open_serially(&mut pool, &item.targets);
     let reason = match trigger {
         // The repository decides: someone may have run it meanwhile.
         Trigger::Schedule | Trigger::NeverRun => {

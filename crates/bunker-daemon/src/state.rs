@@ -43,9 +43,27 @@ pub struct Truth {
 }
 
 impl Truth {
-    /// Ask the repositories (blocking: opens every target).
-    pub fn read(policy: &Policy, pool: &PoolOptions) -> Truth {
+    /// Ask the repositories (blocking: opens every target). With
+    /// `create_missing`, first create the policy's repositories that do not
+    /// exist, one after the other (as `bunker run` would): jobs starting
+    /// together must not race to create one repository.
+    pub fn read(policy: &Policy, pool: &PoolOptions, create_missing: bool) -> Truth {
         let sink = LogSink;
+        if create_missing {
+            let opts = PoolOptions {
+                create: true,
+                ..pool.clone()
+            };
+            let mut creating = RepoPool::new(policy, opts, &sink);
+            let _one = crate::runner::OPENING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for name in policy.repositories.keys() {
+                if let Err(e) = creating.get(name) {
+                    tracing::warn!("repository {name}: {}", e.one_line());
+                }
+            }
+        }
         let opts = PoolOptions {
             create: false,
             ..pool.clone()
@@ -134,6 +152,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// A shutdown is under way.
     pub stopping: AtomicBool,
+    /// Wakes the HTTP server's graceful shutdown (one waiter).
+    pub stop_serving: tokio::sync::Notify,
     /// When the daemon started.
     pub started: DateTime<Utc>,
     /// The bearer token HTTP clients must present (`None`: no check).
