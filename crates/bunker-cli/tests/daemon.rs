@@ -665,3 +665,45 @@ fn items_starting_together_create_their_new_repository_once() {
         1
     );
 }
+
+#[test]
+fn systemd_is_told_when_the_daemon_is_ready_and_stopping() {
+    let dir = setup();
+    write_policy(dir.path(), POLICY);
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let port = free_port();
+    let mut child = bunker(dir.path())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .args([
+            "daemon",
+            "policy.yaml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a READY message within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(
+        http(port, "GET", "/readyz", None).expect("http").status,
+        200
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let n = sock.recv(&mut buf).expect("a STOPPING message");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = wait_for("the daemon to exit", Duration::from_secs(60), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(status.success());
+}
