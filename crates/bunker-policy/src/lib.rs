@@ -8,12 +8,14 @@
 //! * [`Retention`] holds an item's keep rules as written; they convert to
 //!   the repository layer's [`bunker_repo::retention::KeepPolicy`], which
 //!   `forget` applies exactly as restic does.
+//! * [`DrillConfig`] holds an item's restore drills (`drill:`, with `rto:`).
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //!
 //! Secrets (passwords, option values whose key contains "secret",
 //! "password", "key" or "token") are redacted in `Debug`/`Display`.
 
+mod drill;
 mod env;
 mod error;
 mod locate;
@@ -23,6 +25,7 @@ mod policy;
 mod schedule;
 mod validate;
 
+pub use drill::{CheckKind, DrillCheck, DrillConfig, DrillPick, DEFAULT_DRILL_TIMEOUT};
 pub use error::{Diagnostic, PolicyError};
 pub use locate::Pos;
 pub use model::{

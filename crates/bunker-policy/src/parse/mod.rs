@@ -1,6 +1,6 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
-mod items;
+pub(crate) mod items;
 mod repos;
 
 use crate::env::{substitute, SubstError};
