@@ -12,6 +12,9 @@
 //! * [`hooks`], [`retention`], [`sources`]: the steps of an item run.
 //! * [`status`]: RPO state per item and target, the last failure, the PITR
 //!   window and the archiver's state.
+//! * [`drill`]: restore drills into a sandbox with verification, checks
+//!   and the measured RTO, stored as records; [`recover`]: every item
+//!   back to one point in time (`recover --time`).
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
 //! * [`events`]: the engine never prints; it reports to an
@@ -27,6 +30,7 @@
 // The engine never prints: front ends render its events.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod drill;
 pub mod error;
 pub mod events;
 pub mod execute;
@@ -34,6 +38,7 @@ pub mod hooks;
 pub mod plan;
 pub mod pool;
 pub mod records;
+pub mod recover;
 pub mod retention;
 pub mod sources;
 pub mod status;
