@@ -32,10 +32,12 @@ pub mod unlock;
 pub mod version;
 
 pub mod config;
+pub mod drill;
 pub mod forget;
 pub mod pg;
 pub mod prune;
 pub mod recover;
+pub mod recover_time;
 pub mod repair;
 pub mod run;
 pub mod status;
@@ -72,6 +74,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
+    Drill(drill::DrillArgs),
 }
 
 /// Run one verb.
@@ -106,6 +109,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
+        Command::Drill(a) => drill::run(g, a),
     }
 }
 
