@@ -292,9 +292,14 @@ fn recover_physical(
     let mut extra = Vec::new();
     let port = if opts.start {
         let p = pgserver::free_port()?;
-        let hba = path.join("pg_hba.bunker-recover.conf");
-        pgserver::prepare_config(path, &hba)?;
-        extra = pgserver::private_settings(p, path, &hba);
+        // The cluster's own pg_hba.conf decides who may connect; one
+        // configured outside the data directory (Debian) is replaced by
+        // `local all all trust` (the socket is in the data directory).
+        let own_hba = path.join("pg_hba.conf");
+        if !own_hba.exists() {
+            pgserver::prepare_config(path, &own_hba)?;
+        }
+        extra = pgserver::private_settings(p, path, None);
         Some(p)
     } else {
         None

@@ -122,7 +122,7 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
         super::checks::run_program(c, d.timeout, &d.opts.cancel)
             .map_err(|e| EngineError::failed("initdb", e))?;
         pgserver::prepare_config(&data, &hba)?;
-        for (k, v) in pgserver::private_settings(port, &socket, &hba) {
+        for (k, v) in pgserver::private_settings(port, &socket, Some(&hba)) {
             pgserver::append_setting(&data, &k, &v)?;
         }
         runner.own(&d.sandbox)?;

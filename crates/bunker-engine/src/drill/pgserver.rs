@@ -131,16 +131,15 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr().context("finding a free port")?.port())
 }
 
-/// Settings that keep a restored or new cluster private to the sandbox:
-/// `port` on 127.0.0.1, the socket in `socket_dir`, connections only
-/// through that socket (`trust`; the directory is the drill's own),
-/// no archiving, no replication, logs to the server's standard error.
-pub fn private_settings(port: u16, socket_dir: &Path, hba: &Path) -> Vec<(String, String)> {
-    [
+/// Settings that keep a restored or new cluster private: `port` on
+/// 127.0.0.1, the socket in `socket_dir`, no archiving, no replication,
+/// logs to the server's standard error; with `hba` (a drill's sandbox),
+/// connections only through that socket (see [`prepare_config`]).
+pub fn private_settings(port: u16, socket_dir: &Path, hba: Option<&Path>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
         ("port", port.to_string()),
         ("listen_addresses", "127.0.0.1".to_string()),
         ("unix_socket_directories", socket_dir.display().to_string()),
-        ("hba_file", hba.display().to_string()),
         ("archive_mode", "off".to_string()),
         ("primary_conninfo", String::new()),
         ("logging_collector", "off".to_string()),
@@ -149,7 +148,11 @@ pub fn private_settings(port: u16, socket_dir: &Path, hba: &Path) -> Vec<(String
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect();
+    if let Some(h) = hba {
+        v.push(("hba_file".into(), h.display().to_string()));
+    }
+    v
 }
 
 /// Write the sandbox's `pg_hba.conf` (`local all all trust`: nothing else

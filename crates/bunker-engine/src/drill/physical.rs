@@ -45,11 +45,15 @@ pub(crate) fn item_base_backups(
     Ok(backups)
 }
 
-/// A recovery target for `time`.
+/// A recovery target for `time`, written as PostgreSQL reads it
+/// (`2024-05-01 10:00:00.123456+00`; it refuses RFC 3339's `T` and `Z`).
 pub(crate) fn time_target(t: DateTime<FixedOffset>) -> RecoveryTarget {
     RecoveryTarget::Time {
         time: t,
-        text: t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        text: t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M:%S%.6f+00")
+            .to_string(),
     }
 }
 
@@ -106,7 +110,7 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
             &target,
             &restore_command,
             "promote",
-            &pgserver::private_settings(port, &socket, &hba),
+            &pgserver::private_settings(port, &socket, Some(&hba)),
         );
         pgrestore::write_recovery_config(&data, &settings)?;
         runner.own(&d.sandbox)?;
