@@ -65,7 +65,9 @@ EXIT STATUS:
     1    fatal error (including invalid arguments); nothing or not everything was done
     3    backup or restore completed, but some files could not be read, written or were
          skipped (the snapshot, or the restore, is incomplete); `status`: an item is
-         LATE (its newest snapshot is older than its RPO) or a repository is unreadable
+         LATE (its newest snapshot is older than its RPO) or a repository is unreadable;
+         `drill`: the drill passed but took longer than the item's rto; `recover --time`:
+         some item has no snapshot at or before the time (a failed drill is 1)
     4    backup completed on a fallback repository because the primary was unreachable
          (see --fallback-repo; 3 takes precedence when files were also skipped)
     10   the repository does not exist

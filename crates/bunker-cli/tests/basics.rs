@@ -44,6 +44,7 @@ fn every_command_has_long_help_with_examples() {
         "rewrite",
         "list",
         "recover",
+        "drill",
         "cache",
         "generate",
         "mount",

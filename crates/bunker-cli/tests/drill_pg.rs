@@ -214,3 +214,74 @@ items:
     let left = std::fs::read_dir(dir.join("sandboxes")).unwrap().count();
     assert_eq!(left, 0);
 }
+
+#[test]
+fn logical_drill_loads_the_dumps_into_a_new_cluster_and_checks_them() {
+    if !pg_available() {
+        return;
+    }
+    let ctx = Ctx::new();
+    let dir = ctx.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    chown_postgres(&dir);
+    let cluster = Cluster::init(dir.join("pgdata"), "");
+    cluster.start();
+    cluster.sql("CREATE DATABASE shop");
+    psql(
+        cluster.port,
+        "shop",
+        "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 42)",
+    );
+    let policy = format!(
+        "repositories:
+  local: {{ location: ./repo, password_file: ./pw }}
+items:
+  - name: shop
+    kind: postgres
+    postgres: {{ host: 127.0.0.1, port: {port}, user: postgres, database: shop }}
+    drill:
+      sandbox: {dir}/sandboxes
+      checks:
+        - select count(*) = 42 from orders
+        - {{ sql: 'select max(id) from orders', expect: '42' }}
+",
+        port = cluster.port,
+        dir = dir.display(),
+    );
+    std::fs::write(dir.join("bunker.yaml"), policy).unwrap();
+    let path = format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    let bunker = || {
+        let mut c = ctx.bare();
+        c.env("PATH", &path).env("BUNKER_CONFIG", "bunker.yaml");
+        c
+    };
+    run_ok({
+        let mut c = bunker();
+        c.args(["run", "--all"]);
+        c
+    });
+    let out = bunker().args(["drill", "shop", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out);
+    assert_eq!(r["kind"], "postgres-logical");
+    let phases: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["restore", "verify", "startup", "load", "checks"],
+        "{r}"
+    );
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3, "{r}");
+    assert!(checks.iter().all(|c| c["ok"] == true), "{r}");
+    assert_eq!(std::fs::read_dir(dir.join("sandboxes")).unwrap().count(), 0);
+}

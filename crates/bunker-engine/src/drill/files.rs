@@ -37,7 +37,7 @@ pub(super) fn restore_verified(d: &mut Drill<'_>, snap: &SnapshotEntry) -> Resul
     d.report.snapshots.push(snap.id.to_string());
     d.report.snapshot_time = Some(snap.snapshot.time);
     let root = d.subdir("restore")?;
-    restore_into(d, snap, &root)?;
+    d.phase("restore", |d| restore_into(d, snap, &root))?;
     d.phase("verify", |d| {
         d.check_cancel()?;
         let v = verify_tree(&d.repo, &snap.snapshot.tree, &root, &d.opts.cancel)?;
@@ -55,9 +55,9 @@ pub(super) fn restore_verified(d: &mut Drill<'_>, snap: &SnapshotEntry) -> Resul
     Ok(root)
 }
 
-/// Restore `snap` into `root` as the phase `restore`.
+/// Restore `snap` into `root`; any entry that cannot be restored is an error.
 pub(super) fn restore_into(d: &mut Drill<'_>, snap: &SnapshotEntry, root: &Path) -> Result<()> {
-    d.phase("restore", |d| {
+    {
         d.check_cancel()?;
         let opts = RestoreOptions {
             target: root.to_path_buf(),
@@ -75,7 +75,7 @@ pub(super) fn restore_into(d: &mut Drill<'_>, snap: &SnapshotEntry, root: &Path)
             )));
         }
         Ok(())
-    })
+    }
 }
 
 /// Run the item's command checks in `dir` with `env`; results go to the report.

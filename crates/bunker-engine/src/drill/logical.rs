@@ -78,22 +78,30 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
     }
     d.report.snapshot_time = chosen.iter().map(|e| e.snapshot.time).max();
     let root = d.subdir("restore")?;
-    let mut total = VerifySummary::default();
-    for e in &chosen {
-        restore_into(d, e, &root)?;
-        let v = verify_tree(&d.repo, &e.snapshot.tree, &root, &d.opts.cancel)?;
-        total.files += v.files;
-        total.bytes += v.bytes;
-        total.mismatch_count += v.mismatch_count;
-        total.mismatches.extend(v.mismatches);
-    }
-    let bad = total.mismatch_count;
-    d.report.verify = Some(total);
-    if bad > 0 {
-        return Err(EngineError::Invalid(format!(
-            "{bad} restored dump(s) differ from the snapshot"
-        )));
-    }
+    d.phase("restore", |d| {
+        for e in &chosen {
+            restore_into(d, e, &root)?;
+        }
+        Ok(())
+    })?;
+    d.phase("verify", |d| {
+        let mut total = VerifySummary::default();
+        for e in &chosen {
+            let v = verify_tree(&d.repo, &e.snapshot.tree, &root, &d.opts.cancel)?;
+            total.files += v.files;
+            total.bytes += v.bytes;
+            total.mismatch_count += v.mismatch_count;
+            total.mismatches.extend(v.mismatches);
+        }
+        let bad = total.mismatch_count;
+        d.report.verify = Some(total);
+        if bad > 0 {
+            return Err(EngineError::Invalid(format!(
+                "{bad} restored dump(s) differ from the snapshot"
+            )));
+        }
+        Ok(())
+    })?;
     let bin = find_bin(
         d.cfg.pg_bin.as_deref(),
         None,

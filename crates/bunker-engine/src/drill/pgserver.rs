@@ -117,7 +117,7 @@ pub fn find_bin(
             dirs.push((v, e.path().join("bin")));
         }
     }
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     dirs.into_iter()
         .map(|(_, d)| d)
         .find(|d| programs.iter().all(|p| d.join(p).is_file()))

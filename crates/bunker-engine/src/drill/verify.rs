@@ -186,3 +186,92 @@ fn read_some(f: &mut File, b: &mut [u8]) -> std::io::Result<usize> {
 fn libc_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_repo::backup::{backup, BackupOptions};
+    use bunker_repo::progress::NoProgress;
+    use bunker_repo::restore::{restore, RestoreOptions};
+    use bunker_repo::snapshots;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn verification_finds_changed_content_mode_and_missing_files() {
+        let d = tempfile::tempdir().unwrap();
+        let storage = bunker_storage::open(&d.path().join("repo").to_string_lossy(), &[]).unwrap();
+        let repo = Repository::init(
+            storage,
+            b"pw",
+            bunker_repo::RepoOptions::default(),
+            bunker_format::keyfile::KdfParams {
+                n: 1024,
+                r: 8,
+                p: 1,
+            },
+        )
+        .unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a"), b"hello world").unwrap();
+        std::fs::write(src.join("sub/b"), vec![7u8; 100_000]).unwrap();
+        std::fs::write(src.join("sub/c"), b"c").unwrap();
+        let opts = BackupOptions {
+            paths: vec![src.clone()],
+            ..Default::default()
+        };
+        backup(&repo, opts, &NoProgress).unwrap();
+        repo.load_index().unwrap();
+        let snap = snapshots::find(&repo, "latest", &Default::default()).unwrap();
+        let root = d.path().join("restored");
+        let ropts = RestoreOptions {
+            target: root.clone(),
+            ..Default::default()
+        };
+        let sum = restore(&repo, &snap, &ropts, &NoProgress).unwrap();
+        assert!(sum.errors.is_empty());
+        let cancel = CancelToken::new();
+        let ok = verify_tree(&repo, &snap.snapshot.tree, &root, &cancel).unwrap();
+        assert_eq!(ok.mismatch_count, 0, "{ok:?}");
+        assert_eq!(ok.files, 3);
+        assert!(ok.bytes >= 100_000);
+
+        // Same size, other content; another mode; a missing file.
+        let under = root.join(src.strip_prefix("/").unwrap());
+        let a = under.join("a");
+        let mtime = filetime_of(&a);
+        std::fs::write(&a, b"HELLO WORLD").unwrap();
+        set_mtime(&a, mtime);
+        std::fs::set_permissions(under.join("sub/b"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        std::fs::remove_file(under.join("sub/c")).unwrap();
+        let bad = verify_tree(&repo, &snap.snapshot.tree, &root, &cancel).unwrap();
+        assert_eq!(bad.mismatch_count, 3, "{bad:?}");
+        let text = bad.mismatches.join("\n");
+        assert!(
+            text.contains("/a: content at byte 0 does not match"),
+            "{text}"
+        );
+        assert!(text.contains("/sub/b: mode 600"), "{text}");
+        assert!(text.contains("/sub/c: missing"), "{text}");
+
+        cancel.cancel();
+        assert!(matches!(
+            verify_tree(&repo, &snap.snapshot.tree, &root, &cancel),
+            Err(EngineError::Cancelled)
+        ));
+    }
+
+    fn filetime_of(p: &Path) -> std::time::SystemTime {
+        std::fs::metadata(p).unwrap().modified().unwrap()
+    }
+
+    fn set_mtime(p: &Path, t: std::time::SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+}
