@@ -291,3 +291,27 @@ fn sqlite_drill_checks_integrity_and_sql_and_recover_time_lands_each_item() {
     });
     assert!(stdout(&out).contains("lost"), "{}", stdout(&out));
 }
+
+#[test]
+fn command_item_drill_restores_the_stream_for_its_check() {
+    let ctx = Ctx::new();
+    policy(
+        &ctx,
+        "  - name: export\n    kind: command\n    command: { command: 'printf exported', stdin_filename: export.txt }\n    drill:\n      checks: ['test \"$(cat \"$BUNKER_DRILL_FILE\")\" = exported']\n",
+    );
+    run_ok({
+        let mut c = ctx.bare();
+        c.args(["run", "--config", "bunker.yaml", "--all"]);
+        c
+    });
+    let out = drill(&ctx, &["export"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out);
+    assert_eq!(r["kind"], "command");
+    assert_eq!(r["verify"]["files"], 1, "{r}");
+    assert_eq!(r["checks"][0]["ok"], true, "{r}");
+}

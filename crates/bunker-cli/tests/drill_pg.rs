@@ -216,7 +216,7 @@ items:
 }
 
 #[test]
-fn logical_drill_loads_the_dumps_into_a_new_cluster_and_checks_them() {
+fn logical_drill_loads_dumps_into_a_new_cluster_and_an_interrupted_one_leaves_no_server() {
     if !pg_available() {
         return;
     }
@@ -284,4 +284,54 @@ items:
     assert_eq!(checks.len(), 3, "{r}");
     assert!(checks.iter().all(|c| c["ok"] == true), "{r}");
     assert_eq!(std::fs::read_dir(dir.join("sandboxes")).unwrap().count(), 0);
+
+    // Interrupted while a check runs: exit 130, the temporary server is
+    // stopped and the sandbox removed; no report is stored.
+    let marker = dir.join("check-started");
+    let text = std::fs::read_to_string(dir.join("bunker.yaml")).unwrap();
+    let text = text.replace(
+        "        - select count(*) = 42 from orders\n",
+        &format!(
+            "        - {{ command: 'touch {} && sleep 60' }}\n",
+            marker.display()
+        ),
+    );
+    std::fs::write(dir.join("bunker.yaml"), text).unwrap();
+    let reports = || {
+        std::fs::read_dir(ctx.repo().join("bunker/reports"))
+            .unwrap()
+            .count()
+    };
+    let before = reports();
+    let mut child = bunker().args(["drill", "shop"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(std::fs::read_dir(dir.join("sandboxes")).unwrap().count(), 0);
+    assert_eq!(reports(), before);
+    let servers = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains("bunker-drill-shop"))
+        .count();
+    assert_eq!(servers, 0, "a temporary server was left running");
 }

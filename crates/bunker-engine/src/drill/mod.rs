@@ -257,12 +257,9 @@ pub fn run_drill(
         .targets
         .first()
         .ok_or_else(|| EngineError::Invalid(format!("item {:?} has no target", item.name)))?;
-    let opened = pool.get(target).map_err(|e| {
-        EngineError::failed(
-            format!("opening repository {target:?}"),
-            ErrLine(e.one_line()),
-        )
-    })?;
+    let opened = pool
+        .get(target)
+        .map_err(|e| EngineError::Lower(Box::new(Shared(e))))?;
     let repo = opened.repo.clone();
     let _lock = RepoLock::acquire_read(&repo).context("locking the repository")?;
     repo.load_index().context("loading the index")?;
@@ -322,6 +319,10 @@ pub fn run_drill(
         _ => files::run(&mut d),
     };
     let measured = t0.elapsed();
+    if opts.cancel.is_cancelled() {
+        // An interrupted drill proves nothing: no report is stored.
+        return Err(EngineError::Cancelled);
+    }
     let mut report = d.report;
     report.rto_measured_seconds = measured.as_secs_f64();
     match ran {
@@ -368,17 +369,22 @@ pub fn run_drill(
     Ok(report)
 }
 
-/// An error message kept as a source (the pool shares its errors).
+/// An error the pool shares, passed on with its causes (so front ends
+/// still find a wrong password or a missing repository in the chain).
 #[derive(Debug)]
-struct ErrLine(String);
+pub(crate) struct Shared(pub(crate) Arc<EngineError>);
 
-impl std::fmt::Display for ErrLine {
+impl std::fmt::Display for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        self.0.fmt(f)
     }
 }
 
-impl std::error::Error for ErrLine {}
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(self.0.as_ref())
+    }
+}
 
 /// A fresh directory for one drill, removed when dropped unless kept.
 pub(crate) struct Sandbox {
@@ -473,6 +479,22 @@ pub fn last_report(repo: &Repository, item: &str) -> Result<Option<DrillReport>>
         .map_err(|e| EngineError::failed(format!("reading the drill report of {item}"), e))
 }
 
+/// Every drill report of `item` stored in `repo` (the newest
+/// [`crate::records::KEEP_PER_ITEM_AND_KIND`]), newest first; the daemon
+/// finds the last successful one here.
+pub fn reports(repo: &Repository, item: &str) -> Result<Vec<DrillReport>> {
+    let mut recs: Vec<Record> = records::list(repo)?
+        .into_iter()
+        .map(|s| s.record)
+        .filter(|r| r.item == item && r.kind == RecordKind::Drill)
+        .collect();
+    recs.sort_by_key(|r| std::cmp::Reverse(r.time));
+    Ok(recs
+        .into_iter()
+        .filter_map(|r| serde_json::from_value(r.body).ok())
+        .collect())
+}
+
 /// Whether a drill of `item` is due at `now`, given when the last one
 /// started: the item has a `drill.schedule` and it fired since (or no drill
 /// ran yet).
@@ -497,12 +519,9 @@ pub fn due(pool: &mut RepoPool<'_>, item: &Item, now: DateTime<Utc>) -> Result<b
     let Some(target) = item.targets.first() else {
         return Ok(false);
     };
-    let o = pool.get(target).map_err(|e| {
-        EngineError::failed(
-            format!("opening repository {target:?}"),
-            ErrLine(e.one_line()),
-        )
-    })?;
+    let o = pool
+        .get(target)
+        .map_err(|e| EngineError::Lower(Box::new(Shared(e))))?;
     let last = last_report(&o.repo, &item.name)?.map(|r| r.started.with_timezone(&Utc));
     Ok(is_due(item, last, now))
 }
