@@ -21,23 +21,24 @@ const LONG_ABOUT: &str = "\
 Restore one item of the policy into a fresh sandbox directory and prove the data, then \
 remove the sandbox (unless --keep). The drill restores from the item's first target (or its \
 fallback), measures every phase, compares the total (the measured RTO) with the item's \
-`rto`, and stores its report in the repository as a drill record (the daemon's schedule and \
-`bunker status`-like reports read it).
+`rto`, and stores its report in the repository as a drill record, where the daemon finds \
+the last drill of each item. docs/drills.md has the details.
 
-What is proven, by kind:
-  files     every restored entry against the snapshot: type, size, permissions, modification \
-time, and the content of every file read back and hashed against its blobs; then the \
-`checks` commands, run in the restore root with BUNKER_DRILL_DIR set to it.
-  command   the restored stream as a file (BUNKER_DRILL_FILE), verified the same way; then \
-the checks.
-  sqlite    the restored database: PRAGMA integrity_check, then the SQL checks.
-  postgres  physical: a base backup plus WAL to the chosen point (pick latest: the end of \
-the archive; random: a random base backup's consistent point; random_in_window: a random \
-moment of the PITR window; --time: exactly that time); a temporary server on a free \
-loopback port with its socket in the sandbox, awaited until recovery ended, then \
-pg_amcheck (when installed) and the SQL checks; the recovery target and the point reached \
-(the last replayed commit) are reported. Logical: the dumps loaded into a new cluster \
-made with initdb, then the same checks. Run as root, the server runs as the postgres user.
+Files items: every restored entry is compared with the snapshot (type, size, permissions, \
+modification time, and the content of every file read back and hashed against its blobs); \
+then the `checks` commands run in the restore root, with BUNKER_DRILL_DIR set to it. \
+Command items: the restored stream is verified the same way; checks see BUNKER_DRILL_FILE.
+
+SQLite items: the restored database must pass PRAGMA integrity_check, then the SQL checks.
+
+PostgreSQL physical items: a base backup plus the archived WAL up to the chosen point (pick \
+latest: the end of the archive; random: a random base backup's consistent point; \
+random_in_window: a random moment of the PITR window; --time: exactly that time) on a \
+temporary server with a free loopback port and its socket in the sandbox, awaited until \
+recovery ended; then pg_amcheck (when installed) and the SQL checks. The recovery target \
+and the point reached (the last replayed commit) are reported. Logical items: the dumps \
+are loaded into a new cluster made with initdb, then the same checks. Run as root, the \
+server runs as the postgres user.
 
 A damaged or missing pack, a file that differs, a failed check or a server that does not \
 come up fails the drill. Exit status: 0 when the drill passed within the RTO; 3 when it \
