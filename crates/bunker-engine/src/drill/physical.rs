@@ -57,6 +57,10 @@ pub(crate) fn time_target(t: DateTime<FixedOffset>) -> RecoveryTarget {
     }
 }
 
+/// Where recovery stopped: the last replayed commit's time and WAL position.
+const REACHED_SQL: &str = "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' \
+     || coalesce(pg_last_wal_replay_lsn()::text, '')";
+
 pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
     let exe = d.opts.bunker_exe.clone().ok_or_else(|| {
         EngineError::Invalid(
@@ -104,6 +108,8 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
     let runner = Runner::new(bin);
     let port = pgserver::free_port()?;
     info.port = port;
+    // In the report from here on, also when the server does not come up.
+    d.report.recovery = Some(info);
     let mut server = d.phase("startup", |d| {
         pgserver::prepare_config(&data, &hba)?;
         let settings = pgrestore::recovery_settings(
@@ -116,19 +122,31 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
         runner.own(&d.sandbox)?;
         let mut server = TempServer::start(&runner, &data, &log, &socket, port)?;
         let users = candidates(d, &runner);
-        info.target_reached = server.wait_promoted(&users, d.timeout, &d.opts.cancel, true)?;
+        let reached = server.wait_promoted(&users, d.timeout, &d.opts.cancel, true)?;
+        if let Some(r) = d.report.recovery.as_mut() {
+            r.target_reached = reached;
+        }
         Ok(server)
     })?;
     let su = server.superuser(&candidates(d, &runner))?;
-    let reached = server
-        .query(&su, "postgres", "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' || coalesce(pg_last_wal_replay_lsn()::text, '')", Duration::from_secs(60), &d.opts.cancel)
-        .or_else(|_| server.query(&su, "template1", "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' || coalesce(pg_last_wal_replay_lsn()::text, '')", Duration::from_secs(60), &d.opts.cancel))
+    let reached = ["postgres", "template1"]
+        .iter()
+        .find_map(|db| {
+            server
+                .query(
+                    &su,
+                    db,
+                    REACHED_SQL,
+                    Duration::from_secs(60),
+                    &d.opts.cancel,
+                )
+                .ok()
+        })
         .unwrap_or_default();
-    if let Some((t, lsn)) = reached.split_once('|') {
-        info.reached_time = pgrestore::parse_target_time(t).ok().map(|t| t.to_rfc3339());
-        info.reached_lsn = (!lsn.is_empty()).then(|| lsn.to_string());
+    if let (Some((t, lsn)), Some(r)) = (reached.split_once('|'), d.report.recovery.as_mut()) {
+        r.reached_time = pgrestore::parse_target_time(t).ok().map(|t| t.to_rfc3339());
+        r.reached_lsn = (!lsn.is_empty()).then(|| lsn.to_string());
     }
-    d.report.recovery = Some(info);
     let result = d.phase("checks", |d| {
         run_checks(d, &runner, &server, &su);
         Ok(())
