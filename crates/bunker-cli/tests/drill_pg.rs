@@ -161,6 +161,20 @@ items:
     assert!((100..=400).contains(&n) && n % 100 == 0, "{n}");
     assert!(!Path::new(r["sandbox"].as_str().unwrap()).exists());
 
+    // A random base backup at its consistent point: its own rows.
+    let out = bunker()
+        .args(["drill", "db", "--json", "--pick", "random"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["recovery"]["target"], "immediate");
+    let n = std::fs::read_to_string(&count_file).unwrap();
+    assert!(["100", "300"].contains(&n.trim()), "{n}");
+
     // A drill to exactly t_mid: the first two batches.
     let out = bunker()
         .args(["drill", "db", "--json", "--time"])
