@@ -14,6 +14,7 @@
 //!   window and the archiver's state.
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
+//! * [`audit`]: the audit records of runs and runbook steps.
 //! * [`events`]: the engine never prints; it reports to an
 //!   [`events::EventSink`].
 //! * Cancellation: every job carries a [`CancelToken`]; operations stop at
@@ -27,6 +28,7 @@
 // The engine never prints: front ends render its events.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod execute;

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod cat;
@@ -72,10 +73,21 @@ pub enum Command {
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
+    Audit(audit::AuditArgs),
 }
 
-/// Run one verb.
+/// Run one verb; verbs that change a repository or read data out of it
+/// leave a record in its audit log.
 pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
+    let audited = crate::audit_trail::begin(&cmd);
+    let result = dispatch(g, cmd);
+    if let Some(op) = audited {
+        crate::audit_trail::finish(op, &result);
+    }
+    result
+}
+
+fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
     match cmd {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -106,6 +118,7 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
+        Command::Audit(a) => audit::run(g, a),
     }
 }
 
