@@ -89,9 +89,7 @@ pub fn finish(operation: &str, result: &anyhow::Result<Status>) {
         Ok(s) => (Outcome::Partial, Some(format!("exit status {}", s.code()))),
         Err(e) => (Outcome::Failure, Some(crate::exit::one_line(e))),
     };
-    let entry = Entry::new(operation)
-        .snapshots(ids)
-        .outcome(outcome, error);
+    let entry = Entry::new(operation).snapshots(ids).outcome(outcome, error);
     for repo in repos {
         if let Err(e) = audit::append(&repo, &entry) {
             eprintln!(

@@ -82,7 +82,11 @@ fn backup_forget_and_restore_are_audited_and_tampering_is_detected() {
     assert_eq!(recs.len(), 5, "{recs:?}");
     assert_eq!(recs[4]["operation"], "restore");
     assert_eq!(recs[4]["outcome"], "failure");
-    assert!(recs[4]["error"].as_str().unwrap().contains("ffffffff"), "{}", recs[4]);
+    assert!(
+        recs[4]["error"].as_str().unwrap().contains("ffffffff"),
+        "{}",
+        recs[4]
+    );
 
     // restic reads the repository with the audit log beside it.
     if Command::new("restic").arg("version").output().is_ok() {
@@ -110,7 +114,10 @@ fn backup_forget_and_restore_are_audited_and_tampering_is_detected() {
     std::fs::write(&p, &bytes).unwrap();
     let (ok, text) = verify(&env);
     assert!(!ok);
-    assert!(text.contains("record 2 is damaged or was modified"), "{text}");
+    assert!(
+        text.contains("record 2 is damaged or was modified"),
+        "{text}"
+    );
     std::fs::write(&p, &original).unwrap();
     assert!(verify(&env).0);
 
@@ -121,10 +128,7 @@ fn backup_forget_and_restore_are_audited_and_tampering_is_detected() {
     std::fs::write(&q, &original).unwrap();
     let (ok, text) = verify(&env);
     assert!(!ok);
-    assert!(
-        text.contains("the object named 2 holds record 3"),
-        "{text}"
-    );
+    assert!(text.contains("the object named 2 holds record 3"), "{text}");
     std::fs::write(&p, &original).unwrap();
     std::fs::write(&q, &third).unwrap();
 

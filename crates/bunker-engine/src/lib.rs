@@ -14,6 +14,7 @@
 //!   window and the archiver's state.
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
+//! * [`compliance`]: the 3-2-1 report per item.
 //! * [`audit`]: the audit records of runs and runbook steps.
 //! * [`events`]: the engine never prints; it reports to an
 //!   [`events::EventSink`].
@@ -29,6 +30,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod audit;
+pub mod compliance;
 pub mod error;
 pub mod events;
 pub mod execute;

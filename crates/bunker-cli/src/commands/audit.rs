@@ -77,14 +77,7 @@ pub fn run(g: &GlobalOpts, args: AuditArgs) -> Result<Status> {
                 output::json_line(&records)?;
                 return Ok(Status::Success);
             }
-            let mut t = Table::new(&[
-                "Seq",
-                "Time",
-                "Who",
-                "Operation",
-                "Result",
-                "Snapshots",
-            ]);
+            let mut t = Table::new(&["Seq", "Time", "Who", "Operation", "Result", "Snapshots"]);
             for l in &records {
                 let rec = &l.record;
                 let mut result = vec![format!("{:?}", rec.outcome).to_lowercase()];

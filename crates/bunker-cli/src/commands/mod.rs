@@ -38,6 +38,7 @@ pub mod pg;
 pub mod prune;
 pub mod recover;
 pub mod repair;
+pub mod report;
 pub mod run;
 pub mod status;
 
@@ -74,6 +75,7 @@ pub enum Command {
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
     Audit(audit::AuditArgs),
+    Report(report::ReportArgs),
 }
 
 /// Run one verb; verbs that change a repository or read data out of it
@@ -119,6 +121,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Report(a) => report::run(g, a),
     }
 }
 
