@@ -14,6 +14,7 @@
 //!   window and the archiver's state.
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
+//! * [`runbook`]: disaster-recovery runbooks: plan, drill, execute with rollback.
 //! * [`compliance`]: the 3-2-1 report per item.
 //! * [`audit`]: the audit records of runs and runbook steps.
 //! * [`events`]: the engine never prints; it reports to an
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod pool;
 pub mod records;
 pub mod retention;
+pub mod runbook;
 pub mod sources;
 pub mod status;
 

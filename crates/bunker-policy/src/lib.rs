@@ -11,6 +11,8 @@
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //!
+//! * [`runbook`]: disaster-recovery runbooks (`runbooks:`).
+//!
 //! Secrets (passwords, option values whose key contains "secret",
 //! "password", "key" or "token") are redacted in `Debug`/`Display`.
 
@@ -20,6 +22,7 @@ mod locate;
 mod model;
 mod parse;
 mod policy;
+pub mod runbook;
 mod schedule;
 mod validate;
 

@@ -40,6 +40,7 @@ pub mod recover;
 pub mod repair;
 pub mod report;
 pub mod run;
+pub mod runbook;
 pub mod status;
 
 /// The verbs of `bunker`.
@@ -76,6 +77,7 @@ pub enum Command {
     Pg(pg::PgArgs),
     Audit(audit::AuditArgs),
     Report(report::ReportArgs),
+    Runbook(runbook::RunbookArgs),
 }
 
 /// Run one verb; verbs that change a repository or read data out of it
@@ -122,6 +124,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Pg(a) => pg::run(g, a),
         Command::Audit(a) => audit::run(g, a),
         Command::Report(a) => report::run(g, a),
+        Command::Runbook(a) => runbook::run(g, a),
     }
 }
 
