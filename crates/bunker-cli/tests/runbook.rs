@@ -47,7 +47,11 @@ fn setup(ctx: &Ctx, port: u16) -> PathBuf {
     let p = ctx.path().join("bunker.yaml");
     std::fs::write(&p, text).unwrap();
     let out = ctx.bare().args(["run", "--all"]).arg(&p).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(data.join("a.txt"), "live").unwrap();
     std::fs::write(data.join("new.txt"), "new").unwrap();
     p
@@ -131,7 +135,11 @@ fn execute_whose_third_step_fails_rolls_back_the_restore_of_the_first() {
 
     // A runbook that succeeds replaces the data and drops the safety copy.
     let out = runbook(&ctx, &p, &["execute", "web-ok", "--yes"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read(&ctx, "data/a.txt"), "v1");
     assert!(!ctx.path().join("data/new.txt").exists());
     assert!(leftovers(&ctx).is_empty(), "{:?}", leftovers(&ctx));
@@ -163,7 +171,13 @@ fn drill_restores_into_a_sandbox_measures_the_rto_and_touches_nothing() {
     let out = runbook(
         &ctx,
         &p,
-        &["drill", "web-drill", "--json", "--sandbox-dir", sandboxes.to_str().unwrap()],
+        &[
+            "drill",
+            "web-drill",
+            "--json",
+            "--sandbox-dir",
+            sandboxes.to_str().unwrap(),
+        ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -190,6 +204,8 @@ fn drill_restores_into_a_sandbox_measures_the_rto_and_touches_nothing() {
     assert_eq!(plan["rto_expected_seconds"].as_f64(), Some(total), "{plan}");
     assert!(plan["steps"][0]["snapshot"].is_string(), "{plan}");
     // A drill is audited once per repository.
-    assert!(audit_ops(&ctx).iter().any(|r| r["operation"] == "runbook drill"));
+    assert!(audit_ops(&ctx)
+        .iter()
+        .any(|r| r["operation"] == "runbook drill"));
     drop(listener);
 }

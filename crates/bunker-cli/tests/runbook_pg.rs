@@ -60,7 +60,14 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     cluster.sql("INSERT INTO orders VALUES (1), (2)");
     let port = cluster.port.to_string();
     run(bunker_pg(&env, &pw)
-        .args(["pg", "backup", "--tag", "bunker:item=db", "--pghost", "127.0.0.1"])
+        .args([
+            "pg",
+            "backup",
+            "--tag",
+            "bunker:item=db",
+            "--pghost",
+            "127.0.0.1",
+        ])
         .args(["--pguser", "postgres", "--pgport", &port]));
     // A row after the base backup: only WAL replay brings it back.
     cluster.sql("INSERT INTO orders VALUES (3)");
@@ -111,13 +118,19 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
         assert_eq!(s["status"], "ok", "{s}");
     }
     assert!(
-        steps[1]["detail"].as_str().unwrap().contains("recovery finished"),
+        steps[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("recovery finished"),
         "{v}"
     );
     assert!(v["rto_seconds"].as_f64().unwrap() > 0.0);
     // In place nothing changed: the live server still has its four rows,
     // the live file its content, and the sandbox is gone.
     assert_eq!(cluster.sql("SELECT count(*) FROM orders"), "4");
-    assert_eq!(std::fs::read_to_string(files.join("index.html")).unwrap(), "live");
+    assert_eq!(
+        std::fs::read_to_string(files.join("index.html")).unwrap(),
+        "live"
+    );
     assert_eq!(std::fs::read_dir(dir.join("sandboxes")).unwrap().count(), 0);
 }

@@ -267,14 +267,15 @@ fn parse_step(cx: &mut Ctx<'_>, v: &Value, p: &[Seg], n: usize) -> Option<Step> 
             keys(cx, &["item", "snapshot", "time", "target"]);
             let item = field(cx, "item");
             let target = field(cx, "target");
-            let (item, target) = (
-                need(cx, "item", item)?,
-                need(cx, "target", target)?,
-            );
+            let (item, target) = (need(cx, "item", item)?, need(cx, "target", target)?);
             let snapshot = field(cx, "snapshot");
             let time = field(cx, "time");
             if snapshot.is_some() && time.is_some() {
-                cx.err(&bp, format!("restore step {n}: give snapshot or time, not both"), None);
+                cx.err(
+                    &bp,
+                    format!("restore step {n}: give snapshot or time, not both"),
+                    None,
+                );
             }
             Action::Restore {
                 item,
@@ -327,7 +328,11 @@ fn parse_step(cx: &mut Ctx<'_>, v: &Value, p: &[Seg], n: usize) -> Option<Step> 
                     database: field(cx, "database"),
                 }
             } else {
-                cx.err(&bp, format!("wait_for step {n} needs tcp, http or sql"), None);
+                cx.err(
+                    &bp,
+                    format!("wait_for step {n} needs tcp, http or sql"),
+                    None,
+                );
                 return None;
             };
             Action::WaitFor {
@@ -368,14 +373,18 @@ fn parse_pg_target(cx: &mut Ctx<'_>, body: &Value, bp: &[Seg], wher: &str) -> Op
         Value::Mapping(m) => {
             cx.check_keys(m, &tp, &["time", "xid", "name"], wher);
             if let Some(t) = m.get("time") {
-                return cx.string(t, &key(&tp, "time"), "time", wher).map(PgTarget::Time);
+                return cx
+                    .string(t, &key(&tp, "time"), "time", wher)
+                    .map(PgTarget::Time);
             }
             if let Some(x) = m.get("xid") {
                 let x = cx.int(x, &key(&tp, "xid"), "xid", wher)?;
                 return Some(PgTarget::Xid(x.max(0) as u64));
             }
             if let Some(n) = m.get("name") {
-                return cx.string(n, &key(&tp, "name"), "name", wher).map(PgTarget::Name);
+                return cx
+                    .string(n, &key(&tp, "name"), "name", wher)
+                    .map(PgTarget::Name);
             }
             Some(PgTarget::Latest)
         }
@@ -391,7 +400,12 @@ fn parse_pg_target(cx: &mut Ctx<'_>, body: &Value, bp: &[Seg], wher: &str) -> Op
 }
 
 /// Check the items the steps name (after the items are parsed).
-pub(crate) fn check_items(cx: &mut Ctx<'_>, runbooks: &[Runbook], items: &[crate::Item], path: &[Seg]) {
+pub(crate) fn check_items(
+    cx: &mut Ctx<'_>,
+    runbooks: &[Runbook],
+    items: &[crate::Item],
+    path: &[Seg],
+) {
     for rb in runbooks {
         for step in &rb.steps {
             let (item, physical) = match &step.action {
@@ -420,5 +434,118 @@ pub(crate) fn check_items(cx: &mut Ctx<'_>, runbooks: &[Runbook], items: &[crate
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+
+    const BASE: &str = "repositories:\n  r: {location: /r, password: x}\nitems:\n  - name: web\n    paths: [/srv]\n  - name: db\n    kind: postgres\n    postgres: {mode: physical}\n";
+
+    fn parse(runbooks: &str) -> Result<Policy, String> {
+        Policy::parse_with(
+            &format!("{BASE}{runbooks}"),
+            "p.yaml",
+            Some(std::path::Path::new("/etc/bunker")),
+            &|_| None,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_step_kind_parses_in_order() {
+        let p = parse(
+            "runbooks:\n  dr:\n    rto: 30m\n    rpo: 1h\n    steps:\n\
+             \x20     - restore: {item: web, time: '2024-05-01 10:00', target: ./web}\n\
+             \x20     - pg_restore: {item: db, target: {xid: 42}, data_dir: /pg, start: true}\n\
+             \x20     - wait_for: {sql: select 1, database: app, timeout: 1m}\n\
+             \x20     - name: gate\n        confirm: go?\n\
+             \x20     - command: {run: systemctl start web, timeout: 2m}\n\
+             \x20     - notify: done\n",
+        )
+        .expect("valid");
+        let rb = &p.runbooks[0];
+        assert_eq!(rb.rto, Some(Duration::from_secs(1800)));
+        let kinds: Vec<&str> = rb.steps.iter().map(|s| s.action.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "restore",
+                "pg_restore",
+                "wait_for",
+                "confirm",
+                "command",
+                "notify"
+            ]
+        );
+        assert_eq!(rb.steps[3].name, "gate");
+        assert_eq!(rb.steps[0].name, "1: restore");
+        assert!(matches!(
+            &rb.steps[0].action,
+            Action::Restore { target, .. } if target == &PathBuf::from("/etc/bunker/web")
+        ));
+        assert!(matches!(
+            &rb.steps[1].action,
+            Action::PgRestore {
+                target: PgTarget::Xid(42),
+                start: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &rb.steps[2].action,
+            Action::WaitFor { probe: Probe::Sql { database: Some(d), .. }, timeout }
+                if d == "app" && *timeout == Duration::from_secs(60)
+        ));
+    }
+
+    #[test]
+    fn wrong_items_and_steps_are_named_with_their_place() {
+        let e = parse(
+            "runbooks:\n  dr:\n    steps:\n\
+             \x20     - restore: {item: nope, target: /x}\n\
+             \x20     - pg_restore: {item: web, data_dir: /pg}\n\
+             \x20     - restore: {item: web, target: /x}\n        command: true\n\
+             \x20     - wait_for: {timeout: 1m}\n",
+        )
+        .expect_err("invalid");
+        assert!(e.contains("no item \"nope\""), "{e}");
+        assert!(
+            e.contains("pg_restore needs an item of kind postgres"),
+            "{e}"
+        );
+        assert!(e.contains("step 3 needs exactly one of"), "{e}");
+        assert!(e.contains("wait_for step 4 needs tcp, http or sql"), "{e}");
+        assert!(e.contains("p.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn runbooks_can_live_in_a_file_of_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("rb.yaml"),
+            "runbooks:\n  dr:\n    steps:\n      - notify: hello\n",
+        )
+        .unwrap();
+        let p = Policy::parse_with(
+            &format!("{BASE}runbooks: ./rb.yaml\n"),
+            "p.yaml",
+            Some(d.path()),
+            &|_| None,
+        )
+        .expect("valid");
+        assert_eq!(p.runbooks[0].name, "dr");
+        std::fs::write(d.path().join("rb.yaml"), "dr:\n  steps:\n    - bogus: 1\n").unwrap();
+        let e = Policy::parse_with(
+            &format!("{BASE}runbooks: ./rb.yaml\n"),
+            "p.yaml",
+            Some(d.path()),
+            &|_| None,
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(e.contains("rb.yaml:3"), "{e}");
     }
 }

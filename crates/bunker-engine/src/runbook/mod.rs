@@ -198,7 +198,11 @@ pub(crate) fn item_repo(pool: &mut RepoPool<'_>, item: &Item) -> Result<Arc<Open
         }
     }
     Err(EngineError::Invalid(match last {
-        Some(e) => format!("no repository of item {} can be opened: {}", item.name, e.one_line()),
+        Some(e) => format!(
+            "no repository of item {} can be opened: {}",
+            item.name,
+            e.one_line()
+        ),
         None => format!("item {} has no target repository", item.name),
     }))
 }
@@ -353,7 +357,11 @@ pub fn run(
             });
             continue;
         }
-        (opts.progress)(&format!("step {}: {}", step.name, steps::describe(&step.action)));
+        (opts.progress)(&format!(
+            "step {}: {}",
+            step.name,
+            steps::describe(&step.action)
+        ));
         let t = Instant::now();
         let res = if opts.cancel.is_cancelled() {
             Err(EngineError::Cancelled)
@@ -406,9 +414,7 @@ pub fn run(
         ok: !failed,
         rto_seconds,
         rto_target_seconds: runbook.rto.map(|d| d.as_secs()),
-        rto_met: runbook
-            .rto
-            .is_none_or(|d| rto_seconds <= d.as_secs_f64()),
+        rto_met: runbook.rto.is_none_or(|d| rto_seconds <= d.as_secs_f64()),
         rpo_seconds,
         rpo_target_seconds: runbook.rpo.map(|d| d.as_secs()),
         rpo_met: match (runbook.rpo, rpo_seconds) {
@@ -445,7 +451,11 @@ fn audit_step(repos: &[Arc<Opened>], runbook: &Runbook, step: &StepReport, sink:
 fn store(repos: &[Arc<Opened>], report: &RunbookReport, sink: &dyn EventSink) {
     let body = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
     let record = Record::new(RecordKind::Runbook, &report.runbook, body);
-    let snapshots: Vec<&String> = report.steps.iter().filter_map(|s| s.snapshot.as_ref()).collect();
+    let snapshots: Vec<&String> = report
+        .steps
+        .iter()
+        .filter_map(|s| s.snapshot.as_ref())
+        .collect();
     for o in repos {
         if let Err(e) = records::save(&o.repo, &record) {
             let w = crate::events::Warning::RecordNotSaved {
@@ -476,6 +486,3 @@ fn store(repos: &[Arc<Opened>], report: &RunbookReport, sink: &dyn EventSink) {
 
 /// How long a step of kind `wait_for` polls between tries.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
-
-#[cfg(test)]
-mod tests;

@@ -26,7 +26,12 @@ pub(crate) fn describe(p: &Probe) -> String {
 }
 
 /// Poll `p` until it succeeds or `timeout` passes.
-pub(crate) fn wait(st: &State, p: &Probe, timeout: Duration, cancel: &CancelToken) -> Result<String> {
+pub(crate) fn wait(
+    st: &State,
+    p: &Probe,
+    timeout: Duration,
+    cancel: &CancelToken,
+) -> Result<String> {
     let started = Instant::now();
     let mut tries = 0u32;
     loop {
@@ -60,7 +65,9 @@ fn once(st: &State, p: &Probe) -> std::result::Result<(), String> {
     match p {
         Probe::Tcp(a) => {
             let addr = if a == "postgres" {
-                let s = st.server().ok_or("no PostgreSQL server was started by the runbook")?;
+                let s = st
+                    .server()
+                    .ok_or("no PostgreSQL server was started by the runbook")?;
                 format!("127.0.0.1:{}", s.port)
             } else {
                 a.clone()
@@ -103,8 +110,11 @@ fn http_get(url: &str) -> std::result::Result<(), String> {
     };
     let mut s = connect(&addr)?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let n = s.read(&mut head).map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&head[..n]);

@@ -58,9 +58,8 @@ impl SafetyCopies {
                     to.display()
                 )));
             }
-            std::fs::rename(dir, &to).with_context(|| {
-                format!("moving {} aside to {}", dir.display(), to.display())
-            })?;
+            std::fs::rename(dir, &to)
+                .with_context(|| format!("moving {} aside to {}", dir.display(), to.display()))?;
             Some(to)
         };
         self.copies.push(SafetyCopy {
@@ -113,7 +112,10 @@ impl SafetyCopies {
         for c in self.copies {
             if let Some(a) = c.aside {
                 if let Err(e) = remove_dir_if_exists(&a) {
-                    problems.push(format!("cannot remove the safety copy {}: {e}", a.display()));
+                    problems.push(format!(
+                        "cannot remove the safety copy {}: {e}",
+                        a.display()
+                    ));
                 }
             }
         }

@@ -64,7 +64,10 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(opts: &RunOptions<'_>) -> Result<State> {
-        let mut env = vec![("BUNKER_RUNBOOK_MODE".to_string(), opts.mode.as_str().to_string())];
+        let mut env = vec![(
+            "BUNKER_RUNBOOK_MODE".to_string(),
+            opts.mode.as_str().to_string(),
+        )];
         let sandbox = match opts.mode {
             Mode::Execute => None,
             Mode::Drill => {
@@ -240,7 +243,11 @@ pub(crate) fn choose_snapshot(
                 ))
             });
     }
-    Ok(snapshots::find(repo, snapshot.unwrap_or("latest"), &filter)?)
+    Ok(snapshots::find(
+        repo,
+        snapshot.unwrap_or("latest"),
+        &filter,
+    )?)
 }
 
 fn recovery_target(t: &PgTarget) -> Result<RecoveryTarget> {
@@ -298,7 +305,8 @@ fn restore_command(pool: &RepoPool<'_>, repo_name: &str, exe: &Path) -> Result<S
     let cfg = pool.policy().repositories.get(repo_name).ok_or_else(|| {
         EngineError::Invalid(format!("repository {repo_name} is not in the policy"))
     })?;
-    let mut words: Vec<std::ffi::OsString> = vec![exe.into(), "-r".into(), cfg.location.clone().into()];
+    let mut words: Vec<std::ffi::OsString> =
+        vec![exe.into(), "-r".into(), cfg.location.clone().into()];
     for (k, v) in &cfg.options {
         words.push("-o".into());
         words.push(format!("{k}={v}").into());
@@ -378,7 +386,10 @@ pub(crate) fn run_step(
                     sum.errors[0].1
                 )));
             }
-            st.env.push((format!("BUNKER_RUNBOOK_STEP{n}_DIR"), dest.display().to_string()));
+            st.env.push((
+                format!("BUNKER_RUNBOOK_STEP{n}_DIR"),
+                dest.display().to_string(),
+            ));
             Ok(Done {
                 detail: format!(
                     "restored snapshot {} ({} files, {} bytes) into {}",
@@ -484,7 +495,8 @@ fn pg_restore(
             None => {
                 let pg = item.postgres();
                 (
-                    pg.and_then(|p| p.host.clone()).unwrap_or_else(|| "localhost".into()),
+                    pg.and_then(|p| p.host.clone())
+                        .unwrap_or_else(|| "localhost".into()),
                     pg.and_then(|p| p.port).unwrap_or(5432),
                 )
             }
@@ -501,10 +513,14 @@ fn pg_restore(
         st.env.push(("PGHOST".into(), host.clone()));
         st.env.push(("PGPORT".into(), port.to_string()));
         st.env.push(("BUNKER_RUNBOOK_PGHOST".into(), host));
-        st.env.push(("BUNKER_RUNBOOK_PGPORT".into(), port.to_string()));
+        st.env
+            .push(("BUNKER_RUNBOOK_PGPORT".into(), port.to_string()));
         detail.push_str(&format!("; recovery finished, server on port {port}"));
     }
-    st.env.push((format!("BUNKER_RUNBOOK_STEP{n}_DIR"), dest.display().to_string()));
+    st.env.push((
+        format!("BUNKER_RUNBOOK_STEP{n}_DIR"),
+        dest.display().to_string(),
+    ));
     Ok(Done {
         detail,
         snapshot: Some(backup.entry.id.to_string()),

@@ -445,14 +445,26 @@ fn runbooks_at(cx: &mut Ctx<'_>, v: &Value, path: &[Seg]) -> Vec<crate::runbook:
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
-            cx.err(path, format!("cannot read the runbooks file {}: {e}", file.display()), None);
+            cx.err(
+                path,
+                format!("cannot read the runbooks file {}: {e}", file.display()),
+                None,
+            );
             return Vec::new();
         }
     };
     let doc: Value = match serde_yaml::from_str(&text) {
         Ok(d) => d,
         Err(e) => {
-            cx.err(path, format!("the runbooks file {} is not valid YAML: {}", file.display(), strip_locations(&e.to_string())), None);
+            cx.err(
+                path,
+                format!(
+                    "the runbooks file {} is not valid YAML: {}",
+                    file.display(),
+                    strip_locations(&e.to_string())
+                ),
+                None,
+            );
             return Vec::new();
         }
     };
