@@ -61,6 +61,7 @@ fn operation(cmd: &Command) -> Option<&'static str> {
         Command::Copy(_) => "copy",
         Command::Tag(_) => "tag",
         Command::Rewrite(a) if !a.dry_run => "rewrite",
+        Command::Recover(a) if !a.dry_run => "recover",
         Command::Key(k) => match k.action {
             KeyAction::List => return None,
             KeyAction::Add { .. } => "key add",

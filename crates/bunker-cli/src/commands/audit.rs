@@ -13,8 +13,8 @@ use crate::repo;
 
 const LONG_ABOUT: &str = "\
 The audit log of a repository: every operation that changes it or reads data out of it \
-(backup, run, forget, prune, copy, tag, rewrite, key add/remove/passwd, restore, dump, mount, \
-pg backup/dump/restore/restore-dump, drill, runbook execute) appends one record saying who \
+(backup, run, forget, prune, copy, tag, rewrite, recover, key add/remove/passwd, restore, dump, \
+mount, pg backup/dump/restore/restore-dump, runbook drill and execute) appends one record saying who \
 (user, host, process id), what, when, which snapshots and with what result. Dry runs are not \
 recorded. Records live under bunker/audit/ in the repository (restic ignores them), encrypted \
 with the repository key, one object each, written once and never modified; each names the \

@@ -449,6 +449,14 @@ fn pg_restore(
     let item = item_of(pool, item)?;
     let o = item_repo(pool, item)?;
     let command = restore_command(pool, &o.name, &opts.bunker_exe)?;
+    if opts.mode == Mode::Execute {
+        if let Some(pid) = running_postmaster(data_dir) {
+            return Err(EngineError::Invalid(format!(
+                "PostgreSQL (pid {pid}) is running in {}: stop it first (a command step before this one)",
+                data_dir.display()
+            )));
+        }
+    }
     let rt = recovery_target(target)?;
     let (backup, entries) = {
         let _lock = RepoLock::acquire_read(&o.repo)?;
@@ -529,6 +537,14 @@ fn pg_restore(
             _ => backup.end_time,
         }),
     })
+}
+
+/// The pid of a live postmaster of `data_dir` (a stale `postmaster.pid`
+/// left by a crash does not count).
+fn running_postmaster(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
 /// Run `run` with `sh -c`, the run's environment, at most `timeout`.
