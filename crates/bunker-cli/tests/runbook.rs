@@ -113,8 +113,13 @@ fn execute_whose_third_step_fails_rolls_back_the_restore_of_the_first() {
     assert_eq!(read(&ctx, "data/a.txt"), "live");
     assert_eq!(read(&ctx, "data/new.txt"), "new");
     assert!(leftovers(&ctx).is_empty(), "{:?}", leftovers(&ctx));
+    // The policy run that made the snapshot is in the audit log, with it.
+    let ops = audit_ops(&ctx);
+    let run = ops.iter().find(|r| r["operation"] == "run").expect("a run record");
+    assert_eq!(run["details"]["item"], "web", "{run}");
+    assert_eq!(run["snapshots"].as_array().map(Vec::len), Some(1), "{run}");
     // Every step executed is in the audit log.
-    let steps: Vec<(String, String)> = audit_ops(&ctx)
+    let steps: Vec<(String, String)> = ops
         .iter()
         .filter(|r| r["operation"] == "runbook execute")
         .map(|r| {

@@ -297,9 +297,12 @@ impl Verification {
     }
 }
 
-/// Read every record in order. Each is `Ok` with its hash or `Err` with why
-/// it could not be read, keyed by its sequence number.
-fn read_all(repo: &Repository) -> Result<(Vec<(u64, Vec<u8>)>, Vec<String>)> {
+/// Stored records (sequence number, stored bytes) in order, and the names
+/// that are not sequence numbers.
+type Objects = (Vec<(u64, Vec<u8>)>, Vec<String>);
+
+/// Read every stored record in order, and the foreign names.
+fn read_all(repo: &Repository) -> Result<Objects> {
     let mut numbered = Vec::new();
     let mut foreign = Vec::new();
     for f in repo.storage().list(FileType::Audit)? {

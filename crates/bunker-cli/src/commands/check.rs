@@ -159,6 +159,16 @@ pub fn run(g: &GlobalOpts, args: CheckArgs) -> Result<Status> {
     }
 }
 
+/// Record the successful check in the repository (for the 3-2-1 report);
+/// a read-only repository cannot take it, which is no error of the check.
+fn record_check(r: &bunker_repo::Repository, read_data: &ReadData) {
+    use bunker_engine::records::{self, Record, RecordKind};
+    let body = serde_json::json!({ "read_data": format!("{read_data:?}") });
+    if let Err(e) = records::save(r, &Record::new(RecordKind::Check, "*", body)) {
+        tracing::info!("the check could not be recorded in the repository: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,15 +183,5 @@ mod tests {
         assert!(parse_subset("0%").is_err());
         assert!(parse_subset("101%").is_err());
         assert!(parse_subset("half").is_err());
-    }
-}
-
-/// Record the successful check in the repository (for the 3-2-1 report);
-/// a read-only repository cannot take it, which is no error of the check.
-fn record_check(r: &bunker_repo::Repository, read_data: &ReadData) {
-    use bunker_engine::records::{self, Record, RecordKind};
-    let body = serde_json::json!({ "read_data": format!("{read_data:?}") });
-    if let Err(e) = records::save(r, &Record::new(RecordKind::Check, "*", body)) {
-        tracing::info!("the check could not be recorded in the repository: {e}");
     }
 }
