@@ -115,7 +115,10 @@ fn execute_whose_third_step_fails_rolls_back_the_restore_of_the_first() {
     assert!(leftovers(&ctx).is_empty(), "{:?}", leftovers(&ctx));
     // The policy run that made the snapshot is in the audit log, with it.
     let ops = audit_ops(&ctx);
-    let run = ops.iter().find(|r| r["operation"] == "run").expect("a run record");
+    let run = ops
+        .iter()
+        .find(|r| r["operation"] == "run")
+        .expect("a run record");
     assert_eq!(run["details"]["item"], "web", "{run}");
     assert_eq!(run["snapshots"].as_array().map(Vec::len), Some(1), "{run}");
     // Every step executed is in the audit log.

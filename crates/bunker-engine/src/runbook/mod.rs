@@ -15,6 +15,7 @@
 //!   safety copies are put back, and they are removed only when every step
 //!   succeeded. Every step is audited.
 
+mod command;
 mod probe;
 pub mod rollback;
 mod steps;
