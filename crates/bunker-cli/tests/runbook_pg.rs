@@ -100,6 +100,28 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     std::fs::write(files.join("index.html"), "live").unwrap();
     cluster.sql("INSERT INTO orders VALUES (4)");
 
+    // The plan names the base backup and the WAL recovery would replay.
+    let out = bunker_pg(&env, &pw)
+        .args(["--json", "runbook", "plan", "site-lost", "--config"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    assert!(plan["steps"][1]["snapshot"].is_string(), "{plan}");
+    assert!(
+        plan["steps"][1]["wal"]
+            .as_str()
+            .unwrap_or("")
+            .contains("file(s)"),
+        "{plan}"
+    );
+    assert!(plan["rpo_seconds"].as_i64().is_some(), "{plan}");
+
     let out = bunker_pg(&env, &pw)
         .args(["--json", "runbook", "drill", "site-lost", "--sandbox-dir"])
         .arg(dir.join("sandboxes"))
