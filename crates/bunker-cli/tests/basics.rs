@@ -48,6 +48,9 @@ fn every_command_has_long_help_with_examples() {
         "cache",
         "generate",
         "mount",
+        "audit",
+        "report",
+        "runbook",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");

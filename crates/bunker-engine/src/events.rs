@@ -108,6 +108,16 @@ pub enum Warning {
         /// Why, as one line.
         error: String,
     },
+    /// An audit record could not be appended to a repository's audit log
+    /// (the operation itself stands).
+    AuditNotWritten {
+        /// The operation.
+        operation: String,
+        /// The repository.
+        repository: String,
+        /// Why, as one line.
+        error: String,
+    },
     /// A run record could not be saved in a repository.
     RecordNotSaved {
         /// The item.
@@ -130,6 +140,14 @@ impl std::fmt::Display for Warning {
                 error,
             } => write!(f, "item {item}: reading base backups in {target}: {error}"),
             Warning::HookFailed { item, error } => write!(f, "item {item}: {error}"),
+            Warning::AuditNotWritten {
+                operation,
+                repository,
+                error,
+            } => write!(
+                f,
+                "the audit record of {operation} could not be written to {repository}: {error}"
+            ),
             Warning::RecordNotSaved { item, error } => write!(
                 f,
                 "could not record the failure of {item} in the repository: {error}"

@@ -443,6 +443,7 @@ fn run_target(
             Outcome::Warning { unreadable } => record_success(&o, item, &res.stats, unreadable),
             _ => record_success(&o, item, &res.stats, &[]),
         }
+        crate::audit::run_target(&o.repo, &res, sink);
     }
     res
 }

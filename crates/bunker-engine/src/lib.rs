@@ -17,6 +17,9 @@
 //!   back to one point in time (`recover --time`).
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
+//! * [`runbook`]: disaster-recovery runbooks: plan, drill, execute with rollback.
+//! * [`compliance`]: the 3-2-1 report per item.
+//! * [`audit`]: the audit records of runs and runbook steps.
 //! * [`events`]: the engine never prints; it reports to an
 //!   [`events::EventSink`].
 //! * Cancellation: every job carries a [`CancelToken`]; operations stop at
@@ -31,6 +34,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod drill;
+pub mod audit;
+pub mod compliance;
 pub mod error;
 pub mod events;
 pub mod execute;
@@ -40,6 +45,7 @@ pub mod pool;
 pub mod records;
 pub mod recover;
 pub mod retention;
+pub mod runbook;
 pub mod sources;
 pub mod status;
 

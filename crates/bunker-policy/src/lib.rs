@@ -12,6 +12,8 @@
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //!
+//! * [`runbook`]: disaster-recovery runbooks (`runbooks:`).
+//!
 //! Secrets (passwords, option values whose key contains "secret",
 //! "password", "key" or "token") are redacted in `Debug`/`Display`.
 
@@ -22,6 +24,7 @@ mod locate;
 mod model;
 mod parse;
 mod policy;
+pub mod runbook;
 mod schedule;
 mod validate;
 

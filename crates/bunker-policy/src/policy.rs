@@ -30,6 +30,8 @@ pub struct Policy {
     pub items: Vec<Item>,
     /// Global excludes (already appended to every files item's `excludes`).
     pub exclude_patterns: Vec<String>,
+    /// Disaster-recovery runbooks (`runbooks:`), in file order.
+    pub runbooks: Vec<crate::runbook::Runbook>,
     /// The file the policy was loaded from.
     pub source_path: Option<PathBuf>,
     pub(crate) origin: Origin,
@@ -108,6 +110,7 @@ impl fmt::Debug for Policy {
             .field("repositories", &self.repositories)
             .field("items", &self.items)
             .field("exclude_patterns", &self.exclude_patterns)
+            .field("runbooks", &self.runbooks)
             .field("source_path", &self.source_path)
             .finish()
     }

@@ -45,6 +45,7 @@ pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
+    crate::audit_trail::snapshots([&snap.id]);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let report = match dump::dump(&r, &snap, &args.file, &mut out) {
         Ok(report) => report,

@@ -259,6 +259,7 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
         now: None,
     };
     let report = forget::forget_unlocked(&r, &opts).context("forget failed")?;
+    crate::audit_trail::snapshots(&report.removed);
     if g.json {
         output::json_line(&report.groups)?;
     } else if !g.quiet {
@@ -283,6 +284,7 @@ fn run_pitr(g: &GlobalOpts, args: &ForgetArgs, opts: &PitrOptions) -> Result<Sta
         Some(repo::lock(&r, true)?)
     };
     let report = retention::apply(&r, opts).context("forget failed")?;
+    crate::audit_trail::snapshots(&report.removed);
     if g.json {
         output::json_line(&report)?;
     } else if !g.quiet {

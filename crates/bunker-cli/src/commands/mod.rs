@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod cat;
@@ -39,7 +40,9 @@ pub mod prune;
 pub mod recover;
 pub mod recover_time;
 pub mod repair;
+pub mod report;
 pub mod run;
+pub mod runbook;
 pub mod status;
 
 /// The verbs of `bunker`.
@@ -75,10 +78,23 @@ pub enum Command {
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
     Drill(drill::DrillArgs),
+    Audit(audit::AuditArgs),
+    Report(report::ReportArgs),
+    Runbook(runbook::RunbookArgs),
 }
 
-/// Run one verb.
+/// Run one verb; verbs that change a repository or read data out of it
+/// leave a record in its audit log.
 pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
+    let audited = crate::audit_trail::begin(&cmd);
+    let result = dispatch(g, cmd);
+    if let Some(op) = audited {
+        crate::audit_trail::finish(op, &result);
+    }
+    result
+}
+
+fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
     match cmd {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -110,6 +126,9 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::Audit(a) => audit::run(g, a),
+        Command::Report(a) => report::run(g, a),
+        Command::Runbook(a) => runbook::run(g, a),
     }
 }
 

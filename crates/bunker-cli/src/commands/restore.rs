@@ -152,6 +152,7 @@ pub fn run(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
     let snap = snapshots::find(&r, spec, &args.filter.filter())?;
+    crate::audit_trail::snapshots([&snap.id]);
     if !g.json && !g.quiet {
         println!(
             "restoring snapshot {} of {:?} at {} by {}@{} to {}",

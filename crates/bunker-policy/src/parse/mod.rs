@@ -343,7 +343,7 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items"];
+const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items", "runbooks"];
 
 /// Parses and validates a policy document.
 pub(crate) fn parse_policy(
@@ -398,6 +398,11 @@ pub(crate) fn parse_policy(
                 policy.items = list;
                 item_index = idx;
             }
+            if let Some(v) = m.get("runbooks") {
+                let p = key(&root_path, "runbooks");
+                policy.runbooks = runbooks_at(&mut cx, v, &p);
+                crate::runbook::check_items(&mut cx, &policy.runbooks, &policy.items, &p);
+            }
         }
         Value::Null => cx.err_at(
             Pos { line: 1, column: 1 },
@@ -428,6 +433,56 @@ pub(crate) fn parse_policy(
         diags.sort_by_key(|d| (d.line == 0, d.line, d.column));
         Err(diags)
     }
+}
+
+/// `runbooks:` inline, or `runbooks: FILE` (relative to the policy file),
+/// whose problems are reported at their place in that file.
+fn runbooks_at(cx: &mut Ctx<'_>, v: &Value, path: &[Seg]) -> Vec<crate::runbook::Runbook> {
+    let Value::String(name) = v else {
+        return crate::runbook::parse_runbooks(cx, v, path);
+    };
+    let file = cx.resolve(name);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.err(
+                path,
+                format!("cannot read the runbooks file {}: {e}", file.display()),
+                None,
+            );
+            return Vec::new();
+        }
+    };
+    let doc: Value = match serde_yaml::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            cx.err(
+                path,
+                format!(
+                    "the runbooks file {} is not valid YAML: {}",
+                    file.display(),
+                    strip_locations(&e.to_string())
+                ),
+                None,
+            );
+            return Vec::new();
+        }
+    };
+    let mut sub = Ctx {
+        file: file.display().to_string(),
+        pos: Positions::scan(&text),
+        env: cx.env,
+        base_dir: file.parent().map(Path::to_path_buf),
+        diags: Vec::new(),
+        errored: BTreeSet::new(),
+    };
+    let (inner, at): (&Value, NodePath) = match doc.get("runbooks") {
+        Some(r) => (r, key(&[], "runbooks")),
+        None => (&doc, Vec::new()),
+    };
+    let out = crate::runbook::parse_runbooks(&mut sub, inner, &at);
+    cx.diags.append(&mut sub.diags);
+    out
 }
 
 #[cfg(test)]
