@@ -9,6 +9,8 @@
 //!   the repository layer's [`bunker_repo::retention::KeepPolicy`], which
 //!   `forget` applies exactly as restic does.
 //! * [`DrillConfig`] holds an item's restore drills (`drill:`, with `rto:`).
+//! * [`NotifyTarget`]s (`notifications:`) say where notices go (webhook,
+//!   healthchecks pings, email) and which events each receives.
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
 //!   `on_change`).
 //!
@@ -22,6 +24,7 @@ mod env;
 mod error;
 mod locate;
 mod model;
+mod notifications;
 mod parse;
 mod policy;
 pub mod runbook;
@@ -35,6 +38,10 @@ pub use model::{
     is_secret_key, location_scheme, CommandConfig, FilesSource, Hooks, Item, ItemKind,
     PasswordError, PasswordSource, PostgresConfig, PostgresMode, Priority, RepositoryConfig,
     Retention, Role, Secret, Source, SqliteConfig,
+};
+pub use notifications::{
+    redact_url, EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, SmtpTls,
+    WebhookFormat, DEFAULT_NOTIFY_RETRY_FOR, DEFAULT_NOTIFY_TIMEOUT,
 };
 pub use policy::Policy;
 pub use schedule::{parse_duration, Schedule, ScheduleError};

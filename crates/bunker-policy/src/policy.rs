@@ -3,6 +3,7 @@
 use crate::error::{Diagnostic, PolicyError};
 use crate::locate::{NodePath, Positions};
 use crate::model::{Item, RepositoryConfig};
+use crate::notifications::NotifyTarget;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Policy {
     pub exclude_patterns: Vec<String>,
     /// Disaster-recovery runbooks (`runbooks:`), in file order.
     pub runbooks: Vec<crate::runbook::Runbook>,
+    /// Notification targets (`notifications:`), in file order.
+    pub notifications: Vec<NotifyTarget>,
     /// The file the policy was loaded from.
     pub source_path: Option<PathBuf>,
     pub(crate) origin: Origin,
@@ -111,6 +114,7 @@ impl fmt::Debug for Policy {
             .field("items", &self.items)
             .field("exclude_patterns", &self.exclude_patterns)
             .field("runbooks", &self.runbooks)
+            .field("notifications", &self.notifications)
             .field("source_path", &self.source_path)
             .finish()
     }
@@ -139,6 +143,12 @@ impl fmt::Display for Policy {
                 write!(f, ", rpo {}", humantime::format_duration(rpo))?;
             }
             writeln!(f, " -> {}", i.targets.join(", "))?;
+        }
+        if !self.notifications.is_empty() {
+            writeln!(f, "notifications:")?;
+            for t in &self.notifications {
+                writeln!(f, "  {t}")?;
+            }
         }
         Ok(())
     }

@@ -43,7 +43,8 @@ impl PolicyArgs {
 const LONG_ABOUT: &str = "\
 Work with the policy file (bunker.yaml). `config check` parses and validates it and prints \
 every problem as FILE:LINE:COLUMN: MESSAGE, exiting 1 if there is any; a valid policy prints \
-`policy OK: N items, M repositories`. Environment variables (${VAR}) are substituted as \
+`policy OK: N items, M repositories` (and its notification targets, one per line, secrets \
+shown as ***). Environment variables (${VAR}) are substituted as \
 `bunker run` would, so a missing variable is reported too. Nothing is contacted.";
 
 const EXAMPLES: &str = "\
@@ -89,6 +90,8 @@ struct JsonCheck<'a> {
     file: String,
     items: usize,
     repositories: usize,
+    /// One line per notification target, secrets redacted.
+    notifications: Vec<String>,
     diagnostics: Vec<JsonDiagnostic<'a>>,
 }
 
@@ -103,14 +106,23 @@ pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
                     file: path.display().to_string(),
                     items: p.items.len(),
                     repositories: p.repositories.len(),
+                    notifications: p.notifications.iter().map(|t| t.to_string()).collect(),
                     diagnostics: Vec::new(),
                 })?;
             } else {
+                let targets = match p.notifications.len() {
+                    0 => String::new(),
+                    1 => ", 1 notification target".to_string(),
+                    n => format!(", {n} notification targets"),
+                };
                 println!(
-                    "policy OK: {} items, {} repositories",
+                    "policy OK: {} items, {} repositories{targets}",
                     p.items.len(),
                     p.repositories.len()
                 );
+                for t in &p.notifications {
+                    println!("  notify {t}");
+                }
             }
             Ok(Status::Success)
         }
@@ -121,6 +133,7 @@ pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
                     file: path.display().to_string(),
                     items: 0,
                     repositories: 0,
+                    notifications: Vec::new(),
                     diagnostics: diags
                         .iter()
                         .map(|d| JsonDiagnostic {

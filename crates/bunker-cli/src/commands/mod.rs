@@ -35,6 +35,7 @@ pub mod version;
 pub mod config;
 pub mod drill;
 pub mod forget;
+pub mod notify;
 pub mod pg;
 pub mod prune;
 pub mod recover;
@@ -81,6 +82,7 @@ pub enum Command {
     Audit(audit::AuditArgs),
     Report(report::ReportArgs),
     Runbook(runbook::RunbookArgs),
+    Notify(notify::NotifyArgs),
 }
 
 /// Run one verb; verbs that change a repository or read data out of it
@@ -129,6 +131,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Audit(a) => audit::run(g, a),
         Command::Report(a) => report::run(g, a),
         Command::Runbook(a) => runbook::run(g, a),
+        Command::Notify(a) => notify::run(g, a),
     }
 }
 

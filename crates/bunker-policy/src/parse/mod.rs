@@ -1,6 +1,7 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
 pub(crate) mod items;
+mod notify;
 mod repos;
 
 use crate::env::{substitute, SubstError};
@@ -343,7 +344,13 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["exclude_patterns", "repositories", "items", "runbooks"];
+const TOP_KEYS: &[&str] = &[
+    "exclude_patterns",
+    "repositories",
+    "items",
+    "runbooks",
+    "notifications",
+];
 
 /// Parses and validates a policy document.
 pub(crate) fn parse_policy(
@@ -402,6 +409,10 @@ pub(crate) fn parse_policy(
                 let p = key(&root_path, "runbooks");
                 policy.runbooks = runbooks_at(&mut cx, v, &p);
                 crate::runbook::check_items(&mut cx, &policy.runbooks, &policy.items, &p);
+            }
+            if let Some(v) = m.get("notifications") {
+                let names: Vec<String> = policy.items.iter().map(|i| i.name.clone()).collect();
+                policy.notifications = notify::parse_notifications(&mut cx, v, &names);
             }
         }
         Value::Null => cx.err_at(
