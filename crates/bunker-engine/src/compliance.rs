@@ -66,27 +66,23 @@ pub struct DrillSummary {
 }
 
 impl DrillSummary {
-    /// Read a drill record's body; tolerant of the field names used.
+    /// Reads a drill record (a [`crate::drill::DrillReport`] as `bunker drill`
+    /// stores it). A body that is not a drill report counts as a failed
+    /// drill: a record nobody can read proves nothing.
     pub fn from_record(r: &Record) -> DrillSummary {
-        let num = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| r.body.get(*k).and_then(serde_json::Value::as_f64))
-        };
-        let rto_seconds = num(&["rto_seconds", "measured_rto_seconds", "total_seconds"]);
-        let rto_target_seconds = num(&["rto_target_seconds", "rto_objective_seconds"]);
-        let passed = ["ok", "passed", "success"]
-            .iter()
-            .find_map(|k| r.body.get(*k).and_then(serde_json::Value::as_bool))
-            .unwrap_or(false);
-        let within = match (rto_seconds, rto_target_seconds) {
-            (Some(m), Some(t)) => m <= t,
-            _ => true,
-        };
-        DrillSummary {
-            time: r.time,
-            ok: passed && within,
-            rto_seconds,
-            rto_target_seconds,
+        match serde_json::from_value::<crate::drill::DrillReport>(r.body.clone()) {
+            Ok(d) => DrillSummary {
+                time: r.time,
+                ok: d.is_ok(),
+                rto_seconds: Some(d.rto_measured_seconds),
+                rto_target_seconds: d.rto_target_seconds.map(|t| t as f64),
+            },
+            Err(_) => DrillSummary {
+                time: r.time,
+                ok: false,
+                rto_seconds: None,
+                rto_target_seconds: None,
+            },
         }
     }
 }
@@ -447,6 +443,17 @@ mod tests {
         assert!(c.problems[2].contains("no offsite copy"));
     }
 
+    /// A drill report's body as `bunker drill` stores it.
+    fn drill_body(measured: f64, target: u64) -> serde_json::Value {
+        serde_json::json!({
+            "item": "web", "kind": "files", "repository": "local", "hostname": "h",
+            "started": "2026-12-01T10:00:00+00:00", "pick": "latest",
+            "snapshots": [], "snapshot_time": null, "status": "passed", "phases": [],
+            "rto_measured_seconds": measured, "rto_target_seconds": target,
+            "rto_exceeded": measured > target as f64, "sandbox": "/sandbox", "kept": false
+        })
+    }
+
     #[test]
     fn a_failed_drill_or_an_exceeded_rto_is_not_compliant() {
         let copies = || {
@@ -459,7 +466,7 @@ mod tests {
         let slow = Record::new(
             RecordKind::Drill,
             "web",
-            serde_json::json!({"ok": true, "rto_seconds": 90.0, "rto_target_seconds": 60.0}),
+            drill_body(90.0, 60),
         );
         let c = judge(&item(), copies(), None, Some(&slow));
         assert!(!c.compliant);
@@ -467,8 +474,10 @@ mod tests {
         let fast = Record::new(
             RecordKind::Drill,
             "web",
-            serde_json::json!({"ok": true, "rto_seconds": 30.0, "rto_target_seconds": 60.0}),
+            drill_body(30.0, 60),
         );
         assert!(judge(&item(), copies(), None, Some(&fast)).compliant);
+        let unreadable = Record::new(RecordKind::Drill, "web", serde_json::json!({"ok": true}));
+        assert!(!judge(&item(), copies(), None, Some(&unreadable)).compliant);
     }
 }

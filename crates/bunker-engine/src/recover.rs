@@ -147,6 +147,7 @@ pub fn recover_to_time(
                 r.error = Some(e.one_line());
             }
         }
+        audit_recovery(pool, &r, sink);
         out.push(r);
     }
     Ok(out)
@@ -350,4 +351,21 @@ fn recover_physical(
     r.state = RecoverState::Recovered;
     server.detach();
     Ok(())
+}
+
+/// A recovery read data out of its repository: one audit record there.
+fn audit_recovery(pool: &mut RepoPool<'_>, r: &ItemRecovery, sink: &dyn EventSink) {
+    use bunker_repo::audit::{Entry, Outcome};
+    let Some(Ok(o)) = r.repository.as_deref().map(|name| pool.get(name)) else {
+        return;
+    };
+    let outcome = match r.state {
+        RecoverState::Failed => Outcome::Failure,
+        _ => Outcome::Success,
+    };
+    let entry = Entry::new("recover --time")
+        .snapshots(r.snapshots.clone())
+        .outcome(outcome, r.error.clone())
+        .details(serde_json::json!({ "item": r.item, "path": r.path }));
+    crate::audit::append(&o.repo, &entry, sink);
 }

@@ -234,6 +234,24 @@ pub fn run_drill(
     }
     report.rto_exceeded = item.rto.is_some_and(|r| measured > r);
     drop(sandbox);
+    // A drill reads data out of the repository: it is audited, recorded or not.
+    let (outcome, error) = if report.is_ok() {
+        (bunker_repo::audit::Outcome::Success, None)
+    } else {
+        (bunker_repo::audit::Outcome::Failure, report.error.clone())
+    };
+    crate::audit::append(
+        &opened.repo,
+        &bunker_repo::audit::Entry::new("drill")
+            .snapshots(report.snapshots.clone())
+            .outcome(outcome, error)
+            .details(serde_json::json!({
+                "item": item.name,
+                "rto_measured_seconds": report.rto_measured_seconds,
+                "rto_exceeded": report.rto_exceeded,
+            })),
+        sink,
+    );
     if !opts.no_record {
         let body = serde_json::to_value(&report)
             .map_err(|e| EngineError::failed("encoding the drill report", e))?;

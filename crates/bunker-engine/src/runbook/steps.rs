@@ -426,12 +426,7 @@ pub(crate) fn run_step(
                 }
             }
         },
-        Action::Notify { message } => {
-            // The notification channels are the daemon's; a runbook logs.
-            tracing::warn!(target: "bunker::runbook", "NOTIFY: {message}");
-            (opts.progress)(&format!("NOTIFY: {message}"));
-            Ok(Done::said(format!("notified: {message}")))
-        }
+        Action::Notify { message } => notify(pool.policy(), message, opts),
     }
 }
 
@@ -545,4 +540,39 @@ fn running_postmaster(data_dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
     let pid: u32 = text.lines().next()?.trim().parse().ok()?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// A `notify` step: the message goes to every notification target of the
+/// policy (their event filters do not apply: a runbook step says what it
+/// says), marked as a drill in drill mode. A failed delivery fails the
+/// step, so an execute that cannot reach anybody stops and says so.
+fn notify(policy: &bunker_policy::Policy, message: &str, opts: &RunOptions<'_>) -> Result<Done> {
+    let text = match opts.mode {
+        Mode::Drill => format!("[drill] {message}"),
+        Mode::Execute => message.to_string(),
+    };
+    (opts.progress)(&format!("NOTIFY: {text}"));
+    if policy.notifications.is_empty() {
+        tracing::warn!(target: "bunker::runbook", "NOTIFY (no notification targets in the policy): {text}");
+        return Ok(Done::said(format!("no notification targets; logged: {text}")));
+    }
+    let notifier = bunker_notify::Notifier::new(&policy.notifications)
+        .map_err(|e| EngineError::Invalid(format!("notify step: {e}")))?;
+    let notice = bunker_notify::Notice::new(
+        bunker_policy::EventKind::Warning,
+        "bunker runbook",
+        text.clone(),
+        chrono::Utc::now(),
+    );
+    let failed: Vec<String> = notifier
+        .send_all(&notice)
+        .into_iter()
+        .filter(|d| !d.ok)
+        .map(|d| format!("{}: {}", d.target, d.error.unwrap_or_default()))
+        .collect();
+    if failed.is_empty() {
+        Ok(Done::said(format!("notified {} target(s): {text}", notifier.target_names().len())))
+    } else {
+        Err(EngineError::Invalid(format!("notify step: delivery failed ({})", failed.join("; "))))
+    }
 }
