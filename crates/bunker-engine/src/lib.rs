@@ -12,6 +12,8 @@
 //! * [`hooks`], [`retention`], [`sources`]: the steps of an item run.
 //! * [`status`]: RPO state per item and target, the last failure, the PITR
 //!   window and the archiver's state.
+//! * [`pg`]: PostgreSQL operations the front ends share: point-in-time
+//!   restore ([`pg::restore()`]) with a typed request and outcome.
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
 //! * [`events`]: the engine never prints; it reports to an
@@ -31,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod hooks;
+pub mod pg;
 pub mod plan;
 pub mod pool;
 pub mod records;
