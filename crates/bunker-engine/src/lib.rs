@@ -14,6 +14,8 @@
 //!   window and the archiver's state.
 //! * [`pg`]: PostgreSQL operations the front ends share: point-in-time
 //!   restore ([`pg::restore()`]) with a typed request and outcome.
+//! * [`check`]: what `config check` finds beyond the policy's validation
+//!   (backend options parsed by the backend's own parser, missing paths).
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
 //! * [`events`]: the engine never prints; it reports to an
@@ -29,6 +31,7 @@
 // The engine never prints: front ends render its events.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod check;
 pub mod error;
 pub mod events;
 pub mod execute;

@@ -44,12 +44,14 @@ const LONG_ABOUT: &str = "\
 Work with the policy file (bunker.yaml). `config check` parses and validates it and prints \
 every problem as FILE:LINE:COLUMN: MESSAGE, exiting 1 if there is any; a valid policy prints \
 `policy OK: N items, M repositories`. Environment variables (${VAR}) are substituted as \
-`bunker run` would, so a missing variable is reported too. Nothing is contacted.";
+`bunker run` would, so a missing variable is reported too. Each repository's backend options \
+are checked by the backend's own option parser (the one `run` uses), and a path of a files \
+item that does not exist on this host is a warning. Nothing is contacted.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
     bunker config check
-    bunker config check --config /etc/bunker/bunker.yaml
+    bunker config check /etc/bunker/bunker.yaml
     BUNKER_CONFIG=site.yaml bunker config check --json";
 
 /// Check the policy file
@@ -69,6 +71,9 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// The policy file (overrides --config)
+    #[arg(value_name = "POLICY")]
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -90,22 +95,54 @@ struct JsonCheck<'a> {
     items: usize,
     repositories: usize,
     diagnostics: Vec<JsonDiagnostic<'a>>,
+    /// Paths that do not exist (the policy is still valid).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
-    let ConfigCommand::Check(args) = args.command;
+    let ConfigCommand::Check(mut args) = args.command;
+    if args.file.is_some() {
+        args.policy.config = args.file.take();
+    }
     let path = args.policy.path();
     match Policy::load(&path) {
         Ok(p) => {
+            let probs = bunker_engine::check::check_policy(&p);
             if g.json {
                 output::json_line(&JsonCheck {
-                    ok: true,
+                    ok: probs.errors.is_empty(),
                     file: path.display().to_string(),
                     items: p.items.len(),
                     repositories: p.repositories.len(),
-                    diagnostics: Vec::new(),
+                    diagnostics: (probs.errors.iter())
+                        .map(|m| JsonDiagnostic {
+                            file: "",
+                            line: 0,
+                            column: 0,
+                            message: m,
+                            hint: None,
+                            text: format!("{}: {m}", path.display()),
+                        })
+                        .collect(),
+                    warnings: probs.warnings.clone(),
                 })?;
             } else {
+                for w in &probs.warnings {
+                    eprintln!("warning: {w}");
+                }
+                for e in &probs.errors {
+                    println!("{}: {e}", path.display());
+                }
+            }
+            if !probs.errors.is_empty() {
+                bail!(
+                    "policy {} has {} problem(s)",
+                    path.display(),
+                    probs.errors.len()
+                );
+            }
+            if !g.json {
                 println!(
                     "policy OK: {} items, {} repositories",
                     p.items.len(),
@@ -121,6 +158,7 @@ pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
                     file: path.display().to_string(),
                     items: 0,
                     repositories: 0,
+                    warnings: Vec::new(),
                     diagnostics: diags
                         .iter()
                         .map(|d| JsonDiagnostic {
