@@ -40,6 +40,17 @@ impl PolicyArgs {
     }
 }
 
+/// `--config F --item NAME`: read the repository of a policy item.
+#[derive(Args, Debug, Clone)]
+pub struct ItemArgs {
+    /// Use this policy item's repository (its first target), password and
+    /// snapshots (tag bunker:item=NAME) instead of -r
+    #[arg(long = "item", value_name = "NAME")]
+    pub item: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
 const LONG_ABOUT: &str = "\
 Work with the policy file (bunker.yaml). `config check` parses and validates it and prints \
 every problem as FILE:LINE:COLUMN: MESSAGE, exiting 1 if there is any; a valid policy prints \

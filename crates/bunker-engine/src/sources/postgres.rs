@@ -411,6 +411,9 @@ pub fn start_reason(
 pub struct ArchiveSettings {
     /// `… pg wal-push %p`.
     pub archive_command: String,
+    /// `archive_timeout`: a segment is archived at least this often (in
+    /// seconds) on an idle server; half the item's rpo, at most 60.
+    pub archive_timeout: u64,
     /// The item.
     pub item: String,
     /// The repository that receives the WAL (the item's first target).
@@ -452,6 +455,7 @@ pub fn archive_settings(
     let words = bunker_words(cfg, exe)?.join(" ");
     Ok(ArchiveSettings {
         archive_command: format!("{words} pg wal-push %p"),
+        archive_timeout: item.rpo.map_or(60, |r| (r.as_secs() / 2).clamp(1, 60)),
         item: item.name.clone(),
         repository: cfg.name.clone(),
         restore_command: format!("{words} pg wal-fetch %f %p"),

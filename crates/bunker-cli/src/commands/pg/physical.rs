@@ -185,6 +185,8 @@ pub struct RestoreArgs {
     /// Directory of PostgreSQL's server programs (for --start; default: searched)
     #[arg(long = "pg-bin", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub item: crate::commands::config::ItemArgs,
 }
 
 fn recovery_target(args: &RestoreArgs) -> Result<RecoveryTarget> {
@@ -283,11 +285,21 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         }),
     };
     pg::preflight(&req)?;
-    req.restore_command = match &args.restore_command {
-        Some(c) => c.clone(),
-        None => own_restore_command(g)?,
+    req.restore_command = match (&args.restore_command, &args.item.item) {
+        (Some(c), _) => c.clone(),
+        // The item's repository, as its archive_command writes to it.
+        (None, Some(item)) => {
+            let exe = std::env::current_exe().context("finding the bunker executable")?;
+            bunker_engine::sources::postgres::archive_settings(
+                &args.item.policy.load()?,
+                item,
+                &exe,
+            )?
+            .restore_command
+        }
+        (None, None) => own_restore_command(g)?,
     };
-    let r = repo::open(g)?;
+    let r = repo::open_for(g, &args.item, &mut req.filter)?;
     let out = pg::restore(&r, &req, &RestoreSink(g))?;
     if out.started && !g.quiet && !g.json {
         println!("recovery finished; the server is running and promoted");

@@ -362,6 +362,10 @@ pub fn archive_command(g: &GlobalOpts, args: ArchiveCommandArgs) -> Result<Statu
         println!("wal_level = replica");
         println!("archive_mode = on");
         println!("archive_command = {}", conf(&a.archive_command));
+        println!(
+            "archive_timeout = {}s   # archive at least this often when idle (below the rpo)",
+            a.archive_timeout
+        );
         println!("# for recovery (bunker pg restore writes this itself):");
         println!("restore_command = {}", conf(&a.restore_command));
         if a.more_targets {
