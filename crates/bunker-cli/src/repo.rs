@@ -85,6 +85,15 @@ pub fn open(g: &GlobalOpts) -> Result<Arc<Repository>> {
     Ok(repo)
 }
 
+/// The `-r` given on the command line (not `BUNKER_REPOSITORY`, which
+/// serves the commands that take a repository and is ignored by the rest).
+pub fn given_repo(g: &GlobalOpts) -> Option<&str> {
+    let from_env = std::env::var("BUNKER_REPOSITORY").ok();
+    g.repo
+        .as_deref()
+        .filter(|r| from_env.as_deref() != Some(*r))
+}
+
 /// Open the `-r` repository, or with `--item` the item's repository from
 /// the policy (the engine's [`bunker_engine::pool::open_item`]); the item's
 /// tag restricts `filter`. The index is not loaded.
@@ -96,12 +105,7 @@ pub fn open_for(
     let Some(name) = &item.item else {
         return open(g);
     };
-    let from_env = std::env::var("BUNKER_REPOSITORY").ok();
-    if let Some(r) = g
-        .repo
-        .as_deref()
-        .filter(|r| from_env.as_deref() != Some(*r))
-    {
+    if let Some(r) = given_repo(g) {
         anyhow::bail!("give either -r {r} or --item {name}, not both");
     }
     let policy = item.policy.load()?;

@@ -168,14 +168,7 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     if args.file.is_some() {
         args.policy.config = args.file.take();
     }
-    // -r on the command line would be silently ignored (BUNKER_REPOSITORY
-    // in the environment is: it serves the other commands).
-    let from_env = std::env::var("BUNKER_REPOSITORY").ok();
-    if let Some(r) = g
-        .repo
-        .as_deref()
-        .filter(|r| from_env.as_deref() != Some(*r))
-    {
+    if let Some(r) = crate::repo::given_repo(g) {
         bail!(
             "run writes to the repositories its policy names; -r {r} is not used: remove it, or \
              add the repository to the policy's repositories and an item's targets"
