@@ -94,7 +94,8 @@ fn run_dry_run_reports_what_status_knows() {
     assert_eq!(v["status"][0]["item"], "docs");
 }
 
-/// Issue 25 item 7: `run -r` was silently ignored.
+/// Issue 25 item 7: `run -r` was silently ignored. A location the policy
+/// names is accepted (it means what the policy says).
 #[test]
 fn run_refuses_a_repository_flag() {
     let ctx = Ctx::new();
@@ -102,9 +103,16 @@ fn run_refuses_a_repository_flag() {
     let out = cmd(&ctx, &["-r", "/elsewhere", "run"], &p);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("-r /elsewhere is not used"), "{err}");
+    assert!(err.contains("-r /elsewhere is not one of them"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!ctx.path().join("repo").exists(), "nothing was run");
+    let repo = ctx.path().join("repo");
+    let same = cmd(&ctx, &["-r", repo.to_str().expect("utf-8"), "run"], &p);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
 }
 
 /// A loopback port nothing listens on (bound, then closed).

@@ -364,6 +364,22 @@ pub fn open_item(
     })
 }
 
+/// Whether `location` is one of the policy's repositories (the same text,
+/// or the same local directory once both are made absolute).
+pub fn names_location(policy: &Policy, location: &str) -> bool {
+    let abs = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let given = bunker_storage::parse_location(location)
+        .ok()
+        .and_then(|l| match l {
+            Location::Local(p) => Some(abs(p)),
+            _ => None,
+        });
+    policy
+        .repositories
+        .values()
+        .any(|c| c.location == location || (given.is_some() && c.local_path().map(abs) == given))
+}
+
 /// Restrict `filter` to the snapshots carrying `tag` (an item's): every
 /// tag group must also have `tag` (no group: only `tag`).
 pub fn restrict_to_tag(filter: &mut bunker_repo::snapshots::SnapshotFilter, tag: &str) {

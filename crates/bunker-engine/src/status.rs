@@ -220,6 +220,20 @@ pub fn unreadable_of(records: &RunRecords, snapshot: &str) -> Vec<UnreadableFile
     files
 }
 
+/// The items of the pool's policy that `wanted` selects, in priority
+/// order, each at each of its targets, at `now`.
+pub fn policy_status(
+    pool: &mut RepoPool<'_>,
+    wanted: impl Fn(&Item) -> bool,
+    now: DateTime<Utc>,
+) -> Vec<TargetStatus> {
+    let policy = pool.policy();
+    (policy.items_by_priority().into_iter())
+        .filter(|i| wanted(i))
+        .flat_map(|i| item_status(pool, i, now))
+        .collect()
+}
+
 /// `item` at each of its targets, at `now`.
 pub fn item_status(pool: &mut RepoPool<'_>, item: &Item, now: DateTime<Utc>) -> Vec<TargetStatus> {
     let mut out = Vec::new();

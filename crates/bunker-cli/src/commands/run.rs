@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use bunker_engine::execute::{run_policy, Outcome, RunOptions, TargetRun};
 use bunker_engine::plan::Selection;
 use bunker_engine::pool::{PoolOptions, RepoPool};
-use bunker_engine::status::{item_status, TargetStatus};
+use bunker_engine::status::{policy_status, TargetStatus};
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
@@ -168,13 +168,14 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     if args.file.is_some() {
         args.policy.config = args.file.take();
     }
-    if let Some(r) = crate::repo::given_repo(g) {
+    let policy = args.policy.load()?;
+    let named = |r: &&str| bunker_engine::pool::names_location(&policy, r);
+    if let Some(r) = crate::repo::given_repo(g).filter(|r| !named(r)) {
         bail!(
-            "run writes to the repositories its policy names; -r {r} is not used: remove it, or \
-             add the repository to the policy's repositories and an item's targets"
+            "run writes to the repositories its policy names; -r {r} is not one of them: remove \
+             it, or add the repository to the policy's repositories and an item's targets"
         );
     }
-    let policy = args.policy.load()?;
     let sink = StderrSink {
         wording: Wording::Policy,
     };
@@ -199,13 +200,9 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
     let now = Utc::now();
     let runs = run_policy(&policy, &mut pool, &selection, now, &opts, &sink)?;
     let results: Vec<ItemResult<'_>> = runs.iter().map(ItemResult::from).collect();
-    // A dry run also says what `status` knows (RPO state, last failure,
-    // archiver) of the items it shows.
-    let status: Vec<TargetStatus> = match args.dry_run {
-        true => (policy.items_by_priority().into_iter())
-            .filter(|i| runs.iter().any(|r| r.item == i.name))
-            .flat_map(|i| item_status(&mut pool, i, now))
-            .collect(),
+    // A dry run also says what `status` knows of the items it shows.
+    let status = match args.dry_run {
+        true => policy_status(&mut pool, |i| runs.iter().any(|r| r.item == i.name), now),
         false => Vec::new(),
     };
     let failed = results.iter().filter(|r| r.status == "failed").count();

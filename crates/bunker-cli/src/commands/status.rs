@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use bunker_engine::pool::{PoolOptions, RepoPool};
-use bunker_engine::status::{item_status, TargetStatus};
+use bunker_engine::status::{policy_status, TargetStatus};
 use chrono::{DateTime, Utc};
 use clap::Args;
 
@@ -60,10 +60,7 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
         create: false,
     };
     let mut pool = RepoPool::new(&policy, pool_options, &sink);
-    let mut rows = Vec::new();
-    for item in policy.items_by_priority() {
-        rows.extend(item_status(&mut pool, item, now));
-    }
+    let rows = policy_status(&mut pool, |_| true, now);
     if g.json {
         output::json_line(&rows)?;
     } else {

@@ -289,6 +289,19 @@ fn connect_timeout(conn: &PgConn) -> String {
         .to_string()
 }
 
+/// What to tell after a backup from a standby: a standby archives nothing
+/// itself (with `archive_mode = on`), so the backup can be restored only once
+/// the primary has archived the WAL up to the backup's stop position.
+pub fn standby_note(res: &BaseBackupResult) -> Option<String> {
+    (res.info.backup_from == "standby").then(|| {
+        format!(
+            "note: backup taken from a standby; it becomes restorable once the primary has \
+             archived the WAL up to {} (archive_timeout bounds the wait; `bunker pg wal-verify` checks)",
+            res.info.stop_lsn
+        )
+    })
+}
+
 /// Dump one database (`pg_dump -Fc`) into a snapshot holding `/<db>.dump`.
 pub fn dump_database(
     r: &Arc<Repository>,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use bunker_engine::events::{Event, EventSink};
 use bunker_engine::pg::{self, PasswordArg, PgRestoreRequest, PgRestoreStep, StartServer};
 use bunker_engine::sources::postgres::base_backup;
-use bunker_repo::pg::base::{BaseBackupRequest, BaseBackupResult};
+use bunker_repo::pg::base::BaseBackupRequest;
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
 use bunker_sources::postgres::{Lsn, PgConn};
 use clap::{ArgGroup, Args};
@@ -101,25 +101,12 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             output::duration(started.elapsed())
         );
     }
-    if let Some(note) = standby_note(&res) {
+    if let Some(note) = bunker_engine::sources::postgres::standby_note(&res) {
         if !g.quiet {
             eprintln!("{note}");
         }
     }
     Ok(Status::Success)
-}
-
-/// What to tell after a backup from a standby: a standby archives nothing
-/// itself (with `archive_mode = on`), so the backup can be restored only once
-/// the primary has archived the WAL up to the backup's stop position.
-fn standby_note(res: &BaseBackupResult) -> Option<String> {
-    (res.info.backup_from == "standby").then(|| {
-        format!(
-            "note: backup taken from a standby; it becomes restorable once the primary has \
-             archived the WAL up to {} (archive_timeout bounds the wait; `bunker pg wal-verify` checks)",
-            res.info.stop_lsn
-        )
-    })
 }
 
 /// Restore a base backup and configure point-in-time recovery
