@@ -189,3 +189,21 @@ fn sigterm_to_bunker_alone_takes_pg_basebackup_with_it() {
     assert!(!alive(basebackup), "pg_basebackup survived bunker");
     drop(cluster);
 }
+
+/// The archiver hangs and never fails: past BUNKER_ARCHIVE_WAIT_LIMIT
+/// (15 minutes by default; 3 s here) the backup fails with the reason,
+/// instead of waiting forever.
+#[test]
+fn run_fails_when_archive_command_hangs() {
+    if !pg_available() {
+        return;
+    }
+    let (env, cluster, policy) = setup("archive_command = 'sleep 600'\n");
+    let mut c = bunker(&env, &["run", "--all"], &policy);
+    c.env("BUNKER_ARCHIVE_WAIT_LIMIT", "3s");
+    let (code, text, took) = output_within(c, Duration::from_secs(120));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("archive_command seems to hang"), "{text}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    drop(cluster);
+}

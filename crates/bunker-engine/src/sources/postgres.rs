@@ -181,6 +181,7 @@ fn watch_archiver(conn: &PgConn, job: &CancelToken, watch: &ArchiverWatch) {
     use std::time::{Duration, Instant};
     let mut next_poll = Instant::now() + ARCHIVER_POLL;
     let mut failing_since: Option<Instant> = None;
+    let mut waiting = ArchiveWait::new(archive_wait_limit());
     let quick = PgConn {
         cancel: None,
         ..conn.clone()
@@ -195,7 +196,18 @@ fn watch_archiver(conn: &PgConn, job: &CancelToken, watch: &ArchiverWatch) {
             continue;
         }
         let reason = archiver_state(&quick).ok().and_then(|s| s.failing_reason());
+        let stuck = match reason {
+            Some(_) => None,
+            None => waiting.check(&quick),
+        };
         next_poll = Instant::now() + ARCHIVER_POLL;
+        if let Some(reason) = stuck {
+            if let Ok(mut f) = watch.failure.lock() {
+                *f = Some(reason);
+            }
+            watch.backup.cancel();
+            return;
+        }
         match reason {
             None => failing_since = None,
             Some(reason) => {
@@ -209,6 +221,74 @@ fn watch_archiver(conn: &PgConn, job: &CancelToken, watch: &ArchiverWatch) {
                 }
             }
         }
+    }
+}
+
+/// How long a base backup may wait for the server to archive its WAL (the
+/// archiver neither failing nor succeeding: an `archive_command` that
+/// hangs) before it fails: 15 minutes, or `BUNKER_ARCHIVE_WAIT_LIMIT` (a
+/// duration such as `90s` or `1h`).
+pub fn archive_wait_limit() -> std::time::Duration {
+    std::env::var("BUNKER_ARCHIVE_WAIT_LIMIT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .unwrap_or(std::time::Duration::from_secs(15 * 60))
+}
+
+/// The "waiting for WAL archiving" phase of a base backup: reported while
+/// it lasts, a failure past its limit.
+struct ArchiveWait {
+    limit: std::time::Duration,
+    since: Option<std::time::Instant>,
+    told: Option<std::time::Instant>,
+}
+
+impl ArchiveWait {
+    fn new(limit: std::time::Duration) -> Self {
+        ArchiveWait {
+            limit,
+            since: None,
+            told: None,
+        }
+    }
+
+    /// Ask the server whether the backup waits for archiving; the reason to
+    /// stop it once it waited longer than the limit.
+    fn check(&mut self, conn: &PgConn) -> Option<String> {
+        const SQL: &str = "SELECT count(*) FROM pg_stat_progress_basebackup \
+                           WHERE lower(phase) LIKE 'waiting for wal archiving%'";
+        let waiting = query_quick(conn, SQL).is_ok_and(|n| n.trim() != "0");
+        if !waiting {
+            self.since = None;
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let waited = std::time::Duration::from_secs(now.duration_since(since).as_secs());
+        if waited >= self.limit {
+            return Some(format!(
+                "pg_basebackup waited {} for the server to archive the backup's WAL, and \
+                 archiving neither failed nor succeeded: archive_command seems to hang; check it \
+                 and the server log (BUNKER_ARCHIVE_WAIT_LIMIT sets this limit)",
+                humantime::format_duration(waited)
+            ));
+        }
+        // A normal backup passes through this phase in moments: say
+        // something only once it lasts, then every minute.
+        let tell = waited.as_secs() >= 10
+            && self
+                .told
+                .is_none_or(|t| now.duration_since(t).as_secs() >= 60);
+        if tell {
+            self.told = Some(now);
+            tracing::warn!(
+                "the base backup is waiting for the server to archive its WAL ({} so far, \
+                 giving up after {}); archive_command must succeed",
+                humantime::format_duration(waited),
+                humantime::format_duration(self.limit)
+            );
+        }
+        None
     }
 }
 
