@@ -66,7 +66,7 @@ pub enum ItemForget {
         filter: SnapshotFilter,
     },
     /// PITR-aware (a postgres physical item): base backups and WAL.
-    Pitr(Box<PitrOptions>),
+    Pitr(PitrOptions),
 }
 
 /// The plan of `forget --item NAME`: the item's keep rules applied to its
@@ -106,7 +106,7 @@ pub fn item_forget(
     }
     opts.filter.hosts = filter.hosts;
     opts.filter.paths = filter.paths;
-    Ok(ItemForget::Pitr(Box::new(opts)))
+    Ok(ItemForget::Pitr(opts))
 }
 
 /// Apply a physical item's retention: forget base backups, delete the WAL
