@@ -52,6 +52,8 @@ ENVIRONMENT:
                               --cache-dir; default $XDG_CACHE_HOME/bunker or ~/.cache/bunker)
     BUNKER_LOG, RUST_LOG      log filter (tracing syntax, e.g. `debug` or `bunker_repo=trace`);
                               overrides -v/-q
+    BUNKER_ARCHIVE_WAIT_LIMIT how long a base backup waits for the server to archive its WAL
+                              before it fails (default 15m)
     BUNKER_TEST_KDF_N         testing only: scrypt cost N for new keys (never use in production)
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
                               S3 credentials and region (or -o s3.access_key_id=... etc.)

@@ -88,7 +88,13 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     if read_only {
         return FATAL;
     }
-    if err.downcast_ref::<LockFailed>().is_some() {
+    let engine_lock = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<bunker_engine::EngineError>(),
+            Some(bunker_engine::EngineError::Lock(_))
+        )
+    });
+    if engine_lock || err.downcast_ref::<LockFailed>().is_some() {
         return LOCK_FAILED;
     }
     for cause in err.chain() {

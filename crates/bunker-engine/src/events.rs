@@ -54,6 +54,8 @@ pub enum Event<'a> {
     },
     /// An item finished at one target (or before reaching any).
     TargetFinished(&'a TargetRun),
+    /// A step of a PostgreSQL point-in-time restore.
+    PgRestore(&'a crate::pg::PgRestoreStep<'a>),
 }
 
 /// The steps of [`crate::pool::open_first_reachable`].

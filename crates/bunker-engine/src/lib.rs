@@ -15,6 +15,10 @@
 //! * [`drill`]: restore drills into a sandbox with verification, checks
 //!   and the measured RTO, stored as records; [`recover`]: every item
 //!   back to one point in time (`recover --time`).
+//! * [`pg`]: PostgreSQL operations the front ends share: point-in-time
+//!   restore ([`pg::restore()`]) with a typed request and outcome.
+//! * [`check`]: what `config check` finds beyond the policy's validation
+//!   (backend options parsed by the backend's own parser, missing paths).
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
 //! * [`runbook`]: disaster-recovery runbooks: plan, drill, execute with rollback.
@@ -36,10 +40,12 @@
 pub mod drill;
 pub mod audit;
 pub mod compliance;
+pub mod check;
 pub mod error;
 pub mod events;
 pub mod execute;
 pub mod hooks;
+pub mod pg;
 pub mod plan;
 pub mod pool;
 pub mod records;
