@@ -52,6 +52,8 @@ ENVIRONMENT:
                               --cache-dir; default $XDG_CACHE_HOME/bunker or ~/.cache/bunker)
     BUNKER_LOG, RUST_LOG      log filter (tracing syntax, e.g. `debug` or `bunker_repo=trace`);
                               overrides -v/-q
+    BUNKER_ARCHIVE_WAIT_LIMIT how long a base backup waits for the server to archive its WAL
+                              before it fails (default 15m)
     BUNKER_TEST_KDF_N         testing only: scrypt cost N for new keys (never use in production)
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
                               S3 credentials and region (or -o s3.access_key_id=... etc.)
@@ -65,7 +67,9 @@ EXIT STATUS:
     1    fatal error (including invalid arguments); nothing or not everything was done
     3    backup or restore completed, but some files could not be read, written or were
          skipped (the snapshot, or the restore, is incomplete); `status`: an item is
-         LATE (its newest snapshot is older than its RPO) or a repository is unreadable
+         LATE (its newest snapshot is older than its RPO) or a repository is unreadable;
+         `drill`: the drill passed but took longer than the item's rto; `recover --time`:
+         some item has no snapshot at or before the time (a failed drill is 1)
     4    backup completed on a fallback repository because the primary was unreachable
          (see --fallback-repo; 3 takes precedence when files were also skipped)
     10   the repository does not exist

@@ -27,7 +27,7 @@ impl EventSink for StderrSink {
             }
             Event::Fallback(f) => fallback(self.wording, f),
             Event::Warning(w) => eprintln!("warning: {w}"),
-            Event::ItemStarted { .. } | Event::TargetFinished(_) => {}
+            Event::ItemStarted { .. } | Event::TargetFinished(_) | Event::PgRestore(_) => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 //! | 0    | success |
 //! | 1    | fatal error |
 //! | 2    | `dump`: the path is not in the snapshot, or is not a file or directory (as restic) |
-//! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped; `status`: an item is LATE |
+//! | 3    | backup/restore completed, but some files were unreadable, unwritable or skipped; `status`: an item is LATE; `drill`: passed, but slower than the item's RTO; `recover --time`: an item has no snapshot at or before the time |
 //! | 4    | backup completed on a fallback repository (the primary was unreachable) |
 //! | 10   | the repository does not exist |
 //! | 11   | the repository could not be locked |
@@ -88,7 +88,13 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     if read_only {
         return FATAL;
     }
-    if err.downcast_ref::<LockFailed>().is_some() {
+    let engine_lock = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<bunker_engine::EngineError>(),
+            Some(bunker_engine::EngineError::Lock(_))
+        )
+    });
+    if engine_lock || err.downcast_ref::<LockFailed>().is_some() {
         return LOCK_FAILED;
     }
     for cause in err.chain() {

@@ -48,6 +48,7 @@ pub fn terminated() -> bool {
 /// Remember a repository whose locks must be released if the command does
 /// not stop within [`GRACE`].
 pub fn register(repo: &Arc<Repository>) {
+    crate::audit_trail::opened(repo);
     if let Ok(mut v) = REPOS.lock() {
         v.retain(|w| w.strong_count() > 0);
         v.push(Arc::downgrade(repo));

@@ -8,6 +8,7 @@
 //! the engine's events. The work itself is the libraries' (`bunker-engine`
 //! runs policies, `bunker-repo` owns repository operations).
 
+mod audit_trail;
 mod cli;
 mod commands;
 mod events;

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use bunker_engine::pool::{open_first_reachable, Candidate, Opened};
+use bunker_engine::pool::{open_first_reachable, Candidate, Opened, PoolOptions};
 use bunker_repo::lock::RepoLock;
+use bunker_repo::snapshots::SnapshotFilter;
 use bunker_repo::{RepoOptions, Repository};
 use bunker_storage::DynStorage;
 
 use crate::cli::GlobalOpts;
+use crate::commands::config::ItemArgs;
 use crate::events::{StderrSink, Wording};
 use crate::exit::LockFailed;
 
@@ -81,6 +83,43 @@ pub fn open(g: &GlobalOpts) -> Result<Arc<Repository>> {
     crate::interrupt::register(&repo);
     tracing::info!("opened repository {}", repo.storage().location());
     Ok(repo)
+}
+
+/// The `-r` given on the command line (not `BUNKER_REPOSITORY`, which
+/// serves the commands that take a repository and is ignored by the rest).
+pub fn given_repo(g: &GlobalOpts) -> Option<&str> {
+    let from_env = std::env::var("BUNKER_REPOSITORY").ok();
+    g.repo
+        .as_deref()
+        .filter(|r| from_env.as_deref() != Some(*r))
+}
+
+/// Open the `-r` repository, or with `--item` the item's repository from
+/// the policy (the engine's [`bunker_engine::pool::open_item`]); the item's
+/// tag restricts `filter`. The index is not loaded.
+pub fn open_for(
+    g: &GlobalOpts,
+    item: &ItemArgs,
+    filter: &mut SnapshotFilter,
+) -> Result<Arc<Repository>> {
+    let Some(name) = &item.item else {
+        return open(g);
+    };
+    if let Some(r) = given_repo(g) {
+        anyhow::bail!("give either -r {r} or --item {name}, not both");
+    }
+    let policy = item.policy.load()?;
+    let options = PoolOptions {
+        extra_options: g.options.clone(),
+        repo_options: repo_options(g)?,
+        create: false,
+    };
+    let sink = StderrSink {
+        wording: Wording::Policy,
+    };
+    let it = bunker_engine::pool::open_item(&policy, name, options, &sink)?;
+    bunker_engine::pool::restrict_to_tag(filter, &it.tag);
+    Ok(it.opened.repo.clone())
 }
 
 /// Open the repository and load its index.

@@ -44,11 +44,15 @@ fn every_command_has_long_help_with_examples() {
         "rewrite",
         "list",
         "recover",
+        "drill",
         "cache",
         "generate",
         "mount",
         "daemon",
         "history",
+        "audit",
+        "report",
+        "runbook",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");

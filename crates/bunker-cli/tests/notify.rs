@@ -174,3 +174,33 @@ fn notify_help_is_a_manual_page_with_examples() {
         assert!(text.lines().count() > 8, "{text}");
     }
 }
+
+#[test]
+fn a_runbook_notify_step_reaches_every_target_marked_as_a_drill() {
+    let ctx = Ctx::new();
+    let rx = Receiver::start();
+    std::fs::write(ctx.path().join("pw"), "secret\n").unwrap();
+    let cfg = ctx.path().join("bunker.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repositories:\n  main: {{ location: ./repo, password_file: ./pw }}\n\
+             items:\n  - {{ name: db, paths: [./pw] }}\n\
+             notifications:\n  hook:\n    webhook: {{ url: \"{}\" }}\n    events: [failure]\n\
+             runbooks:\n  tell:\n    steps:\n      - notify: 'failover starts'\n",
+            rx.url("/hook")
+        ),
+    )
+    .unwrap();
+    let out = ctx
+        .bare()
+        .args(["runbook", "drill", "tell", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = rx.wait_for(1);
+    let v = reqs[0].json();
+    assert_eq!(v["message"], "[drill] failover starts", "{v}");
+}

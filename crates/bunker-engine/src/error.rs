@@ -29,6 +29,10 @@ pub enum EngineError {
     /// message says what to do.
     #[error("{0}")]
     Invalid(String),
+    /// The repository could not be locked (front ends: exit status 11,
+    /// unless the storage refuses writes).
+    #[error("failed to lock the repository")]
+    Lock(#[source] RepoError),
     /// The job's cancellation token was cancelled.
     #[error("interrupted")]
     Cancelled,

@@ -54,6 +54,8 @@ pub enum Event<'a> {
     },
     /// An item finished at one target (or before reaching any).
     TargetFinished(&'a TargetRun),
+    /// A step of a PostgreSQL point-in-time restore.
+    PgRestore(&'a crate::pg::PgRestoreStep<'a>),
 }
 
 /// The steps of [`crate::pool::open_first_reachable`].
@@ -108,6 +110,16 @@ pub enum Warning {
         /// Why, as one line.
         error: String,
     },
+    /// An audit record could not be appended to a repository's audit log
+    /// (the operation itself stands).
+    AuditNotWritten {
+        /// The operation.
+        operation: String,
+        /// The repository.
+        repository: String,
+        /// Why, as one line.
+        error: String,
+    },
     /// A run record could not be saved in a repository.
     RecordNotSaved {
         /// The item.
@@ -130,6 +142,14 @@ impl std::fmt::Display for Warning {
                 error,
             } => write!(f, "item {item}: reading base backups in {target}: {error}"),
             Warning::HookFailed { item, error } => write!(f, "item {item}: {error}"),
+            Warning::AuditNotWritten {
+                operation,
+                repository,
+                error,
+            } => write!(
+                f,
+                "the audit record of {operation} could not be written to {repository}: {error}"
+            ),
             Warning::RecordNotSaved { item, error } => write!(
                 f,
                 "could not record the failure of {item} in the repository: {error}"

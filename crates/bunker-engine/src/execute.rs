@@ -404,7 +404,10 @@ fn run_target(
             } else {
                 FailureKind::Repository
             };
-            return TargetRun::new(&item.name, target, Outcome::failed(kind, e.one_line()));
+            // The time spent trying to reach it (retries, fallbacks) is real.
+            let mut r = TargetRun::new(&item.name, target, Outcome::failed(kind, e.one_line()));
+            r.stats.duration = start.elapsed();
+            return r;
         }
     };
     let mut res = TargetRun::new(&item.name, &o.name, Outcome::Ok);
@@ -443,6 +446,7 @@ fn run_target(
             Outcome::Warning { unreadable } => record_success(&o, item, &res.stats, unreadable),
             _ => record_success(&o, item, &res.stats, &[]),
         }
+        crate::audit::run_target(&o.repo, &res, sink);
     }
     res
 }

@@ -12,8 +12,18 @@
 //! * [`hooks`], [`retention`], [`sources`]: the steps of an item run.
 //! * [`status`]: RPO state per item and target, the last failure, the PITR
 //!   window and the archiver's state.
+//! * [`drill`]: restore drills into a sandbox with verification, checks
+//!   and the measured RTO, stored as records; [`recover`]: every item
+//!   back to one point in time (`recover --time`).
+//! * [`pg`]: PostgreSQL operations the front ends share: point-in-time
+//!   restore ([`pg::restore()`]) with a typed request and outcome.
+//! * [`check`]: what `config check` finds beyond the policy's validation
+//!   (backend options parsed by the backend's own parser, missing paths).
 //! * [`records`]: typed records (run failures and successes, later drills
 //!   and compliance reports) kept in the repository under `bunker/`.
+//! * [`runbook`]: disaster-recovery runbooks: plan, drill, execute with rollback.
+//! * [`compliance`]: the 3-2-1 report per item.
+//! * [`audit`]: the audit records of runs and runbook steps.
 //! * [`events`]: the engine never prints; it reports to an
 //!   [`events::EventSink`].
 //! * Cancellation: every job carries a [`CancelToken`]; operations stop at
@@ -27,14 +37,21 @@
 // The engine never prints: front ends render its events.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod drill;
+pub mod audit;
+pub mod compliance;
+pub mod check;
 pub mod error;
 pub mod events;
 pub mod execute;
 pub mod hooks;
+pub mod pg;
 pub mod plan;
 pub mod pool;
 pub mod records;
+pub mod recover;
 pub mod retention;
+pub mod runbook;
 pub mod sources;
 pub mod status;
 

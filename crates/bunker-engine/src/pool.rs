@@ -317,6 +317,80 @@ impl<'p> RepoPool<'p> {
     }
 }
 
+/// A policy item's repository, opened for reading its snapshots.
+#[derive(Debug, Clone)]
+pub struct ItemRepository {
+    /// The item's first target (or the fallback used instead).
+    pub opened: Arc<Opened>,
+    /// The item's tag (`bunker:item=NAME`): its snapshots carry it.
+    pub tag: String,
+}
+
+/// Open the repository of policy item `item` — its first target, with that
+/// repository's password source, options and fallbacks — for the commands
+/// that read snapshots (`ls`, `restore`, `dump`, `diff`, `snapshots`,
+/// `pg restore`). Nothing is created.
+pub fn open_item(
+    policy: &Policy,
+    item: &str,
+    options: PoolOptions,
+    sink: &dyn EventSink,
+) -> Result<ItemRepository> {
+    let it = policy.item(item).ok_or_else(|| {
+        let names: Vec<&str> = policy.items.iter().map(|i| i.name.as_str()).collect();
+        EngineError::Invalid(format!(
+            "no item {item:?} in the policy (items: {})",
+            names.join(", ")
+        ))
+    })?;
+    let target = it
+        .targets
+        .first()
+        .ok_or_else(|| EngineError::Invalid(format!("item {item:?} has no target")))?;
+    let mut pool = RepoPool::new(
+        policy,
+        PoolOptions {
+            create: false,
+            ..options
+        },
+        sink,
+    );
+    let opened = pool
+        .get(target)
+        .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|e| EngineError::Invalid(e.one_line())))?;
+    Ok(ItemRepository {
+        opened,
+        tag: it.tag(),
+    })
+}
+
+/// Whether `location` is one of the policy's repositories (the same text,
+/// or the same local directory once both are made absolute).
+pub fn names_location(policy: &Policy, location: &str) -> bool {
+    let abs = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let given = bunker_storage::parse_location(location)
+        .ok()
+        .and_then(|l| match l {
+            Location::Local(p) => Some(abs(p)),
+            _ => None,
+        });
+    policy
+        .repositories
+        .values()
+        .any(|c| c.location == location || (given.is_some() && c.local_path().map(abs) == given))
+}
+
+/// Restrict `filter` to the snapshots carrying `tag` (an item's): every
+/// tag group must also have `tag` (no group: only `tag`).
+pub fn restrict_to_tag(filter: &mut bunker_repo::snapshots::SnapshotFilter, tag: &str) {
+    if filter.tags.is_empty() {
+        filter.tags.push(Vec::new());
+    }
+    for group in &mut filter.tags {
+        group.push(tag.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

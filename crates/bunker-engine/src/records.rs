@@ -34,6 +34,10 @@ pub enum RecordKind {
     Drill,
     /// A compliance report.
     Compliance,
+    /// A successful `check` of the repository (item `*`).
+    Check,
+    /// A runbook drill or execution (item: the runbook's name).
+    Runbook,
 }
 
 /// A record: who, what, when, and a kind-specific body.

@@ -55,6 +55,60 @@ pub fn pitr_options(item: &Item, cfg: &PostgresConfig, dry_run: bool) -> Result<
     })
 }
 
+/// How `forget --item` forgets a policy item's snapshots.
+#[derive(Debug, Clone)]
+pub enum ItemForget {
+    /// By the item's keep rules, on the item's snapshots (`filter`).
+    Rules {
+        /// The item's keep rules.
+        policy: bunker_repo::retention::KeepPolicy,
+        /// The caller's filter, restricted to the item's snapshots.
+        filter: SnapshotFilter,
+    },
+    /// PITR-aware (a postgres physical item): base backups and WAL.
+    Pitr(PitrOptions),
+}
+
+/// The plan of `forget --item NAME`: the item's keep rules applied to its
+/// snapshots among those `filter` selects (each tag group also needs the
+/// item's tag); PITR-aware for postgres physical items.
+pub fn item_forget(
+    policy: &bunker_policy::Policy,
+    name: &str,
+    filter: SnapshotFilter,
+    group_by: bunker_repo::retention::GroupBy,
+    dry_run: bool,
+) -> Result<ItemForget> {
+    let invalid = |m: String| Err(EngineError::Invalid(m));
+    let Some(item) = policy.item(name) else {
+        return invalid(format!("no item {name:?} in the policy"));
+    };
+    let Some(ret) = &item.retention else {
+        return invalid(format!(
+            "item {name:?} has no retention in the policy: nothing to forget"
+        ));
+    };
+    let Some(cfg) = item.physical() else {
+        let mut filter = filter;
+        filter.tags.push(vec![item.tag()]);
+        return Ok(ItemForget::Rules {
+            policy: ret.keep_policy(),
+            filter,
+        });
+    };
+    let mut opts = pitr_options(item, cfg, dry_run)?;
+    opts.group_by = group_by;
+    // Only this item's snapshots: its tag AND each --tag group.
+    if !filter.tags.is_empty() {
+        opts.filter.tags = (filter.tags.iter())
+            .map(|g| g.iter().cloned().chain([item.tag()]).collect())
+            .collect();
+    }
+    opts.filter.hosts = filter.hosts;
+    opts.filter.paths = filter.paths;
+    Ok(ItemForget::Pitr(opts))
+}
+
 /// Apply a physical item's retention: forget base backups, delete the WAL
 /// no kept one needs. The caller holds an exclusive lock (none for a dry run).
 pub fn apply_pitr(repo: &Repository, item: &Item, dry_run: bool) -> Result<PitrReport> {

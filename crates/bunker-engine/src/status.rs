@@ -102,9 +102,12 @@ pub struct TargetStatus {
 }
 
 impl TargetStatus {
-    /// Whether a person should look: LATE, ERROR, or a PITR warning.
+    /// Whether a person should look: LATE, INCOMPLETE, ERROR, a current
+    /// failure (one no later run or snapshot fixed), or a PITR warning.
     pub fn needs_attention(&self) -> bool {
-        self.state != RpoState::Ok || self.pitr.as_ref().is_some_and(|p| !p.warnings.is_empty())
+        self.state != RpoState::Ok
+            || self.last_failure.is_some()
+            || self.pitr.as_ref().is_some_and(|p| !p.warnings.is_empty())
     }
 }
 
@@ -215,6 +218,20 @@ pub fn unreadable_of(records: &RunRecords, snapshot: &str) -> Vec<UnreadableFile
         }];
     }
     files
+}
+
+/// The items of the pool's policy that `wanted` selects, in priority
+/// order, each at each of its targets, at `now`.
+pub fn policy_status(
+    pool: &mut RepoPool<'_>,
+    wanted: impl Fn(&Item) -> bool,
+    now: DateTime<Utc>,
+) -> Vec<TargetStatus> {
+    let policy = pool.policy();
+    (policy.items_by_priority().into_iter())
+        .filter(|i| wanted(i))
+        .flat_map(|i| item_status(pool, i, now))
+        .collect()
 }
 
 /// `item` at each of its targets, at `now`.
@@ -370,14 +387,8 @@ pub fn window_check(
 /// What `pg_stat_archiver` says: the newest archived segment's age against
 /// the RPO, archiving to somewhere else, recent failures.
 fn archiver_warnings(st: &mut PitrStatus, item: &Item, cfg: &PostgresConfig, segment_size: u64) {
-    let conn = postgres::conn_from_policy(cfg);
-    let sql = "SELECT coalesce(last_archived_wal, ''), \
-               coalesce(extract(epoch from now() - last_archived_time)::bigint, -1), \
-               coalesce(last_failed_wal, ''), \
-               coalesce(extract(epoch from now() - last_failed_time)::bigint, -1) \
-               FROM pg_stat_archiver";
-    let line = match postgres::query_quick(&conn, sql) {
-        Ok(line) => line,
+    let state = match postgres::archiver_state(&postgres::conn_from_policy(cfg)) {
+        Ok(s) => s,
         Err(e) => {
             st.warnings.push(format!(
                 "cannot ask the server how old its newest archived segment is: {}",
@@ -386,15 +397,10 @@ fn archiver_warnings(st: &mut PitrStatus, item: &Item, cfg: &PostgresConfig, seg
             return;
         }
     };
-    let f: Vec<&str> = line.split('|').collect();
-    let [wal, age, failed, failed_age] = f.as_slice() else {
-        return;
-    };
-    let age: i64 = age.parse().unwrap_or(-1);
-    let failed_age: i64 = failed_age.parse().unwrap_or(-1);
     let human =
         |s: i64| humantime::format_duration(std::time::Duration::from_secs(s.unsigned_abs()));
-    if !wal.is_empty() && age >= 0 {
+    let wal = &state.last_archived_wal;
+    if let (false, Some(age)) = (wal.is_empty(), state.archived_age) {
         st.archive_age_seconds = Some(age);
         if archived_beyond(wal, st.newest_segment.as_deref(), segment_size) {
             st.warnings.push(format!(
@@ -410,10 +416,11 @@ fn archiver_warnings(st: &mut PitrStatus, item: &Item, cfg: &PostgresConfig, seg
             ));
         }
     }
-    if !failed.is_empty() && failed_age >= 0 && (age < 0 || failed_age < age) {
+    if state.failing() {
         st.warnings.push(format!(
-            "archiving {failed} failed {} ago (see the server log)",
-            human(failed_age)
+            "archiving {} failed {} ago (see the server log)",
+            state.last_failed_wal,
+            human(state.failed_age.unwrap_or(0))
         ));
     }
 }

@@ -71,6 +71,7 @@ impl EventSink for Recorder {
             Event::Warning(w) => format!("warning {w}"),
             Event::ItemStarted { item, reason } => format!("start {item} ({reason})"),
             Event::TargetFinished(r) => format!("finished {} at {}", r.item, r.target),
+            Event::PgRestore(_) => return,
         };
         self.events.lock().unwrap().push(line);
     }

@@ -8,6 +8,7 @@
 //! * [`Retention`] holds an item's keep rules as written; they convert to
 //!   the repository layer's [`bunker_repo::retention::KeepPolicy`], which
 //!   `forget` applies exactly as restic does.
+//! * [`DrillConfig`] holds an item's restore drills (`drill:`, with `rto:`).
 //! * [`NotifyTarget`]s (`notifications:`) say where notices go (webhook,
 //!   healthchecks pings, email) and which events each receives.
 //! * [`Schedule`] says when an item is due (`every 2h`, cron in local time,
@@ -15,10 +16,13 @@
 //! * [`DaemonConfig`] (`daemon:`) says how `bunker daemon` runs the policy,
 //!   with its maintenance jobs per repository ([`MaintenanceJob`]).
 //!
+//! * [`runbook`]: disaster-recovery runbooks (`runbooks:`).
+//!
 //! Secrets (passwords, option values whose key contains "secret",
 //! "password", "key" or "token") are redacted in `Debug`/`Display`.
 
 mod daemon;
+mod drill;
 mod env;
 mod error;
 mod locate;
@@ -26,6 +30,7 @@ mod model;
 mod notifications;
 mod parse;
 mod policy;
+pub mod runbook;
 mod schedule;
 mod validate;
 
@@ -33,6 +38,7 @@ pub use daemon::{
     parse_read_data, DaemonConfig, MaintenanceJob, MaintenanceKind, RunAtStart,
     DEFAULT_MAX_CONCURRENT,
 };
+pub use drill::{CheckKind, DrillCheck, DrillConfig, DrillPick, DEFAULT_DRILL_TIMEOUT};
 pub use error::{Diagnostic, PolicyError};
 pub use locate::Pos;
 pub use model::{

@@ -508,6 +508,11 @@ pub struct Item {
     pub tags: Vec<String>,
     /// Hook commands.
     pub hooks: Hooks,
+    /// Recovery time objective: the longest acceptable restore time, which
+    /// drills measure.
+    pub rto: Option<Duration>,
+    /// Restore drills (`drill:`).
+    pub drill: Option<crate::drill::DrillConfig>,
 }
 
 impl Item {

@@ -31,6 +31,8 @@ pub struct Policy {
     pub items: Vec<Item>,
     /// Global excludes (already appended to every files item's `excludes`).
     pub exclude_patterns: Vec<String>,
+    /// Disaster-recovery runbooks (`runbooks:`), in file order.
+    pub runbooks: Vec<crate::runbook::Runbook>,
     /// Notification targets (`notifications:`), in file order.
     pub notifications: Vec<NotifyTarget>,
     /// How `bunker daemon` runs the policy (`daemon:`), with its
@@ -114,6 +116,7 @@ impl fmt::Debug for Policy {
             .field("repositories", &self.repositories)
             .field("items", &self.items)
             .field("exclude_patterns", &self.exclude_patterns)
+            .field("runbooks", &self.runbooks)
             .field("notifications", &self.notifications)
             .field("source_path", &self.source_path)
             .finish()

@@ -11,12 +11,15 @@
 //! blob type, uploads full packs on background threads and writes index files
 //! only after their packs are durable.
 //!
+//! [`audit`] is the hash-chained audit log under `bunker/audit/`.
+//!
 //! [`repair`] rebuilds the index and rewrites snapshots after data loss;
 //! [`leftovers`] finds and removes temporary files of killed writers.
 //!
 //! Write order is packs, then index, then snapshot; deletion is the reverse
 //! (see docs/design.md).
 
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod cat;

@@ -261,7 +261,7 @@ impl Repository {
         }
     }
 
-    fn unpacked_compression(&self) -> Compression {
+    pub(crate) fn unpacked_compression(&self) -> Compression {
         if self.config.version < 2 {
             Compression::Off
         } else {

@@ -113,6 +113,25 @@ impl StorageError {
         Self::new(io_kind(err), backend, path, err.to_string())
     }
 
+    /// Whether the endpoint could not be reached at all: the connection was
+    /// refused, the host name does not resolve, or there is no route to it.
+    /// Retryable, but [`crate::RetryStorage`] does not retry it before
+    /// the backend has answered once.
+    pub fn is_unreachable(&self) -> bool {
+        let m = self.message.to_ascii_lowercase();
+        self.kind == ErrorKind::Unavailable
+            && [
+                "connection refused",
+                "dns error",
+                "failed to lookup address",
+                "name or service not known",
+                "no route to host",
+                "nodename nor servname",
+            ]
+            .iter()
+            .any(|p| m.contains(p))
+    }
+
     /// True for errors worth retrying: timeouts and transient unavailability.
     pub fn is_retryable(&self) -> bool {
         self.kind.is_retryable()

@@ -6,7 +6,8 @@ use crate::error::{ErrorKind, StorageError};
 ///
 /// Restic layout: `config`, `keys/<name>`, `snapshots/<name>`, `index/<name>`,
 /// `data/<name[0..2]>/<name>`, `locks/<name>`. Bunker's own files live beside it
-/// under `bunker/` so restic ignores them: `bunker/wal/<name>`, `bunker/reports/<name>`.
+/// under `bunker/` so restic ignores them: `bunker/wal/<name>`, `bunker/reports/<name>`,
+/// `bunker/audit/<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {
     /// The single `config` file; the name argument is ignored.
@@ -25,11 +26,13 @@ pub enum FileType {
     Wal,
     /// Bunker run reports (`bunker/reports/`).
     Report,
+    /// Bunker audit log records (`bunker/audit/`), written once each.
+    Audit,
 }
 
 impl FileType {
     /// Every file type, in layout order.
-    pub const ALL: [FileType; 8] = [
+    pub const ALL: [FileType; 9] = [
         FileType::Config,
         FileType::Key,
         FileType::Snapshot,
@@ -38,6 +41,7 @@ impl FileType {
         FileType::Lock,
         FileType::Wal,
         FileType::Report,
+        FileType::Audit,
     ];
 
     /// The directory of this type relative to the repository root (`""` for config).
@@ -51,6 +55,7 @@ impl FileType {
             FileType::Lock => "locks",
             FileType::Wal => "bunker/wal",
             FileType::Report => "bunker/reports",
+            FileType::Audit => "bunker/audit",
         }
     }
 
@@ -113,6 +118,7 @@ impl std::fmt::Display for FileType {
             FileType::Lock => "lock",
             FileType::Wal => "wal",
             FileType::Report => "report",
+            FileType::Audit => "audit",
         };
         f.write_str(s)
     }
@@ -142,6 +148,7 @@ mod tests {
         assert_eq!(FileType::Lock.path(id), "locks/ab12cd");
         assert_eq!(FileType::Wal.path(id), "bunker/wal/ab12cd");
         assert_eq!(FileType::Report.path(id), "bunker/reports/ab12cd");
+        assert_eq!(FileType::Audit.path(id), "bunker/audit/ab12cd");
         assert_eq!(FileType::Pack.path("a"), "data/a");
     }
 

@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, StorageError};
 /// Classifies an OpenDAL error.
 pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageError {
     use opendal::ErrorKind as K;
-    let msg = e.to_string();
+    let msg = with_causes(&e);
     let lower = msg.to_ascii_lowercase();
     let auth_markers = [
         "invalidaccesskeyid",
@@ -37,6 +37,23 @@ pub(crate) fn map_err(e: opendal::Error, backend: &str, path: &str) -> StorageEr
         _ => ErrorKind::Other,
     };
     StorageError::new(kind, backend, path, msg)
+}
+
+/// The error's text followed by its causes' that it does not already
+/// contain: reqwest's "error sending request" hides the reason ("tcp
+/// connect error: Connection refused", "dns error: …") in its sources.
+fn with_causes(e: &opendal::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cur = c.source();
+    }
+    msg
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Retry layer: jittered exponential backoff bounded by total elapsed time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,11 +39,25 @@ impl Default for RetryConfig {
 /// after an earlier retryable failure, AlreadyExists counts as success if the stored
 /// content equals the data being written. `remove` does not: a retry may report
 /// NotFound for a file an earlier attempt removed (callers may ignore NotFound).
+///
+/// **Fail fast at open.** Until the backend has answered once (any success,
+/// or an error other than a time-out or unavailability), a refused
+/// connection or a name that does not resolve ([`StorageError::is_unreachable`])
+/// is returned at once instead of retried for minutes: the address is
+/// wrong or the service is down, and waiting does not help. The error keeps
+/// its kind (callers may still fall back to another repository). Once the
+/// backend answered, the same errors are transient and retried.
+///
+/// Retries are logged: at info level, and at warn level once an operation
+/// has been retried for [`RetryStorage::TELL_AFTER`] (what, where, why,
+/// and for how much longer).
 #[derive(Debug)]
 pub struct RetryStorage {
     inner: DynStorage,
     config: RetryConfig,
     retries: AtomicU64,
+    /// The backend answered at least once.
+    reached: AtomicBool,
 }
 
 impl RetryStorage {
@@ -58,8 +72,13 @@ impl RetryStorage {
             inner,
             config,
             retries: AtomicU64::new(0),
+            reached: AtomicBool::new(false),
         }
     }
+
+    /// How long an operation is retried quietly (info level) before each
+    /// retry is reported at warn level.
+    pub const TELL_AFTER: Duration = Duration::from_secs(5);
 
     /// Number of retries performed so far (all operations).
     pub fn retries(&self) -> u64 {
@@ -85,8 +104,23 @@ impl RetryStorage {
         let mut failed_before = false;
         loop {
             let err = match f(failed_before) {
-                Ok(v) => return Ok(v),
-                Err(e) if !e.is_retryable() => return Err(e),
+                Ok(v) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) if !e.is_retryable() => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(e) if e.is_unreachable() && !self.reached.load(Ordering::Relaxed) => {
+                    let mut e = e;
+                    e.message = format!(
+                        "{} (not retried: the endpoint has not answered yet; check its address \
+                         and that the service runs)",
+                        e.message
+                    );
+                    return Err(e);
+                }
                 Err(e) => e,
             };
             failed_before = true;
@@ -102,14 +136,20 @@ impl RetryStorage {
                 return Err(err);
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                op,
-                file = what,
-                attempt = attempts,
-                wait_ms = wait.as_millis() as u64,
-                error = %err,
-                "retrying storage operation"
+            let left = self.config.max_elapsed.saturating_sub(elapsed);
+            let line = format!(
+                "retrying {op} {what} at {} (attempt {}, {:.1}s so far, giving up in {}s): {}",
+                err.backend,
+                attempts + 1,
+                elapsed.as_secs_f64(),
+                left.as_secs(),
+                err
             );
+            if elapsed >= Self::TELL_AFTER {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
             std::thread::sleep(wait);
             attempts += 1;
             delay = (delay * 2).min(self.config.max_delay);
@@ -389,5 +429,82 @@ mod tests {
         let calls = inner.calls.load(Ordering::Relaxed);
         assert!(calls >= 4, "only {calls} attempts");
         assert_eq!(retry.retries(), calls - 1);
+    }
+
+    /// Issue 25 item 3: a refused connection at open failed only after
+    /// five minutes of silent retries.
+    #[test]
+    fn connection_refused_is_not_retried_until_the_backend_answered() {
+        #[derive(Debug)]
+        struct Refused {
+            calls: AtomicU64,
+            answer_from: u64,
+        }
+        impl Storage for Refused {
+            fn location(&self) -> String {
+                "s3:http://127.0.0.1:1/b".into()
+            }
+            fn create(&self) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn list(&self, _: FileType) -> Result<Vec<FileInfo>, StorageError> {
+                Ok(Vec::new())
+            }
+            fn read(&self, _: FileType, _: &str) -> Result<Bytes, StorageError> {
+                Ok(Bytes::new())
+            }
+            fn read_range(
+                &self,
+                _: FileType,
+                _: &str,
+                _: u64,
+                _: u64,
+            ) -> Result<Bytes, StorageError> {
+                Ok(Bytes::new())
+            }
+            fn write(&self, _: FileType, _: &str, _: Bytes) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn write_new(&self, _: FileType, _: &str, _: Bytes) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn remove(&self, _: FileType, _: &str) -> Result<(), StorageError> {
+                Ok(())
+            }
+            fn stat(&self, _: FileType, _: &str) -> Result<Option<u64>, StorageError> {
+                let n = self.calls.fetch_add(1, Ordering::Relaxed);
+                if n == 0 || n >= self.answer_from {
+                    Err(StorageError::new(
+                        ErrorKind::Unavailable,
+                        "s3:http://127.0.0.1:1/b",
+                        "config",
+                        "error sending request: tcp connect error: Connection refused (os error 111)",
+                    ))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+        let inner = Arc::new(Refused {
+            calls: AtomicU64::new(0),
+            answer_from: 2,
+        });
+        let retry = RetryStorage::with_config(inner.clone(), fast());
+        let e = retry.stat(FileType::Config, "").unwrap_err();
+        assert!(e.is_unreachable() && e.is_retryable(), "{e}");
+        assert!(e.message.contains("not retried"), "{e}");
+        assert_eq!(inner.calls.load(Ordering::Relaxed), 1);
+        // It answered once: from now on a refused connection is transient.
+        retry.stat(FileType::Config, "").expect("answers");
+        let config = RetryConfig {
+            initial_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+            max_elapsed: Duration::from_millis(60),
+        };
+        let retry2 = RetryStorage::with_config(inner.clone(), config);
+        retry2.reached.store(true, Ordering::Relaxed);
+        let e = retry2.stat(FileType::Config, "").unwrap_err();
+        assert!(e.message.contains("gave up after"), "{e}");
+        assert!(inner.calls.load(Ordering::Relaxed) > 3);
     }
 }

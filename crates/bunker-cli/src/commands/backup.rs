@@ -236,6 +236,7 @@ pub fn run(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
     let summary = backup::backup_with(&r, opts, extras, &reporter)
         .with_context(|| format!("backup to {} failed", opened.location))?;
     reporter.finish();
+    crate::audit_trail::snapshots(summary.snapshot_id);
     if g.json {
         let mut json = summary.message();
         json.fallback_used = fallback_used.clone();

@@ -147,6 +147,7 @@ pub fn run(g: &GlobalOpts, args: CheckArgs) -> Result<Status> {
         }
     }
     if report.ok() {
+        record_check(&r, &read_data);
         Ok(Status::Success)
     } else {
         bail!(
@@ -155,6 +156,16 @@ pub fn run(g: &GlobalOpts, args: CheckArgs) -> Result<Status> {
             report.damaged_packs.len(),
             report.missing_packs.len()
         )
+    }
+}
+
+/// Record the successful check in the repository (for the 3-2-1 report);
+/// a read-only repository cannot take it, which is no error of the check.
+fn record_check(r: &bunker_repo::Repository, read_data: &ReadData) {
+    use bunker_engine::records::{self, Record, RecordKind};
+    let body = serde_json::json!({ "read_data": format!("{read_data:?}") });
+    if let Err(e) = records::save(r, &Record::new(RecordKind::Check, "*", body)) {
+        tracing::info!("the check could not be recorded in the repository: {e}");
     }
 }
 

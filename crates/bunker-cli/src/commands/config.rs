@@ -40,17 +40,30 @@ impl PolicyArgs {
     }
 }
 
+/// `--config F --item NAME`: read the repository of a policy item.
+#[derive(Args, Debug, Clone)]
+pub struct ItemArgs {
+    /// Use this policy item's repository (its first target), password and
+    /// snapshots (tag bunker:item=NAME) instead of -r
+    #[arg(long = "item", value_name = "NAME")]
+    pub item: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
 const LONG_ABOUT: &str = "\
 Work with the policy file (bunker.yaml). `config check` parses and validates it and prints \
 every problem as FILE:LINE:COLUMN: MESSAGE, exiting 1 if there is any; a valid policy prints \
 `policy OK: N items, M repositories` (and its notification targets, one per line, secrets \
 shown as ***). Environment variables (${VAR}) are substituted as \
-`bunker run` would, so a missing variable is reported too. Nothing is contacted.";
+`bunker run` would, so a missing variable is reported too. Each repository's backend options \
+are checked by the backend's own option parser (the one `run` uses), and a path of a files \
+item that does not exist on this host is a warning. Nothing is contacted.";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
     bunker config check
-    bunker config check --config /etc/bunker/bunker.yaml
+    bunker config check /etc/bunker/bunker.yaml
     BUNKER_CONFIG=site.yaml bunker config check --json";
 
 /// Check the policy file
@@ -70,6 +83,9 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// The policy file (overrides --config)
+    #[arg(value_name = "POLICY")]
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -93,23 +109,55 @@ struct JsonCheck<'a> {
     /// One line per notification target, secrets redacted.
     notifications: Vec<String>,
     diagnostics: Vec<JsonDiagnostic<'a>>,
+    /// Paths that do not exist (the policy is still valid).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
-    let ConfigCommand::Check(args) = args.command;
+    let ConfigCommand::Check(mut args) = args.command;
+    if args.file.is_some() {
+        args.policy.config = args.file.take();
+    }
     let path = args.policy.path();
     match Policy::load(&path) {
         Ok(p) => {
+            let probs = bunker_engine::check::check_policy(&p);
             if g.json {
                 output::json_line(&JsonCheck {
-                    ok: true,
+                    ok: probs.errors.is_empty(),
                     file: path.display().to_string(),
                     items: p.items.len(),
                     repositories: p.repositories.len(),
                     notifications: p.notifications.iter().map(|t| t.to_string()).collect(),
-                    diagnostics: Vec::new(),
+                    diagnostics: (probs.errors.iter())
+                        .map(|m| JsonDiagnostic {
+                            file: "",
+                            line: 0,
+                            column: 0,
+                            message: m,
+                            hint: None,
+                            text: format!("{}: {m}", path.display()),
+                        })
+                        .collect(),
+                    warnings: probs.warnings.clone(),
                 })?;
             } else {
+                for w in &probs.warnings {
+                    eprintln!("warning: {w}");
+                }
+                for e in &probs.errors {
+                    println!("{}: {e}", path.display());
+                }
+            }
+            if !probs.errors.is_empty() {
+                bail!(
+                    "policy {} has {} problem(s)",
+                    path.display(),
+                    probs.errors.len()
+                );
+            }
+            if !g.json {
                 let targets = match p.notifications.len() {
                     0 => String::new(),
                     1 => ", 1 notification target".to_string(),
@@ -134,6 +182,7 @@ pub fn run(g: &GlobalOpts, args: ConfigArgs) -> Result<Status> {
                     items: 0,
                     repositories: 0,
                     notifications: Vec::new(),
+                    warnings: Vec::new(),
                     diagnostics: diags
                         .iter()
                         .map(|d| JsonDiagnostic {

@@ -37,6 +37,8 @@ pub struct DiffArgs {
     /// Also list entries whose metadata changed
     #[arg(long)]
     pub metadata: bool,
+    #[command(flatten)]
+    pub item: super::config::ItemArgs,
 }
 
 #[derive(Serialize)]
@@ -73,10 +75,10 @@ fn counts_text(s: &DiffStats) -> String {
 }
 
 pub fn run(g: &GlobalOpts, args: DiffArgs) -> Result<Status> {
-    let r = repo::open(g)?;
+    let mut any = SnapshotFilter::default();
+    let r = repo::open_for(g, &args.item, &mut any)?;
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
-    let any = SnapshotFilter::default();
     let a = snapshots::find(&r, &args.first, &any)?;
     let b = snapshots::find(&r, &args.second, &any)?;
     let report = diff::diff(&r, &a, &b).context("comparing snapshots")?;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use bunker_repo::{dump, snapshots, RepoError};
 use clap::Args;
 
+use super::config::ItemArgs;
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
 use crate::exit::{NotDumpable, Status};
@@ -38,13 +39,17 @@ pub struct DumpArgs {
     pub file: String,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub item: ItemArgs,
 }
 
 pub fn run(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
-    let r = repo::open(g)?;
+    let mut filter = args.filter.filter();
+    let r = repo::open_for(g, &args.item, &mut filter)?;
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
-    let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
+    let snap = snapshots::find(&r, &args.snapshot, &filter)?;
+    crate::audit_trail::snapshots([&snap.id]);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let report = match dump::dump(&r, &snap, &args.file, &mut out) {
         Ok(report) => report,

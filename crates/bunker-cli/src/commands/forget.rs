@@ -14,6 +14,7 @@ use crate::cli::GlobalOpts;
 use crate::exit::Status;
 use crate::output::{self, Table};
 use crate::repo;
+use bunker_engine::retention::{item_forget, ItemForget};
 
 const LONG_ABOUT: &str = "\
 Remove snapshots that no keep rule selects, exactly as `restic forget` (0.14) decides: \
@@ -216,29 +217,13 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
                 bail!("--item takes the keep rules from the policy; do not combine it with --keep-* options");
             }
             let p = args.policy.load()?;
-            let item = p
-                .item(name)
-                .with_context(|| format!("no item {name:?} in the policy"))?;
-            let Some(ret) = &item.retention else {
-                bail!("item {name:?} has no retention in the policy: nothing to forget");
-            };
-            if let Some(cfg) = item.physical() {
-                let mut opts = bunker_engine::retention::pitr_options(item, cfg, args.dry_run)?;
-                opts.group_by = group_by;
-                // Only this item's snapshots: its tag AND each --tag group.
-                if !filter.tags.is_empty() {
-                    opts.filter.tags = filter
-                        .tags
-                        .iter()
-                        .map(|g| g.iter().cloned().chain([item.tag()]).collect())
-                        .collect();
+            match item_forget(&p, name, filter, group_by, args.dry_run)? {
+                ItemForget::Pitr(opts) => return run_pitr(g, &args, &opts),
+                ItemForget::Rules { policy, filter: f } => {
+                    filter = f;
+                    policy
                 }
-                opts.filter.hosts.clone_from(&filter.hosts);
-                opts.filter.paths.clone_from(&filter.paths);
-                return run_pitr(g, &args, &opts);
             }
-            filter.tags.push(vec![item.tag()]);
-            ret.keep_policy()
         }
         None => args.cli_policy(),
     };
@@ -246,11 +231,7 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
         eprintln!("no policy was specified, no snapshots will be removed");
     }
     let r = repo::open(g)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(repo::lock(&r, true)?)
-    };
+    let _lock = (!args.dry_run).then(|| repo::lock(&r, true)).transpose()?;
     let opts = ForgetOptions {
         policy,
         group_by,
@@ -259,6 +240,7 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
         now: None,
     };
     let report = forget::forget_unlocked(&r, &opts).context("forget failed")?;
+    crate::audit_trail::snapshots(&report.removed);
     if g.json {
         output::json_line(&report.groups)?;
     } else if !g.quiet {
@@ -277,12 +259,9 @@ pub fn run(g: &GlobalOpts, args: ForgetArgs) -> Result<Status> {
 /// the `pitr` window needs), then delete the WAL no kept base backup needs.
 fn run_pitr(g: &GlobalOpts, args: &ForgetArgs, opts: &PitrOptions) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(repo::lock(&r, true)?)
-    };
+    let _lock = (!args.dry_run).then(|| repo::lock(&r, true)).transpose()?;
     let report = retention::apply(&r, opts).context("forget failed")?;
+    crate::audit_trail::snapshots(&report.removed);
     if g.json {
         output::json_line(&report)?;
     } else if !g.quiet {

@@ -8,6 +8,7 @@ use bunker_repo::walk::{self, LsEntry};
 use bunker_repo::{snapshots, RepoError};
 use clap::Args;
 
+use super::config::ItemArgs;
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
@@ -27,7 +28,8 @@ const EXAMPLES: &str = "\
 EXAMPLES:
     bunker ls latest
     bunker ls -l 4f2a9c1e /home/alice/docs
-    bunker ls latest /etc --recursive --json";
+    bunker ls latest /etc --recursive --json
+    bunker ls latest --config /etc/bunker/bunker.yaml --item webapp-files";
 
 /// List files in a snapshot
 #[derive(Args, Debug)]
@@ -45,6 +47,8 @@ pub struct LsArgs {
     pub long: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub item: ItemArgs,
 }
 
 /// restic's `ls -l` line: Go file mode, numeric uid and gid, size, local
@@ -67,10 +71,11 @@ pub(crate) fn long_line(e: &LsEntry) -> String {
 }
 
 pub fn run(g: &GlobalOpts, args: LsArgs) -> Result<Status> {
-    let r = repo::open(g)?;
+    let mut filter = args.filter.filter();
+    let r = repo::open_for(g, &args.item, &mut filter)?;
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
-    let snap = snapshots::find(&r, &args.snapshot, &args.filter.filter())?;
+    let snap = snapshots::find(&r, &args.snapshot, &filter)?;
     let recursive = args.recursive || args.path.is_none();
     // As restic: a path that is not in the snapshot lists nothing.
     let entries = match walk::ls(&r, &snap, args.path.as_deref(), recursive) {

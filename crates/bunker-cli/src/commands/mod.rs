@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod cat;
@@ -33,14 +34,18 @@ pub mod version;
 
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod forget;
 pub mod history;
 pub mod notify;
 pub mod pg;
 pub mod prune;
 pub mod recover;
+pub mod recover_time;
 pub mod repair;
+pub mod report;
 pub mod run;
+pub mod runbook;
 pub mod status;
 
 /// The verbs of `bunker`.
@@ -77,11 +82,25 @@ pub enum Command {
     Pg(pg::PgArgs),
     Daemon(daemon::DaemonArgs),
     History(history::HistoryArgs),
+    Drill(drill::DrillArgs),
+    Audit(audit::AuditArgs),
+    Report(report::ReportArgs),
+    Runbook(runbook::RunbookArgs),
     Notify(notify::NotifyArgs),
 }
 
-/// Run one verb.
+/// Run one verb; verbs that change a repository or read data out of it
+/// leave a record in its audit log.
 pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
+    let audited = crate::audit_trail::begin(&cmd);
+    let result = dispatch(g, cmd);
+    if let Some(op) = audited {
+        crate::audit_trail::finish(op, &result);
+    }
+    result
+}
+
+fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
     match cmd {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -114,6 +133,10 @@ pub fn run(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Pg(a) => pg::run(g, a),
         Command::Daemon(a) => daemon::run(g, a),
         Command::History(a) => history::run(g, a),
+        Command::Drill(a) => drill::run(g, a),
+        Command::Audit(a) => audit::run(g, a),
+        Command::Report(a) => report::run(g, a),
+        Command::Runbook(a) => runbook::run(g, a),
         Command::Notify(a) => notify::run(g, a),
     }
 }

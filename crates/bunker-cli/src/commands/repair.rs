@@ -115,23 +115,7 @@ pub fn run(g: &GlobalOpts, args: RepairArgs) -> Result<Status> {
         RepairCommand::Packs { packs: specs } => {
             let _lock = repo::lock(&r, true)?;
             r.load_index().context("loading the index")?;
-            let stored = r.storage().list(bunker_storage::FileType::Pack)?;
-            let mut ids = Vec::new();
-            for spec in &specs {
-                let matching: Vec<_> = stored
-                    .iter()
-                    .filter(|f| f.name.starts_with(spec.as_str()))
-                    .collect();
-                let [one] = matching.as_slice() else {
-                    bail!(
-                        "{spec:?} matches {} pack files: give a longer id",
-                        matching.len()
-                    );
-                };
-                ids.push(bunker_format::PackId::from(bunker_format::Id::from_hex(
-                    &one.name,
-                )?));
-            }
+            let ids = repair::find_packs(&r, &specs)?;
             let reporter = Reporter::new(g, "packs", "repair packs");
             let report = repair::repair_packs_unlocked(&r, &ids, &reporter)
                 .context("repair packs failed")?;

@@ -9,6 +9,7 @@ use bunker_repo::snapshots;
 use clap::Args;
 use serde::Serialize;
 
+use super::config::ItemArgs;
 use super::{split_snapshot_spec, FilterArgs};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
@@ -93,6 +94,8 @@ pub struct RestoreArgs {
     pub no_sparse: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub item: ItemArgs,
 }
 
 fn parse_overwrite(s: &str) -> std::result::Result<Overwrite, String> {
@@ -148,10 +151,12 @@ pub fn run(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         ..RestoreOptions::default()
     };
     let start = Instant::now();
-    let r = repo::open(g)?;
+    let mut filter = args.filter.filter();
+    let r = repo::open_for(g, &args.item, &mut filter)?;
     let _lock = repo::lock_read(&r)?;
     r.load_index().context("loading the index")?;
-    let snap = snapshots::find(&r, spec, &args.filter.filter())?;
+    let snap = snapshots::find(&r, spec, &filter)?;
+    crate::audit_trail::snapshots([&snap.id]);
     if !g.json && !g.quiet {
         println!(
             "restoring snapshot {} of {:?} at {} by {}@{} to {}",

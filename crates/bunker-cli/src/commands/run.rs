@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use bunker_engine::execute::{run_policy, Outcome, RunOptions, TargetRun};
 use bunker_engine::plan::Selection;
 use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::status::{policy_status, TargetStatus};
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
@@ -37,7 +38,9 @@ recorded in the repository for `bunker status`. Items of kind command run `sh -c
 command that exits non-zero, or runs past the item's command timeout (it is then stopped \
 with everything it started: SIGTERM, SIGKILL 10 s later), fails the item and leaves no \
 snapshot. A dry run checks that \
-SQLite files open and PostgreSQL servers answer, and runs no command.
+SQLite files open and PostgreSQL servers answer, runs no command, and then shows what \
+`bunker status` reports for the items (RPO state, last failure, PITR window and the \
+server's archiver: a failing archive_command shows here).
 
 Files that could not be read are named (the first 5; all with -v, and in --json as \
 `unreadable: [{path, error}]`); the backup is then recorded as incomplete, and `bunker status` \
@@ -156,6 +159,9 @@ struct JsonRun<'a> {
     dry_run: bool,
     results: &'a [ItemResult<'a>],
     failed: usize,
+    /// A dry run: what `bunker status` reports now for the items shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a [TargetStatus]>,
 }
 
 pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
@@ -163,6 +169,13 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
         args.policy.config = args.file.take();
     }
     let policy = args.policy.load()?;
+    let named = |r: &&str| bunker_engine::pool::names_location(&policy, r);
+    if let Some(r) = crate::repo::given_repo(g).filter(|r| !named(r)) {
+        bail!(
+            "run writes to the repositories its policy names; -r {r} is not one of them: remove \
+             it, or add the repository to the policy's repositories and an item's targets"
+        );
+    }
     let sink = StderrSink {
         wording: Wording::Policy,
     };
@@ -184,8 +197,14 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
         cancel: crate::interrupt::token(),
         ..Default::default()
     };
-    let runs = run_policy(&policy, &mut pool, &selection, Utc::now(), &opts, &sink)?;
+    let now = Utc::now();
+    let runs = run_policy(&policy, &mut pool, &selection, now, &opts, &sink)?;
     let results: Vec<ItemResult<'_>> = runs.iter().map(ItemResult::from).collect();
+    // A dry run also says what `status` knows of the items it shows.
+    let status = match args.dry_run {
+        true => policy_status(&mut pool, |i| runs.iter().any(|r| r.item == i.name), now),
+        false => Vec::new(),
+    };
     let failed = results.iter().filter(|r| r.status == "failed").count();
     let incomplete = results.iter().any(|r| r.status == "incomplete");
     let mut fallback = false;
@@ -205,9 +224,14 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
             dry_run: args.dry_run,
             results: &results,
             failed,
+            status: args.dry_run.then_some(&status[..]),
         })?;
     } else if !g.quiet {
         print_text(&results, args.dry_run, g.verbose > 0);
+        if args.dry_run && !status.is_empty() {
+            println!("\nstatus now (as `bunker status` reports it):");
+            super::status::render(&status, g.verbose > 0);
+        }
     }
     if failed > 0 {
         bail!("{failed} of {} item run(s) failed", results.len());

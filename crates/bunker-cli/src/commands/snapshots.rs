@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use bunker_repo::snapshots::{self, GroupKey, Grouping, SnapshotEntry};
 use clap::Args;
 
+use super::config::ItemArgs;
 use super::FilterArgs;
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
@@ -31,6 +32,8 @@ EXAMPLES:
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub item: ItemArgs,
     /// Only the newest N snapshots of each host and path set
     #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
@@ -111,10 +114,10 @@ fn table(entries: &[SnapshotEntry], compact: bool) -> Table {
 }
 
 pub fn run(g: &GlobalOpts, args: SnapshotsArgs) -> Result<Status> {
-    let r = repo::open(g)?;
+    let mut filter = args.filter.filter();
+    let r = repo::open_for(g, &args.item, &mut filter)?;
     let _lock = repo::lock_read(&r)?;
-    let list =
-        snapshots::filtered(&r, &args.filter.filter(), args.latest).context("listing snapshots")?;
+    let list = snapshots::filtered(&r, &filter, args.latest).context("listing snapshots")?;
     if args.group_by != Grouping::default() {
         let groups = snapshots::group(list, args.group_by);
         if g.json {

@@ -96,6 +96,15 @@ pub fn run_postgres_item(
 
 /// Back up a cluster as a base backup (`pg_basebackup` streamed into a
 /// snapshot); `label` is shown in `pg_stat_progress_basebackup`.
+///
+/// `pg_basebackup` waits, without a limit and without a word, until the
+/// server archived the backup's last WAL segment. So a failing
+/// `archive_command` is looked for first (the backup is not started), and
+/// while the backup runs `pg_stat_archiver` is asked every
+/// [`ARCHIVER_POLL`]: once archiving has been failing for
+/// [`ARCHIVER_GRACE`], `pg_basebackup` is stopped and the backup fails with
+/// [`ArchiverState::failing_reason`]. Cancelling the job's token (the
+/// conn's) stops `pg_basebackup` and its process group at once.
 pub fn base_backup(
     r: &Arc<Repository>,
     conn: &PgConn,
@@ -104,6 +113,11 @@ pub fn base_backup(
     progress: &dyn Progress,
 ) -> Result<BaseBackupResult> {
     let mut req = req;
+    if let Ok(state) = archiver_state(conn) {
+        if let Some(reason) = state.failing_reason() {
+            return Err(EngineError::Invalid(reason));
+        }
+    }
     if req.next_xid.is_none() {
         req.next_xid = match conn.query(None, "SELECT pg_snapshot_xmax(pg_current_snapshot())") {
             Ok(s) => s.trim().parse().ok(),
@@ -113,10 +127,259 @@ pub fn base_backup(
             }
         };
     }
-    let child = conn.spawn_stream(basebackup_command(conn, label))?;
-    let log = child.stderr_buffer();
-    base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
-        .context("base backup failed")
+    // The backup's own token: cancelled by the job's, or by the watcher
+    // when archiving fails. The watcher is not joined: a psql stuck on a
+    // hung server must not hold the backup's end.
+    let job = conn.cancel.clone().unwrap_or_default();
+    let watch = Arc::new(ArchiverWatch::default());
+    let mut bconn = conn.clone();
+    bconn.cancel = Some(watch.backup.clone());
+    {
+        let (watch, job, conn) = (watch.clone(), job.clone(), conn.clone());
+        std::thread::Builder::new()
+            .name("bunker-archiver-watch".into())
+            .spawn(move || watch_archiver(&conn, &job, &watch))
+            .map_err(|e| EngineError::failed("starting the archiver watch", e))?;
+    }
+    let res = (|| {
+        let child = bconn.spawn_stream(basebackup_command(&bconn, label))?;
+        let log = child.stderr_buffer();
+        base::save_base_backup(r, Box::new(child), Some(log), &req, progress)
+            .context("base backup failed")
+    })();
+    watch.done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failure = watch.failure.lock().ok().and_then(|mut f| f.take());
+    match (res, failure) {
+        (Err(_), Some(reason)) if !job.is_cancelled() => Err(EngineError::Invalid(reason)),
+        (res, _) => res,
+    }
+}
+
+/// Shared between [`base_backup`] and its archiver watch.
+#[derive(Default)]
+struct ArchiverWatch {
+    /// The token `pg_basebackup` runs under.
+    backup: CancelToken,
+    /// The backup ended: the watch stops.
+    done: std::sync::atomic::AtomicBool,
+    /// Why the watch stopped the backup.
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+/// How often [`base_backup`] asks the server whether archiving fails.
+pub const ARCHIVER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long archiving must keep failing before [`base_backup`] gives up
+/// (the archiver retries a failed segment three times, a second apart, then
+/// every minute: a transient failure is over within this).
+pub const ARCHIVER_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Until the backup is done: pass the job's cancellation on to the
+/// backup's token, and cancel it (with the reason) once archiving has
+/// failed for [`ARCHIVER_GRACE`].
+fn watch_archiver(conn: &PgConn, job: &CancelToken, watch: &ArchiverWatch) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let mut next_poll = Instant::now() + ARCHIVER_POLL;
+    let mut failing_since: Option<Instant> = None;
+    let mut waiting = ArchiveWait::new(archive_wait_limit());
+    let quick = PgConn {
+        cancel: None,
+        ..conn.clone()
+    };
+    while !watch.done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if job.is_cancelled() {
+            watch.backup.cancel();
+            return;
+        }
+        if Instant::now() < next_poll {
+            continue;
+        }
+        let reason = archiver_state(&quick).ok().and_then(|s| s.failing_reason());
+        let stuck = match reason {
+            Some(_) => None,
+            None => waiting.check(&quick),
+        };
+        next_poll = Instant::now() + ARCHIVER_POLL;
+        if let Some(reason) = stuck {
+            if let Ok(mut f) = watch.failure.lock() {
+                *f = Some(reason);
+            }
+            watch.backup.cancel();
+            return;
+        }
+        match reason {
+            None => failing_since = None,
+            Some(reason) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ARCHIVER_GRACE && !watch.done.load(Ordering::SeqCst) {
+                    if let Ok(mut f) = watch.failure.lock() {
+                        *f = Some(reason);
+                    }
+                    watch.backup.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How long a base backup may wait for the server to archive its WAL (the
+/// archiver neither failing nor succeeding: an `archive_command` that
+/// hangs) before it fails: 15 minutes, or `BUNKER_ARCHIVE_WAIT_LIMIT` (a
+/// duration such as `90s` or `1h`).
+pub fn archive_wait_limit() -> std::time::Duration {
+    std::env::var("BUNKER_ARCHIVE_WAIT_LIMIT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .unwrap_or(std::time::Duration::from_secs(15 * 60))
+}
+
+/// The "waiting for WAL archiving" phase of a base backup: reported while
+/// it lasts, a failure past its limit.
+struct ArchiveWait {
+    limit: std::time::Duration,
+    since: Option<std::time::Instant>,
+    told: Option<std::time::Instant>,
+}
+
+impl ArchiveWait {
+    fn new(limit: std::time::Duration) -> Self {
+        ArchiveWait {
+            limit,
+            since: None,
+            told: None,
+        }
+    }
+
+    /// Ask the server whether the backup waits for archiving; the reason to
+    /// stop it once it waited longer than the limit.
+    fn check(&mut self, conn: &PgConn) -> Option<String> {
+        const SQL: &str = "SELECT count(*) FROM pg_stat_progress_basebackup \
+                           WHERE lower(phase) LIKE 'waiting for wal archiving%'";
+        let waiting = query_quick(conn, SQL).is_ok_and(|n| n.trim() != "0");
+        if !waiting {
+            self.since = None;
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let waited = std::time::Duration::from_secs(now.duration_since(since).as_secs());
+        if waited >= self.limit {
+            return Some(format!(
+                "pg_basebackup waited {} for the server to archive the backup's WAL, and \
+                 archiving neither failed nor succeeded: archive_command seems to hang; check it \
+                 and the server log (BUNKER_ARCHIVE_WAIT_LIMIT sets this limit)",
+                humantime::format_duration(waited)
+            ));
+        }
+        // A normal backup passes through this phase in moments: say
+        // something only once it lasts, then every minute.
+        let tell = waited.as_secs() >= 10
+            && self
+                .told
+                .is_none_or(|t| now.duration_since(t).as_secs() >= 60);
+        if tell {
+            self.told = Some(now);
+            tracing::warn!(
+                "the base backup is waiting for the server to archive its WAL ({} so far, \
+                 giving up after {}); archive_command must succeed",
+                humantime::format_duration(waited),
+                humantime::format_duration(self.limit)
+            );
+        }
+        None
+    }
+}
+
+/// What `pg_stat_archiver` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiverState {
+    /// The file archived last (empty: none yet).
+    pub last_archived_wal: String,
+    /// Seconds since then.
+    pub archived_age: Option<i64>,
+    /// The file whose archiving failed last (empty: none).
+    pub last_failed_wal: String,
+    /// Seconds since then.
+    pub failed_age: Option<i64>,
+}
+
+/// The query behind [`archiver_state`].
+pub const ARCHIVER_SQL: &str = "SELECT coalesce(last_archived_wal, ''), \
+     coalesce(extract(epoch from now() - last_archived_time)::bigint, -1), \
+     coalesce(last_failed_wal, ''), \
+     coalesce(extract(epoch from now() - last_failed_time)::bigint, -1) \
+     FROM pg_stat_archiver";
+
+impl ArchiverState {
+    /// Parse [`ARCHIVER_SQL`]'s answer.
+    pub fn parse(line: &str) -> Option<ArchiverState> {
+        let f: Vec<&str> = line.trim().split('|').collect();
+        let [wal, age, failed, failed_age] = f.as_slice() else {
+            return None;
+        };
+        let secs = |s: &str| s.parse::<i64>().ok().filter(|a| *a >= 0);
+        Some(ArchiverState {
+            last_archived_wal: wal.to_string(),
+            archived_age: secs(age),
+            last_failed_wal: failed.to_string(),
+            failed_age: secs(failed_age),
+        })
+    }
+
+    /// Whether archiving is failing now: the last failure is newer than the
+    /// last success (or nothing was ever archived).
+    pub fn failing(&self) -> bool {
+        !self.last_failed_wal.is_empty()
+            && self
+                .failed_age
+                .is_some_and(|f| self.archived_age.is_none_or(|a| f < a))
+    }
+
+    /// When [`ArchiverState::failing`]: what fails and what to do, one line.
+    pub fn failing_reason(&self) -> Option<String> {
+        if !self.failing() {
+            return None;
+        }
+        let ago = humantime::format_duration(std::time::Duration::from_secs(
+            self.failed_age.unwrap_or(0).unsigned_abs(),
+        ));
+        Some(format!(
+            "archive_command is failing: the server could not archive {} ({ago} ago) and has \
+             archived nothing since, so pg_basebackup would wait for it forever; fix \
+             archive_command (see the server log; `bunker pg archive-command --item NAME` prints \
+             it) and run again",
+            self.last_failed_wal
+        ))
+    }
+}
+
+/// Ask the server's archiver (see [`ArchiverState`]), with a connect timeout.
+pub fn archiver_state(conn: &PgConn) -> Result<ArchiverState, QueryError> {
+    let line = query_quick(conn, ARCHIVER_SQL)?;
+    ArchiverState::parse(&line).ok_or(QueryError::Unexpected(line))
+}
+
+/// Connect timeout (seconds) of [`query_quick`]: 10, or the connection's
+/// time limit when shorter (at least 2, libpq's minimum).
+fn connect_timeout(conn: &PgConn) -> String {
+    conn.timeout
+        .map_or(10, |t| t.as_secs().clamp(2, 10))
+        .to_string()
+}
+
+/// What to tell after a backup from a standby: a standby archives nothing
+/// itself (with `archive_mode = on`), so the backup can be restored only once
+/// the primary has archived the WAL up to the backup's stop position.
+pub fn standby_note(res: &BaseBackupResult) -> Option<String> {
+    (res.info.backup_from == "standby").then(|| {
+        format!(
+            "note: backup taken from a standby; it becomes restorable once the primary has \
+             archived the WAL up to {} (archive_timeout bounds the wait; `bunker pg wal-verify` checks)",
+            res.info.stop_lsn
+        )
+    })
 }
 
 /// Dump one database (`pg_dump -Fc`) into a snapshot holding `/<db>.dump`.
@@ -193,7 +456,7 @@ pub enum QueryError {
 pub fn query_quick(conn: &PgConn, sql: &str) -> Result<String, QueryError> {
     let out = conn
         .command("psql")
-        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGCONNECT_TIMEOUT", connect_timeout(conn))
         .args(["-AtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .stdin(std::process::Stdio::null())
         .output()
@@ -241,6 +504,9 @@ pub fn start_reason(
 pub struct ArchiveSettings {
     /// `… pg wal-push %p`.
     pub archive_command: String,
+    /// `archive_timeout`: a segment is archived at least this often (in
+    /// seconds) on an idle server; half the item's rpo, at most 60.
+    pub archive_timeout: u64,
     /// The item.
     pub item: String,
     /// The repository that receives the WAL (the item's first target).
@@ -282,6 +548,7 @@ pub fn archive_settings(
     let words = bunker_words(cfg, exe)?.join(" ");
     Ok(ArchiveSettings {
         archive_command: format!("{words} pg wal-push %p"),
+        archive_timeout: item.rpo.map_or(60, |r| (r.as_secs() / 2).clamp(1, 60)),
         item: item.name.clone(),
         repository: cfg.name.clone(),
         restore_command: format!("{words} pg wal-fetch %f %p"),

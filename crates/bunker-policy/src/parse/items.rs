@@ -27,6 +27,8 @@ const ITEM_KEYS: &[&str] = &[
     "postgres",
     "sqlite",
     "command",
+    "rto",
+    "drill",
 ];
 
 const RETENTION_COUNTS: &[&str] = &[
@@ -74,6 +76,8 @@ struct ItemDraft {
     targets: Vec<String>,
     tags: Vec<String>,
     hooks: Hooks,
+    rto: Option<std::time::Duration>,
+    drill: Option<crate::drill::DrillConfig>,
 }
 
 impl ItemDraft {
@@ -92,6 +96,8 @@ impl ItemDraft {
             targets: self.targets,
             tags: self.tags,
             hooks: self.hooks,
+            rto: self.rto,
+            drill: self.drill,
         })
     }
 }
@@ -240,6 +246,8 @@ fn parse_item(
         targets: primaries.to_vec(),
         tags: Vec::new(),
         hooks: Hooks::default(),
+        rto: None,
+        drill: None,
     };
 
     if let Some(v) = m.get("kind") {
@@ -346,6 +354,25 @@ fn parse_item(
                 None => cx.err_key(&p, format!("\"command\" is required {w}"), None),
             }
         }
+    }
+    if let Some(v) = m.get("rto") {
+        item.rto = cx.duration(v, &key(path, "rto"), "rto", &wher);
+    }
+    if let Some(v) = m.get("drill") {
+        let physical = item.source.kind == ItemKind::Postgres
+            && item
+                .source
+                .postgres
+                .as_ref()
+                .is_some_and(|p| p.mode == PostgresMode::Physical);
+        item.drill = crate::drill::parse_drill(
+            cx,
+            v,
+            &key(path, "drill"),
+            &item.name,
+            item.source.kind,
+            physical,
+        );
     }
     item.build(cx, path)
 }

@@ -348,6 +348,7 @@ const TOP_KEYS: &[&str] = &[
     "exclude_patterns",
     "repositories",
     "items",
+    "runbooks",
     "notifications",
     "daemon",
 ];
@@ -405,6 +406,11 @@ pub(crate) fn parse_policy(
                 policy.items = list;
                 item_index = idx;
             }
+            if let Some(v) = m.get("runbooks") {
+                let p = key(&root_path, "runbooks");
+                policy.runbooks = runbooks_at(&mut cx, v, &p);
+                crate::runbook::check_items(&mut cx, &policy.runbooks, &policy.items, &p);
+            }
             if let Some(v) = m.get("notifications") {
                 let names: Vec<String> = policy.items.iter().map(|i| i.name.clone()).collect();
                 policy.notifications = notify::parse_notifications(&mut cx, v, &names);
@@ -442,6 +448,56 @@ pub(crate) fn parse_policy(
         diags.sort_by_key(|d| (d.line == 0, d.line, d.column));
         Err(diags)
     }
+}
+
+/// `runbooks:` inline, or `runbooks: FILE` (relative to the policy file),
+/// whose problems are reported at their place in that file.
+fn runbooks_at(cx: &mut Ctx<'_>, v: &Value, path: &[Seg]) -> Vec<crate::runbook::Runbook> {
+    let Value::String(name) = v else {
+        return crate::runbook::parse_runbooks(cx, v, path);
+    };
+    let file = cx.resolve(name);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.err(
+                path,
+                format!("cannot read the runbooks file {}: {e}", file.display()),
+                None,
+            );
+            return Vec::new();
+        }
+    };
+    let doc: Value = match serde_yaml::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            cx.err(
+                path,
+                format!(
+                    "the runbooks file {} is not valid YAML: {}",
+                    file.display(),
+                    strip_locations(&e.to_string())
+                ),
+                None,
+            );
+            return Vec::new();
+        }
+    };
+    let mut sub = Ctx {
+        file: file.display().to_string(),
+        pos: Positions::scan(&text),
+        env: cx.env,
+        base_dir: file.parent().map(Path::to_path_buf),
+        diags: Vec::new(),
+        errored: BTreeSet::new(),
+    };
+    let (inner, at): (&Value, NodePath) = match doc.get("runbooks") {
+        Some(r) => (r, key(&[], "runbooks")),
+        None => (&doc, Vec::new()),
+    };
+    let out = crate::runbook::parse_runbooks(&mut sub, inner, &at);
+    cx.diags.append(&mut sub.diags);
+    out
 }
 
 #[cfg(test)]

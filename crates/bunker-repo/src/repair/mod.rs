@@ -25,7 +25,7 @@ use crate::error::{RepoError, Result};
 use crate::Repository;
 
 pub use index::{repair_index, repair_index_unlocked, RepairIndexOptions, RepairIndexReport};
-pub use packs::{repair_packs_unlocked, RepairPacksReport};
+pub use packs::{find_packs, repair_packs_unlocked, RepairPacksReport};
 pub use snapshots::{
     repair_snapshots, repair_snapshots_unlocked, RepairSnapshotsOptions, RepairSnapshotsReport,
 };

@@ -39,6 +39,28 @@ pub struct RepairPacksReport {
     pub new_packs: Vec<PackId>,
 }
 
+/// The stored packs named by `prefixes` (pack ids or unique prefixes of
+/// them, as `repair packs` takes them): each must match exactly one.
+pub fn find_packs(repo: &Repository, prefixes: &[String]) -> Result<Vec<PackId>> {
+    let stored = repo.storage().list(FileType::Pack)?;
+    prefixes
+        .iter()
+        .map(|spec| {
+            let matching: Vec<_> = stored
+                .iter()
+                .filter(|f| f.name.starts_with(spec.as_str()))
+                .collect();
+            let [one] = matching.as_slice() else {
+                return Err(RepoError::Invalid(format!(
+                    "{spec:?} matches {} pack files: give a longer id",
+                    matching.len()
+                )));
+            };
+            PackId::from_hex(&one.name).map_err(|e| RepoError::format("pack", &one.name, e))
+        })
+        .collect()
+}
+
 /// Salvages `packs`; the caller holds an exclusive lock and has loaded the index.
 pub fn repair_packs_unlocked(
     repo: &Repository,

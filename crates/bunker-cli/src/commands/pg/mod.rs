@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalOpts;
 use crate::exit::Status;
 
+mod archive;
 mod help;
 pub mod logical;
 pub mod physical;
@@ -43,7 +44,7 @@ pub enum PgCommand {
     WalFetch(wal::WalFetchArgs),
     WalVerify(wal::WalVerifyArgs),
     WalPrune(wal::WalPruneArgs),
-    ArchiveCommand(wal::ArchiveCommandArgs),
+    ArchiveCommand(archive::ArchiveCommandArgs),
     Backup(physical::BackupArgs),
     Restore(physical::RestoreArgs),
     Dump(logical::DumpArgs),
@@ -56,7 +57,7 @@ pub fn run(g: &GlobalOpts, args: PgArgs) -> Result<Status> {
         PgCommand::WalFetch(a) => wal::fetch(g, a),
         PgCommand::WalVerify(a) => wal::verify(g, a),
         PgCommand::WalPrune(a) => wal::prune(g, a),
-        PgCommand::ArchiveCommand(a) => wal::archive_command(g, a),
+        PgCommand::ArchiveCommand(a) => archive::archive_command(g, a),
         PgCommand::Backup(a) => physical::backup(g, a),
         PgCommand::Restore(a) => physical::restore(g, a),
         PgCommand::Dump(a) => logical::dump(g, a),

@@ -1,17 +1,15 @@
 //! `pg backup` (base backup through pg_basebackup) and `pg restore`
 //! (point-in-time restore into a new data directory).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bunker_engine::events::{Event, EventSink};
+use bunker_engine::pg::{self, PasswordArg, PgRestoreRequest, PgRestoreStep, StartServer};
 use bunker_engine::sources::postgres::base_backup;
-use bunker_repo::pg::base::{self, BaseBackupRequest, BaseBackupResult};
+use bunker_repo::pg::base::BaseBackupRequest;
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
-use bunker_repo::snapshots::{self, SnapshotFilter};
-use bunker_sources::postgres::process::shell_quote;
-use bunker_sources::postgres::server;
 use bunker_sources::postgres::{Lsn, PgConn};
 use clap::{ArgGroup, Args};
 
@@ -103,25 +101,12 @@ pub fn backup(g: &GlobalOpts, args: BackupArgs) -> Result<Status> {
             output::duration(started.elapsed())
         );
     }
-    if let Some(note) = standby_note(&res) {
+    if let Some(note) = bunker_engine::sources::postgres::standby_note(&res) {
         if !g.quiet {
             eprintln!("{note}");
         }
     }
     Ok(Status::Success)
-}
-
-/// What to tell after a backup from a standby: a standby archives nothing
-/// itself (with `archive_mode = on`), so the backup can be restored only once
-/// the primary has archived the WAL up to the backup's stop position.
-fn standby_note(res: &BaseBackupResult) -> Option<String> {
-    (res.info.backup_from == "standby").then(|| {
-        format!(
-            "note: backup taken from a standby; it becomes restorable once the primary has \
-             archived the WAL up to {} (archive_timeout bounds the wait; `bunker pg wal-verify` checks)",
-            res.info.stop_lsn
-        )
-    })
 }
 
 /// Restore a base backup and configure point-in-time recovery
@@ -187,6 +172,8 @@ pub struct RestoreArgs {
     /// Directory of PostgreSQL's server programs (for --start; default: searched)
     #[arg(long = "pg-bin", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub item: crate::commands::config::ItemArgs,
 }
 
 fn recovery_target(args: &RestoreArgs) -> Result<RecoveryTarget> {
@@ -211,135 +198,98 @@ fn recovery_target(args: &RestoreArgs) -> Result<RecoveryTarget> {
 /// `<this bunker> -r <repo> --password-file F pg wal-fetch %f %p`
 fn own_restore_command(g: &GlobalOpts) -> Result<String> {
     let exe = std::env::current_exe().context("finding the bunker executable")?;
-    let mut words: Vec<OsString> = vec![exe.into_os_string()];
-    words.push("-r".into());
-    words.push(repo::location(g)?.into());
-    if let Some(f) = &g.password_file {
-        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-        words.push("--password-file".into());
-        words.push(abs.into_os_string());
+    let password = if let Some(f) = &g.password_file {
+        PasswordArg::File(f.clone())
     } else if let Some(c) = &g.password_command {
-        words.push("--password-command".into());
-        words.push(c.into());
+        PasswordArg::Command(c.clone())
     } else {
         bail!(
             "restore_command needs the repository password: give --password-file or \
              --password-command (an environment password is not written into the configuration), \
              or write your own with --restore-command"
         );
+    };
+    Ok(pg::wal_fetch_command(&exe, repo::location(g)?, &password))
+}
+
+/// Renders the restore's steps (and registers the repository's locks).
+struct RestoreSink<'g>(&'g GlobalOpts);
+
+impl EventSink for RestoreSink<'_> {
+    fn event(&self, event: &Event<'_>) {
+        let g = self.0;
+        let Event::PgRestore(step) = event else {
+            return;
+        };
+        match step {
+            PgRestoreStep::Unpacking { backup, dir } if !g.quiet && !g.json => eprintln!(
+                "restoring base backup {} (ended {}, WAL {} .. {}) into {}",
+                backup.entry.id.short(),
+                output::local_time(&backup.end_time),
+                backup.info.start_lsn,
+                backup.info.stop_lsn,
+                dir.display()
+            ),
+            PgRestoreStep::Configured {
+                backup,
+                dir,
+                entries,
+            } => {
+                if g.json {
+                    let _ = output::json_line(&serde_json::json!({
+                        "snapshot_id": backup.entry.id.to_string(),
+                        "target_dir": dir,
+                        "entries": entries,
+                    }));
+                } else if !g.quiet {
+                    println!(
+                        "restored {entries} entries from {}; recovery configured in {}",
+                        backup.entry.id.short(),
+                        dir.join("postgresql.auto.conf").display()
+                    );
+                }
+            }
+            PgRestoreStep::Recovery(line) if !g.quiet => eprintln!("{line}"),
+            _ => {}
+        }
     }
-    let mut s: Vec<String> = words.iter().map(shell_quote).collect();
-    s.extend(["pg".into(), "wal-fetch".into(), "%f".into(), "%p".into()]);
-    Ok(s.join(" "))
 }
 
 pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
-    let target = recovery_target(&args)?;
-    let dir = std::path::absolute(&args.target_dir).unwrap_or_else(|_| args.target_dir.clone());
-    if args.start {
-        if args.target_action != "promote" {
-            bail!("--start waits for promotion: use it with --target-action promote");
-        }
-        // An explicit --pg-bin is checked before anything is unpacked.
-        if let Some(b) = &args.bin_dir {
-            server::find_server_bin(&dir, Some(b), &server::SERVER_PROGRAMS)?;
-        }
-    }
-    let empty = pgrestore::is_empty_dir(&dir)?;
-    if !empty && !args.force {
-        bail!(
-            "{} is not empty: restore into an empty directory, or give --force to delete its contents",
-            dir.display()
-        );
-    }
-    let restore_command = match &args.restore_command {
-        Some(c) => c.clone(),
-        None => own_restore_command(g)?,
+    let mut req = PgRestoreRequest {
+        snapshot: args.snapshot.clone(),
+        filter: Default::default(),
+        target: recovery_target(&args)?,
+        target_dir: args.target_dir.clone(),
+        target_action: args.target_action.clone(),
+        force: args.force,
+        restore_command: String::new(),
+        port: args.port,
+        no_archive: args.no_archive,
+        start: args.start.then(|| StartServer {
+            timeout: args.timeout,
+            bin_dir: args.bin_dir.clone(),
+        }),
     };
-    let r = repo::open(g)?;
-    let _lock = repo::lock_read(&r)?;
-    r.load_index().context("loading the index")?;
-    let backups = base::list_base_backups(&r)?;
-    let chosen = match &args.snapshot {
-        Some(spec) => {
-            let filter = SnapshotFilter {
-                tags: vec![vec![base::TAG_BASE.to_string()]],
-                ..Default::default()
-            };
-            let e = snapshots::find(&r, spec, &filter)?;
-            backups
-                .iter()
-                .find(|b| b.entry.id == e.id)
-                .with_context(|| {
-                    format!("snapshot {} is not a complete base backup", e.id.short())
-                })?
+    pg::preflight(&req)?;
+    req.restore_command = match (&args.restore_command, &args.item.item) {
+        (Some(c), _) => c.clone(),
+        // The item's repository, as its archive_command writes to it.
+        (None, Some(item)) => {
+            let exe = std::env::current_exe().context("finding the bunker executable")?;
+            bunker_engine::sources::postgres::archive_settings(
+                &args.item.policy.load()?,
+                item,
+                &exe,
+            )?
+            .restore_command
         }
-        None => {
-            // Only backups of the newest backup's cluster.
-            let sys = backups.last().and_then(|b| b.info.system_id);
-            let same: Vec<_> = backups
-                .iter()
-                .filter(|b| b.info.system_id == sys)
-                .cloned()
-                .collect();
-            let c = pgrestore::choose(&same, &target)?;
-            backups
-                .iter()
-                .find(|b| b.entry.id == c.entry.id)
-                .context("internal: chosen backup vanished")?
-        }
+        (None, None) => own_restore_command(g)?,
     };
-    if !empty {
-        pgrestore::clear_dir(&dir)?;
-    }
-    if !g.quiet && !g.json {
-        eprintln!(
-            "restoring base backup {} (ended {}, WAL {} .. {}) into {}",
-            chosen.entry.id.short(),
-            output::local_time(&chosen.end_time),
-            chosen.info.start_lsn,
-            chosen.info.stop_lsn,
-            dir.display()
-        );
-    }
-    let entries = pgrestore::unpack(&r, chosen, &dir)?;
-    let mut extra = Vec::new();
-    if let Some(p) = args.port {
-        extra.push(("port".to_string(), p.to_string()));
-    }
-    if args.no_archive {
-        extra.push(("archive_mode".to_string(), "off".to_string()));
-    }
-    let settings =
-        pgrestore::recovery_settings(&target, &restore_command, &args.target_action, &extra);
-    pgrestore::write_recovery_config(&dir, &settings)?;
-    drop(_lock);
-    if g.json {
-        output::json_line(&serde_json::json!({
-            "snapshot_id": chosen.entry.id.to_string(),
-            "target_dir": dir,
-            "entries": entries,
-        }))?;
-    } else if !g.quiet {
-        println!(
-            "restored {entries} entries from {}; recovery configured in {}",
-            chosen.entry.id.short(),
-            dir.join("postgresql.auto.conf").display()
-        );
-    }
-    if args.start {
-        let bin = server::find_server_bin(&dir, args.bin_dir.as_deref(), &server::SERVER_PROGRAMS)?;
-        let log = dir.join("bunker-recovery.log");
-        let quiet = g.quiet;
-        let mut progress = |line: &str| {
-            if !quiet {
-                eprintln!("{line}");
-            }
-        };
-        server::start_and_wait_promoted(&bin, &dir, &log, args.timeout, &mut progress)?;
-        if !g.quiet && !g.json {
-            println!("recovery finished; the server is running and promoted");
-        }
+    let r = repo::open_for(g, &args.item, &mut req.filter)?;
+    let out = pg::restore(&r, &req, &RestoreSink(g))?;
+    if out.started && !g.quiet && !g.json {
+        println!("recovery finished; the server is running and promoted");
     }
     Ok(Status::Success)
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bunker_repo::pg::{base, retention as pgretention, verify as pgverify, wal_archive};
-use bunker_sources::postgres::DEFAULT_SEGMENT_SIZE;
+use bunker_engine::pg::wal::{self, WalVerifyOutcome, WalVerifyRequest};
+use bunker_repo::pg::wal_archive;
 use clap::Args;
 
 use crate::cli::GlobalOpts;
@@ -154,110 +154,35 @@ pub fn fetch(g: &GlobalOpts, args: WalFetchArgs) -> Result<Status> {
 }
 
 pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
-    let (pitr, item_tag) = match &args.item {
-        Some(name) => {
-            let p = args.policy.load()?;
-            let item = p
-                .item(name)
-                .with_context(|| format!("no item {name:?} in the policy"))?;
-            let cfg = item
-                .physical()
-                .with_context(|| format!("item {name:?} is not a postgres physical item"))?;
-            (cfg.pitr, Some(item.tag()))
-        }
-        None => (args.pitr, None),
+    let mut req = WalVerifyRequest {
+        segment_size: args.segment_size * 1024 * 1024,
+        pitr: args.pitr,
+        read_data: args.read_data,
+        ..Default::default()
     };
-    let r = repo::open(g)?;
-    let mut backups = base::list_base_backups(&r)?;
-    if let Some(tag) = &item_tag {
-        backups.retain(|b| b.entry.snapshot.tags.contains(tag));
+    if let Some(name) = &args.item {
+        req = req.for_item(&args.policy.load()?, name)?;
     }
-    let required = pitr
-        .and_then(|p| chrono::Duration::from_std(p).ok())
-        .map(|p| chrono::Utc::now() - p);
-    let points = required
-        .map(|c| pgretention::point_only(&backups, c))
-        .unwrap_or_default();
-    let report = pgverify::verify_window(&r, &backups, args.segment_size * 1024 * 1024, &points)?;
-    let read = if args.read_data {
-        let all = bunker_repo::check::ReadData::All;
-        Some(
-            bunker_repo::pg::wal_check::read_objects(&r, &all)
-                .context("reading the WAL archive")?,
-        )
-    } else {
-        None
-    };
-    let covers = match (required, &report.window_start) {
-        (Some(req), Some(s)) => Some(
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|s| s.with_timezone(&chrono::Utc) <= req)
-                .unwrap_or(false),
-        ),
-        (Some(_), None) => Some(false),
-        (None, _) => None,
-    };
+    let r = repo::open(g)?;
+    let out = wal::verify(&r, &req)?;
+    let (report, read) = (&out.report, &out.read);
     if g.json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = serde_json::to_value(report)?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
                 "window_required".into(),
-                serde_json::json!(required.map(|r| r.to_rfc3339())),
+                serde_json::json!(out.required.map(|r| r.to_rfc3339())),
             );
-            obj.insert("window_covers".into(), serde_json::json!(covers));
-            if let Some(read) = &read {
+            obj.insert("window_covers".into(), serde_json::json!(out.covers));
+            if let Some(read) = read {
                 obj.insert("read_data".into(), serde_json::to_value(read)?);
             }
         }
         output::json_line(&v)?;
     } else {
-        println!(
-            "timeline {}, newest segment {}",
-            report.timeline,
-            report.newest_segment.as_deref().unwrap_or("(none)")
-        );
-        for b in &report.backups {
-            let state = if b.complete {
-                "complete".to_string()
-            } else if b.point_only && b.restorable && b.missing.is_empty() {
-                "restorable to its end (older than the PITR window)".to_string()
-            } else if b.restorable {
-                format!(
-                    "restorable up to {}, then gaps",
-                    b.reachable_lsn.as_deref().unwrap_or("?")
-                )
-            } else {
-                "NOT restorable".to_string()
-            };
-            println!(
-                "base backup {} (ended {}, WAL from {}): {state}",
-                b.snapshot, b.end_time, b.start_wal
-            );
-            for (a, z) in &b.missing {
-                if a == z {
-                    println!("  missing {a}");
-                } else {
-                    println!("  missing {a} .. {z}");
-                }
-            }
-        }
-        match (&report.window_start, &report.window_end_lsn) {
-            (Some(s), Some(e)) => println!("recoverable window: from {s} to WAL position {e}"),
-            _ => println!("recoverable window: none (no base backup with a gap-free archive)"),
-        }
-        if let (Some(req), Some(c)) = (required, covers) {
-            println!(
-                "PITR span: from {} needed: {}",
-                output::local_time(&req.fixed_offset()),
-                if c {
-                    "covered"
-                } else {
-                    "NOT covered (no base backup old enough yet, or gaps)"
-                }
-            );
-        }
+        print_report(&out);
     }
-    if let Some(read) = &read {
+    if let Some(read) = read {
         if !g.json {
             println!(
                 "read {} archived WAL files ({}): {} damaged",
@@ -285,31 +210,59 @@ pub fn verify(g: &GlobalOpts, args: WalVerifyArgs) -> Result<Status> {
     }
 }
 
+/// The text report of `wal-verify`: per base backup, the window, the span.
+fn print_report(out: &WalVerifyOutcome) {
+    let report = &out.report;
+    println!(
+        "timeline {}, newest segment {}",
+        report.timeline,
+        report.newest_segment.as_deref().unwrap_or("(none)")
+    );
+    for b in &report.backups {
+        let state = if b.complete {
+            "complete".to_string()
+        } else if b.point_only && b.restorable && b.missing.is_empty() {
+            "restorable to its end (older than the PITR window)".to_string()
+        } else if b.restorable {
+            format!(
+                "restorable up to {}, then gaps",
+                b.reachable_lsn.as_deref().unwrap_or("?")
+            )
+        } else {
+            "NOT restorable".to_string()
+        };
+        println!(
+            "base backup {} (ended {}, WAL from {}): {state}",
+            b.snapshot, b.end_time, b.start_wal
+        );
+        for (a, z) in &b.missing {
+            if a == z {
+                println!("  missing {a}");
+            } else {
+                println!("  missing {a} .. {z}");
+            }
+        }
+    }
+    match (&report.window_start, &report.window_end_lsn) {
+        (Some(s), Some(e)) => println!("recoverable window: from {s} to WAL position {e}"),
+        _ => println!("recoverable window: none (no base backup with a gap-free archive)"),
+    }
+    if let (Some(req), Some(c)) = (out.required, out.covers) {
+        println!(
+            "PITR span: from {} needed: {}",
+            output::local_time(&req.fixed_offset()),
+            if c {
+                "covered"
+            } else {
+                "NOT covered (no base backup old enough yet, or gaps)"
+            }
+        );
+    }
+}
+
 pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
     let r = repo::open(g)?;
-    let _lock = repo::lock(&r, false)?;
-    let size = if args.segment_size == 16 {
-        DEFAULT_SEGMENT_SIZE
-    } else {
-        args.segment_size * 1024 * 1024
-    };
-    // Every base backup kept, the window from the oldest: the WAL before
-    // the oldest base backup's start goes.
-    let opts = pgretention::PitrOptions {
-        policy: bunker_repo::retention::KeepPolicy {
-            last: bunker_repo::retention::UNLIMITED,
-            ..Default::default()
-        },
-        filter: bunker_repo::snapshots::SnapshotFilter {
-            tags: vec![vec![base::TAG_BASE.to_string()]],
-            ..Default::default()
-        },
-        segment_size: Some(size),
-        dry_run: args.dry_run,
-        ..Default::default()
-    };
-    let report = pgretention::apply(&r, &opts)?;
-    let names = report.plan.wal_delete;
+    let names = wal::prune(&r, Some(args.segment_size * 1024 * 1024), args.dry_run)?;
     for n in &names {
         if !g.quiet && !g.json {
             println!(
@@ -324,52 +277,6 @@ pub fn prune(g: &GlobalOpts, args: WalPruneArgs) -> Result<Status> {
     }
     if g.json {
         output::json_line(&serde_json::json!({ "removed": names, "dry_run": args.dry_run }))?;
-    }
-    Ok(Status::Success)
-}
-
-/// Print the postgresql.conf archiving lines for a policy item
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Print the postgresql.conf lines that archive a postgres physical item's WAL \
-continuously into its first target repository (archive_mode, archive_command, wal_level) and \
-the restore_command that reads it back, calling this bunker with the repository's location, \
-password file or command and options from the policy. A password from an environment \
-variable or inline in the policy cannot be written there: use password_file.",
-    after_long_help = super::help::ARCHIVE_EXAMPLES
-)]
-pub struct ArchiveCommandArgs {
-    /// The policy item (kind postgres, mode physical)
-    #[arg(long, value_name = "NAME")]
-    pub item: String,
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-}
-
-pub fn archive_command(g: &GlobalOpts, args: ArchiveCommandArgs) -> Result<Status> {
-    let p = args.policy.load()?;
-    let exe = std::env::current_exe().context("finding the bunker executable")?;
-    let a = bunker_engine::sources::postgres::archive_settings(&p, &args.item, &exe)?;
-    // postgresql.conf quotes strings with '...', doubling inner quotes.
-    let conf = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    if g.json {
-        output::json_line(&a)?;
-    } else {
-        println!(
-            "# postgresql.conf: archive item {} into repository {}",
-            a.item, a.repository
-        );
-        println!("wal_level = replica");
-        println!("archive_mode = on");
-        println!("archive_command = {}", conf(&a.archive_command));
-        println!("# for recovery (bunker pg restore writes this itself):");
-        println!("restore_command = {}", conf(&a.restore_command));
-        if a.more_targets {
-            println!(
-                "# note: only the first target ({}) receives WAL; the others get base backups only",
-                a.repository
-            );
-        }
     }
     Ok(Status::Success)
 }
