@@ -707,3 +707,46 @@ fn systemd_is_told_when_the_daemon_is_ready_and_stopping() {
     });
     assert!(status.success());
 }
+
+#[test]
+fn a_scheduled_drill_restores_the_item_and_is_recorded() {
+    let dir = setup();
+    write_policy(
+        dir.path(),
+        "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: docs\n    paths: [./data]\n    schedule: every 1h\n    drill:\n      schedule: every 2s\n      sandbox: ./sandboxes\n",
+    );
+    std::fs::create_dir(dir.path().join("sandboxes")).expect("sandboxes");
+    let d = Daemon::start(dir.path(), &[]);
+    let runs = wait_for("a passed drill", Duration::from_secs(90), || {
+        let v = d.json("/api/v1/runs?job=drill:docs&limit=100");
+        let runs = v["runs"].as_array().cloned().unwrap_or_default();
+        runs.iter()
+            .any(|r| r["result"] == "success")
+            .then_some(runs)
+    });
+    let ok = runs
+        .iter()
+        .find(|r| r["result"] == "success")
+        .expect("passed");
+    assert!(
+        ok["stats"]["rto_measured_seconds"].as_f64().is_some(),
+        "{ok}"
+    );
+    let text = d.metrics();
+    assert!(
+        metric(
+            &text,
+            "bunker_maintenance_runs_total{kind=\"drill\",repository=\"local\",result=\"success\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // Backup metrics count backups only.
+    assert_eq!(
+        metric(
+            &text,
+            "bunker_backup_runs_total{item=\"docs\",target=\"local\",result=\"success\"}"
+        ),
+        Some(1.0)
+    );
+}

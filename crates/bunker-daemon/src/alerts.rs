@@ -163,7 +163,7 @@ impl Alerts {
             JobKind::Check { repository, .. } => {
                 self.state.check_finished(repository, error.as_deref(), now)
             }
-            JobKind::Prune { .. } | JobKind::Copy { .. } => match &error {
+            JobKind::Prune { .. } | JobKind::Copy { .. } | JobKind::Drill { .. } => match &error {
                 Some(e) => vec![Notice::warning(
                     None,
                     &format!("{} failed: {e}", report.spec.id),

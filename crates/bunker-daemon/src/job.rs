@@ -26,6 +26,12 @@ pub enum JobKind {
         /// The repository.
         repository: String,
     },
+    /// A restore drill of an item (`drill.schedule`): restore into a
+    /// sandbox, verify, run the item's checks, measure the RTO.
+    Drill {
+        /// The item.
+        item: String,
+    },
     /// Copy the snapshots of some items to another repository.
     Copy {
         /// The source.
@@ -46,13 +52,14 @@ impl JobKind {
             JobKind::Check { .. } => "check",
             JobKind::Prune { .. } => "prune",
             JobKind::Copy { .. } => "copy",
+            JobKind::Drill { .. } => "drill",
         }
     }
 
-    /// The item of a backup job.
+    /// The item of a backup or drill job.
     pub fn item(&self) -> Option<&str> {
         match self {
-            JobKind::Backup { item } => Some(item),
+            JobKind::Backup { item } | JobKind::Drill { item } => Some(item),
             _ => None,
         }
     }
@@ -117,7 +124,8 @@ impl Trigger {
 }
 
 /// Every job of `policy`: one backup per item (critical first is the
-/// scheduler's business), then the maintenance jobs of `daemon.jobs`.
+/// scheduler's business), a drill per item with a `drill.schedule`, then
+/// the maintenance jobs of `daemon.jobs`.
 pub fn jobs_of(policy: &Policy) -> Vec<JobSpec> {
     let mut out = Vec::new();
     for (order, item) in policy.items.iter().enumerate() {
@@ -142,6 +150,25 @@ pub fn jobs_of(policy: &Policy) -> Vec<JobSpec> {
             priority: item.priority,
             order,
             resources,
+        });
+    }
+    for (order, item) in policy.items.iter().enumerate() {
+        let Some(schedule) = item.drill.as_ref().and_then(|d| d.schedule.clone()) else {
+            continue;
+        };
+        out.push(JobSpec {
+            id: format!("drill:{}", item.name),
+            kind: JobKind::Drill {
+                item: item.name.clone(),
+            },
+            schedule: Some(schedule),
+            priority: item.priority,
+            order,
+            resources: item
+                .targets
+                .first()
+                .map(|t| vec![(t.clone(), Access::Shared)])
+                .unwrap_or_default(),
         });
     }
     for (i, job) in policy.daemon.jobs.iter().enumerate() {

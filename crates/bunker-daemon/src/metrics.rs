@@ -88,12 +88,19 @@ impl Metrics {
         }
         self.repo_size
             .retain(|r, _| policy.repositories.contains_key(r));
-        let jobs: Vec<(String, String)> = policy
+        let mut jobs: Vec<(String, String)> = policy
             .daemon
             .jobs
             .iter()
             .map(|j| (j.kind.as_str().to_string(), j.repository.clone()))
             .collect();
+        for item in &policy.items {
+            if item.drill.as_ref().is_some_and(|d| d.schedule.is_some()) {
+                if let Some(t) = item.targets.first() {
+                    jobs.push(("drill".to_string(), t.clone()));
+                }
+            }
+        }
         self.maintenance_runs
             .retain(|(k, r, _), _| jobs.iter().any(|(jk, jr)| jk == k && jr == r));
         for (k, r) in jobs {
@@ -177,14 +184,18 @@ impl Metrics {
     /// (target `-`) counts at every target of its item.
     pub fn record(&mut self, run: &JobRun) {
         let result = run.result.as_str();
-        let Some(item) = &run.item else {
+        let backup_item = run.item.as_ref().filter(|_| run.kind == "backup");
+        let Some(item) = backup_item else {
             let key = (run.kind.clone(), run.target.clone(), result);
             // Copies are counted by their source repository.
-            let repo = run
-                .job
-                .split_once(':')
-                .map(|(_, r)| r.split("->").next().unwrap_or(r).to_string())
-                .unwrap_or_default();
+            let repo = if run.kind == "drill" {
+                run.target.clone()
+            } else {
+                run.job
+                    .split_once(':')
+                    .map(|(_, r)| r.split("->").next().unwrap_or(r).to_string())
+                    .unwrap_or_default()
+            };
             *self
                 .maintenance_runs
                 .entry((key.0, repo, key.2))
@@ -351,7 +362,7 @@ impl Metrics {
             );
         }
         head(&mut o, "bunker_maintenance_runs_total", "counter",
-            "Maintenance job runs (check, prune, copy) of the repository since the daemon started, by result.");
+            "Maintenance job runs (check, prune, copy, drill) of the repository since the daemon started, by result.");
         for ((k, r, res), n) in &self.maintenance_runs {
             let _ = writeln!(
                 o,

@@ -132,6 +132,8 @@ pub struct JobReport {
     pub newest: BTreeMap<String, Option<DateTime<Utc>>>,
     /// Repository sizes learnt on the way (check, prune).
     pub sizes: BTreeMap<String, u64>,
+    /// Drills: the start of the newest drill recorded in the repository.
+    pub drill_last: Option<DateTime<Utc>>,
 }
 
 impl JobReport {
@@ -141,6 +143,8 @@ impl JobReport {
     pub fn last(&self, previous: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         match self.spec.kind {
             JobKind::Backup { .. } => oldest_newest(&self.newest),
+            // The repository's drill reports are the truth.
+            JobKind::Drill { .. } if self.runs.is_empty() => self.drill_last.or(previous),
             _ if !self.runs.is_empty() && self.runs.iter().all(|r| r.result.succeeded()) => {
                 Some(self.started)
             }
@@ -200,6 +204,7 @@ pub fn run_job(
         runs: Vec::new(),
         newest: BTreeMap::new(),
         sizes: BTreeMap::new(),
+        drill_last: None,
     };
     let row = |target: &str, result: Result<serde_json::Value, String>, cancelled: bool| JobRun {
         job: spec.id.clone(),
@@ -237,6 +242,18 @@ pub fn run_job(
         JobKind::Prune { repository } => {
             let r = prune_repo(cx, repository, cancel, &mut report.sizes);
             report.runs.push(row(repository, r, cancel.is_cancelled()));
+            drop(guard);
+        }
+        JobKind::Drill { item } => {
+            let target = cx
+                .policy
+                .item(item)
+                .and_then(|i| i.targets.first().cloned())
+                .unwrap_or_else(|| "-".into());
+            match drill(cx, item, trigger, cancel, &mut report.drill_last) {
+                None => {}
+                Some(r) => report.runs.push(row(&target, r, cancel.is_cancelled())),
+            }
             drop(guard);
         }
         JobKind::Copy { from, to, items } => {
@@ -409,6 +426,58 @@ fn copy(
     Ok(serde_json::json!({
         "copied": s.copied.len(), "skipped": s.skipped.len(), "bytes_stored": s.bytes_stored,
     }))
+}
+
+/// A drill of `item`; `None` when the repository says it is not due
+/// (`last` gets the newest drill's start).
+fn drill(
+    cx: &JobContext,
+    name: &str,
+    trigger: Trigger,
+    cancel: &CancelToken,
+    last: &mut Option<DateTime<Utc>>,
+) -> Option<Result<serde_json::Value, String>> {
+    use bunker_engine::drill::{self, DrillOptions, DrillStatus};
+    let sink = LogSink;
+    let item = cx.policy.item(name)?;
+    let opts = PoolOptions {
+        create: false,
+        ..cx.pool.clone()
+    };
+    let mut pool = RepoPool::new(&cx.policy, opts, &sink);
+    if matches!(trigger, Trigger::Schedule | Trigger::NeverRun) {
+        let newest = item
+            .targets
+            .first()
+            .and_then(|t| pool.get(t).ok())
+            .and_then(|o| drill::last_report(&o.repo, name).ok().flatten())
+            .map(|r| r.started.with_timezone(&Utc));
+        *last = newest;
+        if !drill::is_due(item, newest, Utc::now()) {
+            return None;
+        }
+    }
+    let opts = DrillOptions {
+        cancel: cancel.clone(),
+        bunker_exe: std::env::current_exe().ok(),
+        ..Default::default()
+    };
+    Some(match drill::run_drill(&mut pool, item, &opts, &sink) {
+        Ok(r) => {
+            *last = Some(r.started.with_timezone(&Utc));
+            let stats = serde_json::json!({
+                "rto_measured_seconds": r.rto_measured_seconds,
+                "rto_exceeded": r.rto_exceeded,
+                "pick": r.pick,
+                "snapshots": r.snapshots,
+            });
+            match r.status {
+                DrillStatus::Passed => Ok(stats),
+                DrillStatus::Failed => Err(r.error.unwrap_or_else(|| "the drill failed".into())),
+            }
+        }
+        Err(e) => Err(e.one_line()),
+    })
 }
 
 /// The newest snapshot of `item` in each of its targets (`None`: none, or

@@ -463,19 +463,11 @@ mod tests {
                 copy("b", "offsite", "d3", true),
             ]
         };
-        let slow = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(90.0, 60),
-        );
+        let slow = Record::new(RecordKind::Drill, "web", drill_body(90.0, 60));
         let c = judge(&item(), copies(), None, Some(&slow));
         assert!(!c.compliant);
         assert!(c.problems[0].contains("drill"));
-        let fast = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(30.0, 60),
-        );
+        let fast = Record::new(RecordKind::Drill, "web", drill_body(30.0, 60));
         assert!(judge(&item(), copies(), None, Some(&fast)).compliant);
         let unreadable = Record::new(RecordKind::Drill, "web", serde_json::json!({"ok": true}));
         assert!(!judge(&item(), copies(), None, Some(&unreadable)).compliant);
