@@ -42,8 +42,7 @@ pub(crate) fn item_base_backups(
     let tag = item.tag();
     let mut backups = base::list_base_backups(repo)?;
     backups.retain(|b| b.entry.snapshot.tags.contains(&tag));
-    let sys = backups.last().and_then(|b| b.info.system_id);
-    backups.retain(|b| b.info.system_id == sys);
+    crate::pg::keep_newest_cluster(&mut backups);
     Ok(backups)
 }
 

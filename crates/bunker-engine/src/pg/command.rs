@@ -57,11 +57,13 @@ pub fn repository_args(
         (PasswordSource::File(f), _) => PasswordArg::File(f.clone()),
         (PasswordSource::Command(c), _) => PasswordArg::Command(c.clone()),
         (PasswordSource::Env(v), Runner::Runbook) => PasswordArg::Command(format!("printenv {v}")),
-        (PasswordSource::Env(v), Runner::Server) => return Err(EngineError::Invalid(format!(
+        (PasswordSource::Env(v), Runner::Server) => {
+            return Err(EngineError::Invalid(format!(
             "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
                  have: give it a password_file readable by the postgres user",
             cfg.name
-        ))),
+        )))
+        }
         (PasswordSource::Plain(_), Runner::Server) => {
             return Err(EngineError::Invalid(format!(
                 "repository {:?} has its password inline; archive_command would expose it: \

@@ -9,6 +9,6 @@ pub mod wal;
 
 pub use command::{wal_fetch_command, PasswordArg};
 pub use restore::{
-    preflight, restore, start_and_wait, PgRestoreOutcome, PgRestoreRequest, PgRestoreStep,
-    StartServer,
+    keep_newest_cluster, preflight, restore, start_and_wait, PgRestoreOutcome, PgRestoreRequest,
+    PgRestoreStep, StartServer,
 };

@@ -223,24 +223,27 @@ fn choose<'a>(
             })
         }
         None => {
-            let backups: Vec<&BaseBackup> = backups
+            let mut same: Vec<BaseBackup> = backups
                 .iter()
                 .filter(|b| matches_filter(&req.filter, b))
+                .cloned()
                 .collect();
-            // Only backups of the newest backup's cluster.
-            let sys = backups.last().and_then(|b| b.info.system_id);
-            let same: Vec<BaseBackup> = backups
-                .iter()
-                .filter(|b| b.info.system_id == sys)
-                .map(|b| (*b).clone())
-                .collect();
+            keep_newest_cluster(&mut same);
             let c = pgrestore::choose(&same, &req.target)?;
             backups
-                .into_iter()
+                .iter()
                 .find(|b| b.entry.id == c.entry.id)
                 .ok_or_else(|| EngineError::Invalid("internal: chosen backup vanished".into()))
         }
     }
+}
+
+/// Keep only the base backups of the newest one's cluster (its system
+/// identifier): WAL of another cluster cannot recover them. `backups` is
+/// oldest first.
+pub fn keep_newest_cluster(backups: &mut Vec<BaseBackup>) {
+    let sys = backups.last().and_then(|b| b.info.system_id);
+    backups.retain(|b| b.info.system_id == sys);
 }
 
 /// Whether a base backup matches the request's host and tag filter (an

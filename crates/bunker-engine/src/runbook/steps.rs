@@ -274,19 +274,15 @@ pub(crate) fn choose_base_backup(
 ) -> Result<BaseBackup> {
     let all = base::list_base_backups(repo)?;
     let tag = item.tag();
-    let mine: Vec<BaseBackup> = if all.iter().any(|b| b.entry.snapshot.tags.contains(&tag)) {
+    let mut mine: Vec<BaseBackup> = if all.iter().any(|b| b.entry.snapshot.tags.contains(&tag)) {
         all.into_iter()
             .filter(|b| b.entry.snapshot.tags.contains(&tag))
             .collect()
     } else {
         all
     };
-    let sys = mine.last().and_then(|b| b.info.system_id);
-    let same: Vec<BaseBackup> = mine
-        .into_iter()
-        .filter(|b| b.info.system_id == sys)
-        .collect();
-    Ok(pgrestore::choose(&same, &recovery_target(target)?)?.clone())
+    pg::keep_newest_cluster(&mut mine);
+    Ok(pgrestore::choose(&mine, &recovery_target(target)?)?.clone())
 }
 
 /// The archived WAL from `start` on: `N file(s), FIRST .. LAST`.
