@@ -296,20 +296,8 @@ fn recover_physical(
     } else {
         None
     };
-    let req = PgRestoreRequest {
-        snapshot: None,
-        backup: Some(chosen),
-        filter: Default::default(),
-        target_dir: path.to_path_buf(),
-        target,
-        target_action: "promote".into(),
-        force: false,
-        restore_command,
-        port: None,
-        no_archive: false,
-        settings: port.map_or_else(Vec::new, |p| pgserver::private_settings(p, path, None)),
-        start: None,
-    };
+    let settings = port.map_or_else(Vec::new, |p| pgserver::private_settings(p, path, None));
+    let req = PgRestoreRequest::for_backup(chosen, path.into(), target, restore_command, settings);
     // The caller holds the repository's read lock (see `recover_item`).
     pg::restore(repo, &req, sink).context("unpacking the base backup")?;
     if port.is_some() {

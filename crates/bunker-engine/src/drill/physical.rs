@@ -98,20 +98,8 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
     let log = d.sandbox.join("server.log");
     let port = pgserver::free_port()?;
     info.port = port;
-    let req = PgRestoreRequest {
-        snapshot: None,
-        backup: Some(chosen),
-        filter: Default::default(),
-        target_dir: data.clone(),
-        target,
-        target_action: "promote".into(),
-        force: false,
-        restore_command,
-        port: None,
-        no_archive: false,
-        settings: pgserver::private_settings(port, &socket, Some(&hba)),
-        start: None,
-    };
+    let settings = pgserver::private_settings(port, &socket, Some(&hba));
+    let req = PgRestoreRequest::for_backup(chosen, data.clone(), target, restore_command, settings);
     d.phase("restore", |d| {
         d.check_cancel()?;
         // The drill holds the repository's read lock (see `run_drill`).

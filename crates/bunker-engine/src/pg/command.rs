@@ -39,13 +39,21 @@ pub enum Runner {
     Runbook,
 }
 
+/// What a command line names of a repository.
+#[derive(Debug, Clone)]
+pub struct RepositoryArgs {
+    /// `-r LOCATION`.
+    pub location: String,
+    /// How the password is found.
+    pub password: PasswordArg,
+    /// `-o k=v` options.
+    pub options: Vec<(String, String)>,
+}
+
 /// The location, password option and `-o` options of the policy
 /// repository `cfg` for a command `runner` runs: a local location made
 /// absolute (the server runs in its data directory).
-pub fn repository_args(
-    cfg: &RepositoryConfig,
-    runner: Runner,
-) -> Result<(String, PasswordArg, Vec<(String, String)>)> {
+pub fn repository_args(cfg: &RepositoryConfig, runner: Runner) -> Result<RepositoryArgs> {
     let location = match cfg.local_path() {
         Some(p) => std::path::absolute(&p)
             .unwrap_or(p)
@@ -90,7 +98,11 @@ pub fn repository_args(
         }
         options.push((k.clone(), v.clone()));
     }
-    Ok((location, password, options))
+    Ok(RepositoryArgs {
+        location,
+        password,
+        options,
+    })
 }
 
 /// `EXE -r LOCATION --password-file F|--password-command C [-o k=v]...`,
@@ -153,8 +165,8 @@ pub fn repository_restore_command(
     exe: &Path,
     runner: Runner,
 ) -> Result<String> {
-    let (location, password, options) = repository_args(cfg, runner)?;
-    Ok(wal_fetch_command(exe, &location, &password, &options))
+    let a = repository_args(cfg, runner)?;
+    Ok(wal_fetch_command(exe, &a.location, &a.password, &a.options))
 }
 
 #[cfg(test)]

@@ -99,6 +99,34 @@ pub enum PgRestoreStep<'a> {
 }
 
 impl PgRestoreRequest {
+    /// A restore of `backup`, chosen by the caller (see
+    /// [`PgRestoreRequest::backup`]), into the empty or missing
+    /// `target_dir`: recovery to `target` with `restore_command`, then
+    /// promotion, `settings` written after the recovery settings; the
+    /// server is not started.
+    pub fn for_backup(
+        backup: BaseBackup,
+        target_dir: PathBuf,
+        target: RecoveryTarget,
+        restore_command: String,
+        settings: Vec<(String, String)>,
+    ) -> PgRestoreRequest {
+        PgRestoreRequest {
+            snapshot: None,
+            backup: Some(backup),
+            filter: SnapshotFilter::default(),
+            target_dir,
+            target,
+            target_action: "promote".into(),
+            force: false,
+            restore_command,
+            port: None,
+            no_archive: false,
+            settings,
+            start: None,
+        }
+    }
+
     fn dir(&self) -> PathBuf {
         std::path::absolute(&self.target_dir).unwrap_or_else(|_| self.target_dir.clone())
     }

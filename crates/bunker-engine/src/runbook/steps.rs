@@ -427,20 +427,8 @@ fn pg_restore(
         o.repo.load_index()?;
         let b = choose_base_backup(&o.repo, item, target)?;
         let dest = st.destination(n, &item.name, data_dir)?;
-        let req = PgRestoreRequest {
-            snapshot: None,
-            backup: Some(b),
-            filter: Default::default(),
-            target_dir: dest.clone(),
-            target: rt.clone(),
-            target_action: "promote".into(),
-            force: false,
-            restore_command: command,
-            port: None,
-            no_archive: false,
-            settings: port.map_or_else(Vec::new, |p| pgserver::private_settings(p, &dest, None)),
-            start: None,
-        };
+        let settings = port.map_or_else(Vec::new, |p| pgserver::private_settings(p, &dest, None));
+        let req = PgRestoreRequest::for_backup(b, dest.clone(), rt.clone(), command, settings);
         (pg::restore(&o.repo, &req, &NoEvents)?, dest)
     };
     let (backup, entries) = (out.backup, out.entries);

@@ -546,13 +546,13 @@ pub fn archive_settings(
         .get(target)
         .ok_or_else(|| invalid(format!("unknown repository {target:?}")))?;
     use crate::pg::command;
-    let (location, password, options) = command::repository_args(cfg, command::Runner::Server)?;
+    let a = command::repository_args(cfg, command::Runner::Server)?;
     Ok(ArchiveSettings {
-        archive_command: command::wal_push_command(exe, &location, &password, &options),
+        archive_command: command::wal_push_command(exe, &a.location, &a.password, &a.options),
         archive_timeout: item.rpo.map_or(60, |r| (r.as_secs() / 2).clamp(1, 60)),
         item: item.name.clone(),
         repository: cfg.name.clone(),
-        restore_command: command::wal_fetch_command(exe, &location, &password, &options),
+        restore_command: command::wal_fetch_command(exe, &a.location, &a.password, &a.options),
         more_targets: item.targets.len() > 1,
     })
 }
