@@ -18,6 +18,13 @@ pub struct StderrSink {
     pub wording: Wording,
 }
 
+impl StderrSink {
+    /// The sink of commands over the policy's repositories.
+    pub const POLICY: StderrSink = StderrSink {
+        wording: Wording::Policy,
+    };
+}
+
 impl EventSink for StderrSink {
     fn event(&self, event: &Event<'_>) {
         match event {

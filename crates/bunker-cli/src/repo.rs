@@ -109,17 +109,21 @@ pub fn open_for(
         anyhow::bail!("give either -r {r} or --item {name}, not both");
     }
     let policy = item.policy.load()?;
-    let options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: repo_options(g)?,
-        create: false,
-    };
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let it = bunker_engine::pool::open_item(&policy, name, options, &sink)?;
+    let sink = StderrSink::POLICY;
+    let it = bunker_engine::pool::open_item(&policy, name, pool_options(g, false)?, &sink)?;
     bunker_engine::pool::restrict_to_tag(filter, &it.tag);
     Ok(it.opened.repo.clone())
+}
+
+/// The options of a pool of the policy's repositories: the `-o` options
+/// and repository flags of `g`; `create` lets missing repositories be
+/// created (`run`).
+pub fn pool_options(g: &GlobalOpts, create: bool) -> Result<PoolOptions> {
+    Ok(PoolOptions {
+        extra_options: g.options.clone(),
+        repo_options: repo_options(g)?,
+        create,
+    })
 }
 
 /// Open the repository and load its index.

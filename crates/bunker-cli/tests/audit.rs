@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Env, PASSWORD};
+use common::Env;
 
 fn records(env: &Env) -> Vec<serde_json::Value> {
     env.json(&["audit", "log"])
@@ -89,20 +87,7 @@ fn backup_forget_and_restore_are_audited_and_tampering_is_detected() {
     );
 
     // restic reads the repository with the audit log beside it.
-    if Command::new("restic").arg("version").output().is_ok() {
-        let out = Command::new("restic")
-            .arg("-r")
-            .arg(&env.repo)
-            .args(["check", "--no-cache"])
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    } else {
+    if !common::restic_check_clean(&env.repo) {
         eprintln!("SKIPPED (restic part): restic is not installed");
     }
 

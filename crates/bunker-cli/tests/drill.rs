@@ -8,7 +8,7 @@ mod policy_support;
 
 use std::path::Path;
 
-use policy_support::{bytes, json, run_ok, stdout, Ctx};
+use policy_support::{bytes, json, run_ok, sqlite_rows, stdout, Ctx};
 use rusqlite::Connection;
 
 fn policy(ctx: &Ctx, items: &str) {
@@ -163,15 +163,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-fn sqlite_rows(path: &Path, n: i64) {
-    let c = Connection::open(path).unwrap();
-    c.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
-        .unwrap();
-    for _ in 0..n {
-        c.execute("INSERT INTO t (v) VALUES ('x')", []).unwrap();
-    }
 }
 
 #[test]

@@ -12,28 +12,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pg_cluster::{chown_postgres, pg_available, psql, run, Cluster, PG_BIN};
-use policy_support::{json, run_ok, Ctx};
+use pg_cluster::{chown_postgres, give_to_postgres, pg_available, psql, run, Cluster, PG_BIN};
+use policy_support::{json, run_ok, sqlite_rows, Ctx};
 use rusqlite::Connection;
-
-fn bunker_exe() -> String {
-    env!("CARGO_BIN_EXE_bunker").to_string()
-}
 
 /// Wait until the wall clock is past `t` (snapshot and commit times are
 /// compared with the point in time; no synchronisation depends on it).
 fn clock_past(t: DateTime<Utc>) {
     while Utc::now() <= t {
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sqlite_rows(path: &Path, n: i64) {
-    let c = Connection::open(path).unwrap();
-    c.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)")
-        .unwrap();
-    for _ in 0..n {
-        c.execute("INSERT INTO t DEFAULT VALUES", []).unwrap();
     }
 }
 
@@ -44,7 +31,6 @@ fn postgres_drills_to_window_and_time_and_recover_time_lands_every_item() {
     }
     let ctx = Ctx::new();
     let dir = ctx.path().to_path_buf();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let pw = dir.join("pw");
     let repo = ctx.repo();
     run_ok({
@@ -53,17 +39,8 @@ fn postgres_drills_to_window_and_time_and_recover_time_lands_every_item() {
         c
     });
     let count_file = dir.join("count");
-    let archive = format!(
-        "{} -r {} --password-file {} pg wal-push %p",
-        bunker_exe(),
-        repo.display(),
-        pw.display()
-    );
-    chown_postgres(&dir);
-    let cluster = Cluster::init(
-        dir.join("pgdata"),
-        &format!("archive_mode = on\narchive_command = '{archive}'\nwal_level = replica\n"),
-    );
+    give_to_postgres(&dir);
+    let cluster = Cluster::archiving(dir.join("pgdata"), &repo, &pw, "");
     cluster.start();
     std::fs::create_dir(dir.join("data")).unwrap();
     std::fs::write(dir.join("data/v.txt"), b"one").unwrap();
@@ -236,8 +213,7 @@ fn logical_drill_loads_dumps_into_a_new_cluster_and_an_interrupted_one_leaves_no
     }
     let ctx = Ctx::new();
     let dir = ctx.path().to_path_buf();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    chown_postgres(&dir);
+    give_to_postgres(&dir);
     let cluster = Cluster::init(dir.join("pgdata"), "");
     cluster.start();
     cluster.sql("CREATE DATABASE shop");

@@ -13,13 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::{Env, PASSWORD};
 use pg_cluster::{
-    as_postgres, chown_postgres, free_port, pg_available, psql, run, Cluster, PG_BIN,
+    bunker_exe, bunker_pg, free_port, give_to_postgres, pg_available, psql, run, Cluster, PG_BIN,
 };
 use rand::RngCore;
-
-fn bunker_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
-}
 
 fn random_segment(seed: u64, random_part: usize) -> Vec<u8> {
     let mut v = vec![0u8; 16 << 20];
@@ -131,32 +127,7 @@ fn wal_push_duplicates_conflicts_and_kill() {
         assert_eq!(std::fs::read(&fetched).unwrap(), data);
     }
     // restic still checks the repository clean with bunker/wal beside it.
-    if Command::new("restic").arg("version").output().is_ok() {
-        let out = Command::new("restic")
-            .args(["-r"])
-            .arg(&env.repo)
-            .args(["check", "--no-cache"])
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// `bunker` as the postgres user with the repository and password file.
-fn bunker_pg(env: &Env, pw: &Path) -> Command {
-    let mut c = as_postgres("env");
-    c.arg(format!("PATH={PG_BIN}:/usr/bin:/bin"))
-        .arg(bunker_exe())
-        .arg("-r")
-        .arg(&env.repo)
-        .arg("--password-file")
-        .arg(pw);
-    c
+    common::restic_check_clean(&env.repo);
 }
 
 /// A repository, a password file, and the temp dir handed to `postgres`.
@@ -165,8 +136,7 @@ fn pg_env() -> (Env, PathBuf) {
     let dir = env.dir.path().to_path_buf();
     let pw = dir.join("password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    chown_postgres(&dir);
+    give_to_postgres(&dir);
     (env, pw)
 }
 
@@ -177,18 +147,7 @@ fn archiving_primary(env: &Env, pw: &Path) -> Cluster {
 
 /// As [`archiving_primary`], with `extra_conf` appended to postgresql.conf.
 fn archiving_primary_with(env: &Env, pw: &Path, extra_conf: &str) -> Cluster {
-    let archive_command = format!(
-        "{} -r {} --password-file {} pg wal-push %p",
-        bunker_exe().display(),
-        env.repo.display(),
-        pw.display()
-    );
-    let cluster = Cluster::init(
-        env.dir.path().join("data"),
-        &format!(
-            "archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n{extra_conf}"
-        ),
-    );
+    let cluster = Cluster::archiving(env.dir.path().join("data"), &env.repo, pw, extra_conf);
     cluster.start();
     cluster
 }
@@ -232,7 +191,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
         "--pguser",
         "postgres",
     ];
-    let first: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+    let first: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw)
         .args(["--json", "pg", "backup"])
         .args(conn)))
     .unwrap();
@@ -292,7 +251,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
             data: rdir.clone(),
             port: rport,
         };
-        run(bunker_pg(&env, &pw)
+        run(bunker_pg(&env.repo, &pw)
             .args(["pg", "restore", "--target-dir"])
             .arg(&rdir)
             .args(target)
@@ -334,7 +293,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
         drop(restored);
     }
     // A non-empty target is refused without --force.
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["pg", "restore", "--immediate", "--target-dir"])
         .arg(dir.join("restored0"))
         .output()
@@ -359,7 +318,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
          INSERT INTO light SELECT g, 0 FROM generate_series(1, 1000) g",
     );
     psql(port, "postgres", "CHECKPOINT");
-    let second: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+    let second: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw)
         .args(["--json", "pg", "backup"])
         .args(conn)))
     .unwrap();
@@ -369,7 +328,7 @@ fn postgres_pitr_dedup_verify_and_dumps() {
     );
     psql(port, "postgres", "UPDATE light SET v = v + 1");
     psql(port, "postgres", "CHECKPOINT");
-    let third: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+    let third: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw)
         .args(["--json", "pg", "backup"])
         .args(conn)))
     .unwrap();
@@ -388,13 +347,13 @@ fn postgres_pitr_dedup_verify_and_dumps() {
     // wal-verify: complete; then a removed segment is found.
     psql(port, "postgres", "SELECT pg_switch_wal()");
     std::thread::sleep(Duration::from_secs(2));
-    run(bunker_pg(&env, &pw).args(["pg", "wal-verify"]));
+    run(bunker_pg(&env.repo, &pw).args(["pg", "wal-verify"]));
     let start_wal = first["start_wal"].as_str().unwrap().to_string();
     let mut victim = start_wal.clone();
     let next = u64::from_str_radix(&start_wal[16..24], 16).unwrap() + 1;
     victim.replace_range(16..24, &format!("{next:08X}"));
     std::fs::remove_file(env.repo.join("bunker/wal").join(&victim)).unwrap();
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["pg", "wal-verify"])
         .output()
         .unwrap();
@@ -402,13 +361,13 @@ fn postgres_pitr_dedup_verify_and_dumps() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("missing {victim}")));
 
     // Logical dump and restore round trip.
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args(["pg", "dump", "-d", "postgres"])
         .args(conn));
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args(["pg", "restore-dump", "--from-db", "postgres", "-d", "copy"])
         .args(conn));
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["pg", "restore-dump", "--from-db", "postgres", "-d", "copy"])
         .args(conn)
         .output()
@@ -458,7 +417,7 @@ fn standby_base_backup_and_pitr() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["--json", "pg", "backup", "--pghost", "127.0.0.1"])
         .args([
             "--pguser",
@@ -480,7 +439,7 @@ fn standby_base_backup_and_pitr() {
     assert_eq!(backup["timeline"], 1);
     let system = primary.sql("SELECT system_identifier FROM pg_control_system()");
     assert_eq!(backup["system_identifier"].as_str(), Some(system.as_str()));
-    let snaps: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw).args([
+    let snaps: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw).args([
         "--json",
         "snapshots",
         "--tag",
@@ -514,7 +473,7 @@ fn standby_base_backup_and_pitr() {
     let history = primary.sql("SELECT count(*) FROM pgbench_history");
     primary.switch_wal_and_wait_archived(Duration::from_secs(120));
 
-    let report: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw).args([
+    let report: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw).args([
         "--json",
         "pg",
         "wal-verify",
@@ -529,7 +488,7 @@ fn standby_base_backup_and_pitr() {
         data: rdir.clone(),
         port: free_port(),
     };
-    let res: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env, &pw)
+    let res: serde_json::Value = serde_json::from_str(&run(bunker_pg(&env.repo, &pw)
         .args([
             "--json",
             "pg",
@@ -579,7 +538,7 @@ fn base_backup_timeout_stops_a_hung_server() {
     let cluster = archiving_primary(&env, &pw);
     let p = cluster.port.to_string();
     let snapshots = || -> usize {
-        let out = run(bunker_pg(&env, &pw).args(["--json", "snapshots"]));
+        let out = run(bunker_pg(&env.repo, &pw).args(["--json", "snapshots"]));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v.as_array().map_or(0, Vec::len)
     };
@@ -588,7 +547,7 @@ fn base_backup_timeout_stops_a_hung_server() {
     let pid = pid_file.lines().next().unwrap().trim().to_string();
     let signal = |sig: &str| run(Command::new("kill").args([sig, &pid]));
     signal("-STOP");
-    let mut child = bunker_pg(&env, &pw)
+    let mut child = bunker_pg(&env.repo, &pw)
         .args(["pg", "backup", "--timeout", "2s", "--pghost", "127.0.0.1"])
         .args(["--pgport", &p, "--pguser", "postgres"])
         .stdout(Stdio::null())

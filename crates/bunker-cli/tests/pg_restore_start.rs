@@ -8,18 +8,14 @@
 mod common;
 mod pg_cluster;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Env, PASSWORD};
 use pg_cluster::{
-    as_postgres, chown_postgres, free_port, pg_available, psql, run, Cluster, PG_BIN,
+    as_postgres, bunker_exe, free_port, give_to_postgres, pg_available, psql, run, Cluster, PG_BIN,
 };
-
-fn bunker_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
-}
 
 /// `bunker` run as `postgres` with exactly `path` as PATH.
 fn bunker_as_postgres(env: &Env, pw: &Path, path: &Path) -> Command {
@@ -42,23 +38,13 @@ fn pg_restore_start_with_only_pg_ctl_on_path_finishes_and_reports_progress() {
     let dir = env.dir.path().to_path_buf();
     let pw = dir.join("password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // A PATH directory holding nothing but a symlink to pg_ctl.
     let only_ctl = dir.join("only-pg-ctl");
     std::fs::create_dir(&only_ctl).unwrap();
     std::os::unix::fs::symlink(format!("{PG_BIN}/pg_ctl"), only_ctl.join("pg_ctl")).unwrap();
-    chown_postgres(&dir);
+    give_to_postgres(&dir);
 
-    let archive_command = format!(
-        "{} -r {} --password-file {} pg wal-push %p",
-        bunker_exe().display(),
-        env.repo.display(),
-        pw.display()
-    );
-    let cluster = Cluster::init(
-        dir.join("data"),
-        &format!("archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n"),
-    );
+    let cluster = Cluster::archiving(dir.join("data"), &env.repo, &pw, "");
     cluster.start();
     cluster.sql("CREATE TABLE t (k int); INSERT INTO t VALUES (1)");
     let p = cluster.port.to_string();

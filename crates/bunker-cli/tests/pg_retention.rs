@@ -20,26 +20,11 @@ use bunker_format::snapshot::Snapshot;
 use bunker_repo::{snapshots, RepoOptions, Repository};
 use bunker_storage::FileType;
 use common::{Env, PASSWORD};
-use pg_cluster::{as_postgres, chown_postgres, pg_available, run, Cluster, PG_BIN};
+use pg_cluster::{
+    as_postgres, bunker_pg, chown_postgres, give_to_postgres, pg_available, run, Cluster, PG_BIN,
+};
 
 const SEG: u64 = 16 << 20;
-
-fn bunker_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
-}
-
-/// `bunker` as the postgres user with the repository and password file.
-fn bunker_pg(env: &Env, pw: &Path) -> Command {
-    let mut c = as_postgres("env");
-    c.arg(format!("PATH={PG_BIN}:/usr/bin:/bin"))
-        .arg("BUNKER_LOG=warn")
-        .arg(bunker_exe())
-        .arg("-r")
-        .arg(&env.repo)
-        .arg("--password-file")
-        .arg(pw);
-    c
-}
 
 fn json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(&run(cmd)).expect("JSON output")
@@ -168,19 +153,8 @@ fn pitr_retention_keeps_the_window_and_restores() {
     let dir = env.dir.path().to_path_buf();
     let pw = dir.join("password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).expect("pw");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    chown_postgres(&dir);
-    let archive_command = format!(
-        "{} -r {} --password-file {} pg wal-push %p",
-        bunker_exe().display(),
-        env.repo.display(),
-        pw.display()
-    );
-    let cluster = Cluster::init(
-        dir.join("data"),
-        &format!("archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n"),
-    );
+    give_to_postgres(&dir);
+    let cluster = Cluster::archiving(dir.join("data"), &env.repo, &pw, "");
     cluster.start();
     let port = cluster.port.to_string();
     let conn = [
@@ -198,7 +172,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
     let mut backups = Vec::new();
     for i in 0..4 {
         let b = json(
-            bunker_pg(&env, &pw)
+            bunker_pg(&env.repo, &pw)
                 .args(["--json", "pg", "backup", "--tag", "bunker:item=db"])
                 .args(conn),
         );
@@ -218,7 +192,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
 
     // The start-up rule: recent and unchanged is not due; a restart is.
     let not_due = json(
-        bunker_pg(&env, &pw)
+        bunker_pg(&env.repo, &pw)
             .args(["--json", "run", "--due", "--config"])
             .arg(&cfg),
     );
@@ -230,7 +204,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
         .arg(dir.join("restarted.log"))
         .args(["-w", "-m", "fast", "restart"]));
     let due = json(
-        bunker_pg(&env, &pw)
+        bunker_pg(&env.repo, &pw)
             .args(["--json", "run", "--due", "--config"])
             .arg(&cfg),
     );
@@ -274,7 +248,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
     assert!(!expect_gone.is_empty(), "nothing to delete: {before:?}");
 
     let dry = json(
-        bunker_pg(&env, &pw)
+        bunker_pg(&env.repo, &pw)
             .args(["--json", "forget", "--dry-run", "--item", "db", "--config"])
             .arg(&cfg),
     );
@@ -295,7 +269,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
     assert_eq!(dry["plan"]["window_backup"], ids[2].as_str());
     assert_eq!(wal_files(&env), before, "a dry run deletes nothing");
 
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args(["forget", "--prune", "--item", "db", "--config"])
         .arg(&cfg));
     let after = wal_files(&env);
@@ -306,7 +280,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
             .cloned()
             .collect::<BTreeSet<_>>()
     );
-    let left: BTreeSet<String> = json(bunker_pg(&env, &pw).args(["--json", "snapshots"]))
+    let left: BTreeSet<String> = json(bunker_pg(&env.repo, &pw).args(["--json", "snapshots"]))
         .as_array()
         .expect("snapshots")
         .iter()
@@ -319,27 +293,14 @@ fn pitr_retention_keeps_the_window_and_restores() {
 
     // wal-verify with the item's window: clean, and the window covers 7 days.
     let v = json(
-        bunker_pg(&env, &pw)
+        bunker_pg(&env.repo, &pw)
             .args(["--json", "pg", "wal-verify", "--item", "db", "--config"])
             .arg(&cfg),
     );
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["window_covers"], true, "{v}");
 
-    if Command::new("restic").arg("version").output().is_ok() {
-        let out = Command::new("restic")
-            .arg("-r")
-            .arg(&env.repo)
-            .args(["check", "--no-cache"])
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .output()
-            .expect("restic");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::restic_check_clean(&env.repo);
 
     // Restore from the window's first base backup to the marker: replays the
     // WAL kept across the newer base backups.
@@ -348,7 +309,7 @@ fn pitr_retention_keeps_the_window_and_restores() {
         data: rdir.clone(),
         port: pg_cluster::free_port(),
     };
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args(["pg", "restore", &ids[2], "--target-dir"])
         .arg(&rdir)
         .args([

@@ -6,29 +6,10 @@
 mod common;
 mod pg_cluster;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Env, PASSWORD};
-use pg_cluster::{as_postgres, chown_postgres, pg_available, run, Cluster, PG_BIN};
-
-fn bunker_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
-}
-
-/// `bunker` as the postgres user with the repository and password file.
-fn bunker_pg(env: &Env, pw: &Path) -> Command {
-    let mut c = as_postgres("env");
-    c.arg(format!("PATH={PG_BIN}:/usr/bin:/bin"))
-        .arg("BUNKER_LOG=warn")
-        .arg(bunker_exe())
-        .arg("-r")
-        .arg(&env.repo)
-        .arg("--password-file")
-        .arg(pw);
-    c
-}
+use pg_cluster::{bunker_pg, chown_postgres, give_to_postgres, pg_available, run, Cluster};
 
 #[test]
 fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
@@ -43,23 +24,13 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     std::fs::create_dir(&files).unwrap();
     std::fs::write(files.join("index.html"), "v1").unwrap();
     std::fs::create_dir(dir.join("sandboxes")).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    chown_postgres(&dir);
-    let archive_command = format!(
-        "{} -r {} --password-file {} pg wal-push %p",
-        bunker_exe().display(),
-        env.repo.display(),
-        pw.display()
-    );
-    let cluster = Cluster::init(
-        dir.join("data"),
-        &format!("archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n"),
-    );
+    give_to_postgres(&dir);
+    let cluster = Cluster::archiving(dir.join("data"), &env.repo, &pw, "");
     cluster.start();
     cluster.sql("CREATE TABLE orders (id int primary key)");
     cluster.sql("INSERT INTO orders VALUES (1), (2)");
     let port = cluster.port.to_string();
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args([
             "pg",
             "backup",
@@ -72,7 +43,7 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     // A row after the base backup: only WAL replay brings it back.
     cluster.sql("INSERT INTO orders VALUES (3)");
     cluster.switch_wal_and_wait_archived(Duration::from_secs(120));
-    run(bunker_pg(&env, &pw)
+    run(bunker_pg(&env.repo, &pw)
         .args(["backup", "--tag", "bunker:item=web"])
         .arg(&files));
 
@@ -101,7 +72,7 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     cluster.sql("INSERT INTO orders VALUES (4)");
 
     // The plan names the base backup and the WAL recovery would replay.
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["--json", "runbook", "plan", "site-lost", "--config"])
         .arg(&policy)
         .output()
@@ -122,7 +93,7 @@ fn runbook_drill_over_files_and_postgres_waits_on_the_sandbox_server() {
     );
     assert!(plan["rpo_seconds"].as_i64().is_some(), "{plan}");
 
-    let out = bunker_pg(&env, &pw)
+    let out = bunker_pg(&env.repo, &pw)
         .args(["--json", "runbook", "drill", "site-lost", "--sandbox-dir"])
         .arg(dir.join("sandboxes"))
         .arg("--config")

@@ -23,6 +23,7 @@ use crate::drill::pgserver::{self, find_bin, Runner, TempServer};
 use crate::drill::{item_snapshots, kind_name};
 use crate::error::{Context, EngineError, Result};
 use crate::events::EventSink;
+use crate::pg::{self, PgRestoreRequest};
 use crate::pool::RepoPool;
 use crate::sources::postgres::TAG_DUMP;
 
@@ -216,7 +217,7 @@ fn recover_item(
     repo.load_index().context("loading the index")?;
     let chosen: Vec<SnapshotEntry> = match &item.source {
         Source::Postgres(_) if item.physical().is_some() => {
-            return recover_physical(policy, item, opts, repo, path, r);
+            return recover_physical(policy, item, opts, repo, path, r, sink);
         }
         Source::Postgres(_) => {
             // Each database's newest dump, and the newest globals.
@@ -266,9 +267,10 @@ fn recover_physical(
     policy: &Policy,
     item: &Item,
     opts: &RecoverOptions,
-    repo: &bunker_repo::Repository,
+    repo: &std::sync::Arc<bunker_repo::Repository>,
     path: &Path,
     r: &mut ItemRecovery,
+    sink: &dyn EventSink,
 ) -> Result<()> {
     let exe = opts.bunker_exe.clone().ok_or_else(|| {
         EngineError::Invalid(
@@ -289,10 +291,16 @@ fn recover_physical(
     };
     r.snapshots.push(chosen.entry.id.to_string());
     r.snapshot_time = Some(chosen.end_time);
-    pgrestore::unpack(repo, &chosen, path).context("unpacking the base backup")?;
-    let mut extra = Vec::new();
     let port = if opts.start {
-        let p = pgserver::free_port()?;
+        Some(pgserver::free_port()?)
+    } else {
+        None
+    };
+    let settings = port.map_or_else(Vec::new, |p| pgserver::private_settings(p, path, None));
+    let req = PgRestoreRequest::for_backup(chosen, path.into(), target, restore_command, settings);
+    // The caller holds the repository's read lock (see `recover_item`).
+    pg::restore(repo, &req, sink).context("unpacking the base backup")?;
+    if port.is_some() {
         // The cluster's own pg_hba.conf decides who may connect; one
         // configured outside the data directory (Debian) is replaced by
         // `local all all trust` (the socket is in the data directory).
@@ -300,13 +308,7 @@ fn recover_physical(
         if !own_hba.exists() {
             pgserver::prepare_config(path, &own_hba)?;
         }
-        extra = pgserver::private_settings(p, path, None);
-        Some(p)
-    } else {
-        None
-    };
-    let settings = pgrestore::recovery_settings(&target, &restore_command, "promote", &extra);
-    pgrestore::write_recovery_config(path, &settings)?;
+    }
     let bin = find_bin(None, Some(path), &["pg_ctl", "postgres", "psql"]);
     let runner = bin.map(Runner::new);
     if let Ok(runner) = &runner {

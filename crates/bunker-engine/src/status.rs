@@ -5,7 +5,7 @@
 //! written.
 
 use bunker_policy::{Item, PostgresConfig};
-use bunker_repo::pg::{base, retention, verify};
+use bunker_repo::pg::{base, retention};
 use bunker_repo::Repository;
 use bunker_sources::postgres::{WalFileName, DEFAULT_SEGMENT_SIZE};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -311,14 +311,7 @@ pub fn pitr_status(
     let mut backups = base::list_base_backups(repo)?;
     backups.retain(|b| b.entry.snapshot.tags.contains(&tag));
     let size = retention::infer_segment_size(&backups).unwrap_or(DEFAULT_SEGMENT_SIZE);
-    let required = cfg
-        .pitr
-        .and_then(|p| chrono::Duration::from_std(p).ok())
-        .map(|p| now - p);
-    let points = required
-        .map(|c| retention::point_only(&backups, c))
-        .unwrap_or_default();
-    let report = verify::verify_window(repo, &backups, size, &points)?;
+    let (report, required) = crate::pg::wal::verify_span(repo, &backups, size, cfg.pitr, now)?;
     let mut st = PitrStatus {
         window_start: report.window_start.clone(),
         window_end_lsn: report.window_end_lsn.clone(),

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bunker_engine::drill::{run_drill, DrillOptions, DrillReport, DrillStatus};
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use bunker_policy::DrillPick;
 use clap::Args;
 
 use super::config::PolicyArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output;
 
@@ -93,15 +93,8 @@ pub fn run(g: &GlobalOpts, args: DrillArgs) -> Result<Status> {
         .as_deref()
         .map(bunker_repo::pg::restore::parse_target_time)
         .transpose()?;
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: false,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, false)?, &sink);
     let opts = DrillOptions {
         snapshot: args.snapshot.clone(),
         time,

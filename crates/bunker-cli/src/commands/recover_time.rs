@@ -3,12 +3,12 @@
 //! this renders its summary.
 
 use anyhow::{bail, Context, Result};
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use bunker_engine::recover::{recover_to_time, RecoverOptions, RecoverState};
 
 use super::recover::RecoverArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output::{self, Table};
 
@@ -17,15 +17,8 @@ pub fn run(g: &GlobalOpts, args: RecoverArgs) -> Result<Status> {
     let time = bunker_repo::pg::restore::parse_target_time(&text)?;
     let target = args.target.clone().context("--time needs --target DIR")?;
     let policy = args.policy.load()?;
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: false,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, false)?, &sink);
     let opts = RecoverOptions {
         time,
         items: args.items.clone(),

@@ -3,13 +3,13 @@
 
 use anyhow::{bail, Result};
 use bunker_engine::compliance;
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::config::PolicyArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output::{self, Table};
 
@@ -54,15 +54,8 @@ pub enum ReportKind {
 pub fn run(g: &GlobalOpts, args: ReportArgs) -> Result<Status> {
     let ReportKind::Compliance { policy } = args.what;
     let policy = policy.load()?;
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: false,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, false)?, &sink);
     let report = compliance::evaluate(&mut pool, Utc::now());
     for (name, why) in compliance::save(&mut pool, &report) {
         tracing::warn!("the report could not be stored in {name}: {why}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use bunker_engine::execute::{run_policy, Outcome, RunOptions, TargetRun};
 use bunker_engine::plan::Selection;
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use bunker_engine::status::{policy_status, TargetStatus};
 use chrono::Utc;
 use clap::Args;
@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::config::PolicyArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output::{self, Table};
 
@@ -176,15 +176,8 @@ pub fn run(g: &GlobalOpts, mut args: RunArgs) -> Result<Status> {
              it, or add the repository to the policy's repositories and an item's targets"
         );
     }
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: !args.dry_run,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, !args.dry_run)?, &sink);
     let selection = if !args.items.is_empty() {
         Selection::Items(args.items.clone())
     } else if args.all {

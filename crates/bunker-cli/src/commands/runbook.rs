@@ -5,14 +5,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use bunker_engine::runbook::{self, Mode, RunOptions, RunbookReport};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::config::PolicyArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output::{self, Table};
 
@@ -121,15 +121,8 @@ pub fn run(g: &GlobalOpts, args: RunbookArgs) -> Result<Status> {
         | RunbookAction::Drill { policy, .. }
         | RunbookAction::Execute { policy, .. } => policy.load()?,
     };
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: false,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, false)?, &sink);
     let (name, mode, yes, keep, sandbox) = match args.action {
         RunbookAction::List { .. } => return list(g, &policy),
         RunbookAction::Plan { name, .. } => return plan(g, &mut pool, &name),

@@ -3,14 +3,14 @@
 //! state is the engine's ([`bunker_engine::status`]); this renders it.
 
 use anyhow::Result;
-use bunker_engine::pool::{PoolOptions, RepoPool};
+use bunker_engine::pool::RepoPool;
 use bunker_engine::status::{policy_status, TargetStatus};
 use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::config::PolicyArgs;
 use crate::cli::GlobalOpts;
-use crate::events::{StderrSink, Wording};
+use crate::events::StderrSink;
 use crate::exit::Status;
 use crate::output::{self, Table};
 
@@ -51,15 +51,8 @@ pub fn run(g: &GlobalOpts, mut args: StatusArgs) -> Result<Status> {
     }
     let policy = args.policy.load()?;
     let now = Utc::now();
-    let sink = StderrSink {
-        wording: Wording::Policy,
-    };
-    let pool_options = PoolOptions {
-        extra_options: g.options.clone(),
-        repo_options: crate::repo::repo_options(g)?,
-        create: false,
-    };
-    let mut pool = RepoPool::new(&policy, pool_options, &sink);
+    let sink = StderrSink::POLICY;
+    let mut pool = RepoPool::new(&policy, crate::repo::pool_options(g, false)?, &sink);
     let rows = policy_status(&mut pool, |_| true, now);
     if g.json {
         output::json_line(&rows)?;

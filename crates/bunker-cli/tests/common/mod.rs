@@ -177,6 +177,31 @@ pub fn under(target: &Path, abs: &Path) -> PathBuf {
     target.join(abs.strip_prefix("/").expect("absolute"))
 }
 
+/// `restic check` of the repository at `repo` (password [`PASSWORD`]),
+/// which must pass; `false` when restic is not installed (nothing checked).
+pub fn restic_check_clean(repo: &Path) -> bool {
+    if std::process::Command::new("restic")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        return false;
+    }
+    let out = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .args(["check", "--no-cache"])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .expect("restic");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|_| ()).is_ok()
         && std::process::Command::new("id")

@@ -85,6 +85,33 @@ pub fn chown_postgres(p: &Path) {
     run(Command::new("chown").arg("-R").arg("postgres:").arg(p));
 }
 
+/// Hand the test's directory `dir` to `postgres`: mode 0755, owned by
+/// `postgres` with everything in it.
+pub fn give_to_postgres(dir: &Path) {
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    chown_postgres(dir);
+}
+
+/// The bunker under test.
+pub fn bunker_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bunker"))
+}
+
+/// `bunker` as the postgres user (PostgreSQL's programs on PATH, warnings
+/// only) with the repository `repo` and the password file `pw`.
+pub fn bunker_pg(repo: &Path, pw: &Path) -> Command {
+    let mut c = as_postgres("env");
+    c.arg(format!("PATH={PG_BIN}:/usr/bin:/bin"))
+        .arg("BUNKER_LOG=warn")
+        .arg(bunker_exe())
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(pw);
+    c
+}
+
 /// A cluster run by the `postgres` user; stopped on drop.
 pub struct Cluster {
     pub data: PathBuf,
@@ -122,6 +149,24 @@ impl Cluster {
             cluster.socket_dir().display()
         ));
         cluster
+    }
+
+    /// [`Cluster::init`] with WAL archiving into `repo` by the bunker under
+    /// test (`pg wal-push`, password file `pw`), then `extra_conf`; not
+    /// started.
+    pub fn archiving(data: PathBuf, repo: &Path, pw: &Path, extra_conf: &str) -> Cluster {
+        let archive_command = format!(
+            "{} -r {} --password-file {} pg wal-push %p",
+            bunker_exe().display(),
+            repo.display(),
+            pw.display()
+        );
+        Cluster::init(
+            data,
+            &format!(
+                "archive_mode = on\narchive_command = '{archive_command}'\nwal_level = replica\n{extra_conf}"
+            ),
+        )
     }
 
     /// A streaming standby of `primary` in `data`: `pg_basebackup -R` (WAL

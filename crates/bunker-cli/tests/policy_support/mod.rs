@@ -120,3 +120,14 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Add `n` rows to table `t` of the SQLite database at `path` (created
+/// with the table when missing).
+pub fn sqlite_rows(path: &Path, n: i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    for _ in 0..n {
+        c.execute("INSERT INTO t (v) VALUES ('x')", []).unwrap();
+    }
+}

@@ -1,4 +1,5 @@
-//! Temporary PostgreSQL servers for drills and `recover --time --start`:
+//! Temporary PostgreSQL servers for drills, `recover --time --start` and
+//! runbook drills (their port and private settings):
 //! finding the server programs, running them as the cluster's owner, a
 //! private configuration (a free loopback port, the unix socket in a
 //! directory of the sandbox, `trust` on that socket only, no archiving, no

@@ -31,6 +31,8 @@ use super::files::run_commands;
 use super::pgserver::{self, find_bin, Runner, TempServer};
 use super::{Drill, RecoveryInfo};
 use crate::error::{Context, EngineError, Result};
+use crate::events::NoEvents;
+use crate::pg::{self, PgRestoreRequest};
 
 /// The item's base backups in `repo` of the newest backup's cluster, oldest first.
 pub(crate) fn item_base_backups(
@@ -40,8 +42,7 @@ pub(crate) fn item_base_backups(
     let tag = item.tag();
     let mut backups = base::list_base_backups(repo)?;
     backups.retain(|b| b.entry.snapshot.tags.contains(&tag));
-    let sys = backups.last().and_then(|b| b.info.system_id);
-    backups.retain(|b| b.info.system_id == sys);
+    crate::pg::keep_newest_cluster(&mut backups);
     Ok(backups)
 }
 
@@ -95,9 +96,14 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
     let socket = d.subdir("run")?;
     let hba = d.sandbox.join("pg_hba.conf");
     let log = d.sandbox.join("server.log");
+    let port = pgserver::free_port()?;
+    info.port = port;
+    let settings = pgserver::private_settings(port, &socket, Some(&hba));
+    let req = PgRestoreRequest::for_backup(chosen, data.clone(), target, restore_command, settings);
     d.phase("restore", |d| {
         d.check_cancel()?;
-        pgrestore::unpack(&d.repo, &chosen, &data).context("unpacking the base backup")?;
+        // The drill holds the repository's read lock (see `run_drill`).
+        pg::restore(&d.repo, &req, &NoEvents).context("unpacking the base backup")?;
         Ok(())
     })?;
     let bin = find_bin(
@@ -106,19 +112,10 @@ pub(super) fn run(d: &mut Drill<'_>) -> Result<()> {
         &["pg_ctl", "postgres", "psql"],
     )?;
     let runner = Runner::new(bin);
-    let port = pgserver::free_port()?;
-    info.port = port;
     // In the report from here on, also when the server does not come up.
     d.report.recovery = Some(info);
     let mut server = d.phase("startup", |d| {
         pgserver::prepare_config(&data, &hba)?;
-        let settings = pgrestore::recovery_settings(
-            &target,
-            &restore_command,
-            "promote",
-            &pgserver::private_settings(port, &socket, Some(&hba)),
-        );
-        pgrestore::write_recovery_config(&data, &settings)?;
         runner.own(&d.sandbox)?;
         let mut server = TempServer::start(&runner, &data, &log, &socket, port)?;
         let users = candidates(d, &runner);

@@ -3,7 +3,6 @@
 //! recovery configuration, and optionally start the server and wait until
 //! recovery is over.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,6 @@ use bunker_repo::pg::base::{self, BaseBackup};
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
 use bunker_repo::snapshots::{self, SnapshotFilter};
 use bunker_repo::Repository;
-use bunker_sources::postgres::process::shell_quote;
 use bunker_sources::postgres::server;
 
 use crate::error::{Context, EngineError, Result};
@@ -34,6 +32,11 @@ pub struct StartServer {
 pub struct PgRestoreRequest {
     /// Base-backup snapshot to restore (`None`: chosen for `target`).
     pub snapshot: Option<String>,
+    /// A base backup the caller chose (drills, runbooks, `recover
+    /// --time`): restored as it is, `snapshot` and `filter` unused. The
+    /// caller holds a read lock on the repository and has loaded its
+    /// index; [`restore()`] then takes no lock and loads nothing.
+    pub backup: Option<BaseBackup>,
     /// Snapshot filter for `snapshot` (an item's host and tags); the
     /// base-backup tag is always required.
     pub filter: SnapshotFilter,
@@ -51,6 +54,9 @@ pub struct PgRestoreRequest {
     pub port: Option<u16>,
     /// Turn archiving off in the restored server.
     pub no_archive: bool,
+    /// More settings, written after the recovery settings (a sandbox
+    /// server's port, socket and private configuration).
+    pub settings: Vec<(String, String)>,
     /// Start the server and wait until it is promoted.
     pub start: Option<StartServer>,
 }
@@ -93,6 +99,34 @@ pub enum PgRestoreStep<'a> {
 }
 
 impl PgRestoreRequest {
+    /// A restore of `backup`, chosen by the caller (see
+    /// [`PgRestoreRequest::backup`]), into the empty or missing
+    /// `target_dir`: recovery to `target` with `restore_command`, then
+    /// promotion, `settings` written after the recovery settings; the
+    /// server is not started.
+    pub fn for_backup(
+        backup: BaseBackup,
+        target_dir: PathBuf,
+        target: RecoveryTarget,
+        restore_command: String,
+        settings: Vec<(String, String)>,
+    ) -> PgRestoreRequest {
+        PgRestoreRequest {
+            snapshot: None,
+            backup: Some(backup),
+            filter: SnapshotFilter::default(),
+            target_dir,
+            target,
+            target_action: "promote".into(),
+            force: false,
+            restore_command,
+            port: None,
+            no_archive: false,
+            settings,
+            start: None,
+        }
+    }
+
     fn dir(&self) -> PathBuf {
         std::path::absolute(&self.target_dir).unwrap_or_else(|_| self.target_dir.clone())
     }
@@ -136,10 +170,16 @@ pub fn restore(
     preflight(req)?;
     let dir = req.dir();
     let empty = pgrestore::is_empty_dir(&dir)?;
-    let lock = RepoLock::acquire_read(repo).map_err(EngineError::Lock)?;
-    repo.load_index().context("loading the index")?;
-    let backups = base::list_base_backups(repo)?;
-    let chosen = choose(repo, req, &backups)?.clone();
+    let (lock, chosen) = match &req.backup {
+        Some(b) => (None, b.clone()),
+        None => {
+            let lock = RepoLock::acquire_read(repo).map_err(EngineError::Lock)?;
+            repo.load_index().context("loading the index")?;
+            let backups = base::list_base_backups(repo)?;
+            let chosen = choose(repo, req, &backups)?.clone();
+            (Some(lock), chosen)
+        }
+    };
     if !empty {
         pgrestore::clear_dir(&dir)?;
     }
@@ -155,6 +195,7 @@ pub fn restore(
     if req.no_archive {
         extra.push(("archive_mode".to_string(), "off".to_string()));
     }
+    extra.extend(req.settings.iter().cloned());
     let settings = pgrestore::recovery_settings(
         &req.target,
         &req.restore_command,
@@ -171,10 +212,9 @@ pub fn restore(
     if let Some(start) = &req.start {
         let bin =
             server::find_server_bin(&dir, start.bin_dir.as_deref(), &server::SERVER_PROGRAMS)?;
-        let log = dir.join("bunker-recovery.log");
         let mut progress =
             |line: &str| sink.event(&Event::PgRestore(&PgRestoreStep::Recovery(line)));
-        server::start_and_wait_promoted(&bin, &dir, &log, start.timeout, &mut progress)
+        start_and_wait(&bin, &dir, start.timeout, &mut progress)
             .map_err(|e| EngineError::Lower(Box::new(e)))?;
     }
     Ok(PgRestoreOutcome {
@@ -211,24 +251,27 @@ fn choose<'a>(
             })
         }
         None => {
-            let backups: Vec<&BaseBackup> = backups
+            let mut same: Vec<BaseBackup> = backups
                 .iter()
                 .filter(|b| matches_filter(&req.filter, b))
+                .cloned()
                 .collect();
-            // Only backups of the newest backup's cluster.
-            let sys = backups.last().and_then(|b| b.info.system_id);
-            let same: Vec<BaseBackup> = backups
-                .iter()
-                .filter(|b| b.info.system_id == sys)
-                .map(|b| (*b).clone())
-                .collect();
+            keep_newest_cluster(&mut same);
             let c = pgrestore::choose(&same, &req.target)?;
             backups
-                .into_iter()
+                .iter()
                 .find(|b| b.entry.id == c.entry.id)
                 .ok_or_else(|| EngineError::Invalid("internal: chosen backup vanished".into()))
         }
     }
+}
+
+/// Keep only the base backups of the newest one's cluster (its system
+/// identifier): WAL of another cluster cannot recover them. `backups` is
+/// oldest first.
+pub fn keep_newest_cluster(backups: &mut Vec<BaseBackup>) {
+    let sys = backups.last().and_then(|b| b.info.system_id);
+    backups.retain(|b| b.info.system_id == sys);
 }
 
 /// Whether a base backup matches the request's host and tag filter (an
@@ -237,31 +280,16 @@ fn matches_filter(filter: &SnapshotFilter, b: &BaseBackup) -> bool {
     filter.matches(&b.entry.snapshot)
 }
 
-/// How `restore_command` finds the repository password.
-#[derive(Debug, Clone)]
-pub enum PasswordArg {
-    /// `--password-file FILE` (made absolute).
-    File(PathBuf),
-    /// `--password-command COMMAND`.
-    Command(String),
-}
-
-/// `restore_command` calling the bunker at `exe`: `EXE -r LOCATION
-/// --password-file F pg wal-fetch %f %p`, every word shell-quoted.
-pub fn wal_fetch_command(exe: &Path, location: &str, password: &PasswordArg) -> String {
-    let mut words: Vec<OsString> = vec![exe.as_os_str().to_owned(), "-r".into(), location.into()];
-    match password {
-        PasswordArg::File(f) => {
-            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            words.push("--password-file".into());
-            words.push(abs.into_os_string());
-        }
-        PasswordArg::Command(c) => {
-            words.push("--password-command".into());
-            words.push(c.into());
-        }
-    }
-    let mut s: Vec<String> = words.iter().map(shell_quote).collect();
-    s.extend(["pg".into(), "wal-fetch".into(), "%f".into(), "%p".into()]);
-    s.join(" ")
+/// Start the restored cluster in `dir` with the programs of `bin` (as the
+/// current user, logging to `dir/bunker-recovery.log`) and wait until it is
+/// promoted, for at most `timeout`; `progress` gets the wait's lines (see
+/// [`server::start_and_wait_promoted`]).
+pub fn start_and_wait(
+    bin: &Path,
+    dir: &Path,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> std::result::Result<(), server::RecoveryWaitError> {
+    let log = dir.join("bunker-recovery.log");
+    server::start_and_wait_promoted(bin, dir, &log, timeout, progress)
 }

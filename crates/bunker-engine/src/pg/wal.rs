@@ -7,9 +7,10 @@ use std::time::Duration;
 use bunker_policy::Policy;
 use bunker_repo::check::ReadData;
 use bunker_repo::lock::RepoLock;
+use bunker_repo::pg::base::{self, BaseBackup};
+use bunker_repo::pg::retention;
 use bunker_repo::pg::verify::{self, VerifyReport};
 use bunker_repo::pg::wal_check::{self, WalReadReport};
-use bunker_repo::pg::{base, retention};
 use bunker_repo::retention::{KeepPolicy, UNLIMITED};
 use bunker_repo::snapshots::SnapshotFilter;
 use bunker_repo::Repository;
@@ -69,14 +70,7 @@ pub fn verify(repo: &Repository, req: &WalVerifyRequest) -> Result<WalVerifyOutc
         backups.retain(|b| b.entry.snapshot.tags.contains(tag));
     }
     let now = req.now.unwrap_or_else(Utc::now);
-    let required = req
-        .pitr
-        .and_then(|p| chrono::Duration::from_std(p).ok())
-        .map(|p| now - p);
-    let points = required
-        .map(|c| retention::point_only(&backups, c))
-        .unwrap_or_default();
-    let report = verify::verify_window(repo, &backups, req.segment_size, &points)?;
+    let (report, required) = verify_span(repo, &backups, req.segment_size, req.pitr, now)?;
     let read = if req.read_data {
         Some(wal_check::read_objects(repo, &ReadData::All).context("reading the WAL archive")?)
     } else {
@@ -97,6 +91,27 @@ pub fn verify(repo: &Repository, req: &WalVerifyRequest) -> Result<WalVerifyOutc
         covers,
         read,
     })
+}
+
+/// The recoverable window of `backups` (WAL segments of `segment_size`
+/// bytes), and the start a `pitr` span requires at `now` (`None` without a
+/// span). Base backups older than that start need only the WAL that makes
+/// them consistent.
+pub fn verify_span(
+    repo: &Repository,
+    backups: &[BaseBackup],
+    segment_size: u64,
+    pitr: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<(VerifyReport, Option<DateTime<Utc>>)> {
+    let required = pitr
+        .and_then(|p| chrono::Duration::from_std(p).ok())
+        .map(|p| now - p);
+    let points = required
+        .map(|c| retention::point_only(backups, c))
+        .unwrap_or_default();
+    let report = verify::verify_window(repo, backups, segment_size, &points)?;
+    Ok((report, required))
 }
 
 /// Delete (or, `dry_run`, list) the archived WAL from before the oldest

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bunker_policy::runbook::{Action, PgTarget};
-use bunker_policy::{Item, PasswordSource};
+use bunker_policy::Item;
 use bunker_repo::lock::RepoLock;
 use bunker_repo::pg::base::{self, BaseBackup};
 use bunker_repo::pg::restore::{self as pgrestore, RecoveryTarget};
@@ -21,7 +21,11 @@ use chrono::{DateTime, FixedOffset};
 
 use super::rollback::SafetyCopies;
 use super::{item_of, item_repo, probe, Mode, RunOptions};
+use crate::drill::pgserver;
 use crate::error::{Context, EngineError, Result};
+use crate::events::NoEvents;
+use crate::pg::command::{self, Runner};
+use crate::pg::{self, PgRestoreRequest};
 use crate::pool::RepoPool;
 use crate::retention::item_filter;
 
@@ -270,19 +274,15 @@ pub(crate) fn choose_base_backup(
 ) -> Result<BaseBackup> {
     let all = base::list_base_backups(repo)?;
     let tag = item.tag();
-    let mine: Vec<BaseBackup> = if all.iter().any(|b| b.entry.snapshot.tags.contains(&tag)) {
+    let mut mine: Vec<BaseBackup> = if all.iter().any(|b| b.entry.snapshot.tags.contains(&tag)) {
         all.into_iter()
             .filter(|b| b.entry.snapshot.tags.contains(&tag))
             .collect()
     } else {
         all
     };
-    let sys = mine.last().and_then(|b| b.info.system_id);
-    let same: Vec<BaseBackup> = mine
-        .into_iter()
-        .filter(|b| b.info.system_id == sys)
-        .collect();
-    Ok(pgrestore::choose(&same, &recovery_target(target)?)?.clone())
+    pg::keep_newest_cluster(&mut mine);
+    Ok(pgrestore::choose(&mine, &recovery_target(target)?)?.clone())
 }
 
 /// The archived WAL from `start` on: `N file(s), FIRST .. LAST`.
@@ -297,48 +297,6 @@ pub(crate) fn wal_range(repo: &Repository, start: &str) -> Option<String> {
         (Some(a), Some(b)) => Some(format!("{} file(s), {a} .. {b}", names.len())),
         _ => Some("none archived".into()),
     }
-}
-
-/// `<bunker> -r LOCATION [-o k=v] <password option> pg wal-fetch %f %p`.
-fn restore_command(pool: &RepoPool<'_>, repo_name: &str, exe: &Path) -> Result<String> {
-    use bunker_sources::postgres::process::shell_quote;
-    let cfg = pool.policy().repositories.get(repo_name).ok_or_else(|| {
-        EngineError::Invalid(format!("repository {repo_name} is not in the policy"))
-    })?;
-    let mut words: Vec<std::ffi::OsString> =
-        vec![exe.into(), "-r".into(), cfg.location.clone().into()];
-    for (k, v) in &cfg.options {
-        words.push("-o".into());
-        words.push(format!("{k}={v}").into());
-    }
-    match &cfg.password {
-        PasswordSource::File(p) => {
-            words.push("--password-file".into());
-            words.push(std::path::absolute(p).unwrap_or_else(|_| p.clone()).into());
-        }
-        PasswordSource::Command(c) => {
-            words.push("--password-command".into());
-            words.push(c.into());
-        }
-        PasswordSource::Env(name) => {
-            words.push("--password-command".into());
-            words.push(format!("printenv {name}").into());
-        }
-        PasswordSource::Plain(_) => {
-            return Err(EngineError::Invalid(format!(
-                "repository {repo_name} has an inline password, which is not written into PostgreSQL's \
-                 restore_command: give it a password_file or password_command"
-            )))
-        }
-    }
-    let mut s: Vec<String> = words.iter().map(shell_quote).collect();
-    s.extend(["pg".into(), "wal-fetch".into(), "%f".into(), "%p".into()]);
-    Ok(s.join(" "))
-}
-
-fn free_loopback_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr().context("finding a free port")?.port())
 }
 
 /// Run one step.
@@ -443,7 +401,10 @@ fn pg_restore(
 ) -> Result<Done> {
     let item = item_of(pool, item)?;
     let o = item_repo(pool, item)?;
-    let command = restore_command(pool, &o.name, &opts.bunker_exe)?;
+    let cfg = pool.policy().repositories.get(&o.name).ok_or_else(|| {
+        EngineError::Invalid(format!("repository {} is not in the policy", o.name))
+    })?;
+    let command = command::repository_restore_command(cfg, &opts.bunker_exe, Runner::Runbook)?;
     if opts.mode == Mode::Execute {
         if let Some(pid) = running_postmaster(data_dir) {
             return Err(EngineError::Invalid(format!(
@@ -453,35 +414,27 @@ fn pg_restore(
         }
     }
     let rt = recovery_target(target)?;
-    let (backup, entries) = {
+    let drill = opts.mode == Mode::Drill;
+    // A drill's server is private: a free loopback port, its socket in the
+    // data directory, no archiving.
+    let port = if drill {
+        Some(pgserver::free_port()?)
+    } else {
+        None
+    };
+    let (out, dest) = {
         let _lock = RepoLock::acquire_read(&o.repo)?;
         o.repo.load_index()?;
         let b = choose_base_backup(&o.repo, item, target)?;
         let dest = st.destination(n, &item.name, data_dir)?;
-        let entries = pgrestore::unpack(&o.repo, &b, &dest)?;
-        (b, (entries, dest))
+        let settings = port.map_or_else(Vec::new, |p| pgserver::private_settings(p, &dest, None));
+        let req = PgRestoreRequest::for_backup(b, dest.clone(), rt.clone(), command, settings);
+        (pg::restore(&o.repo, &req, &NoEvents)?, dest)
     };
-    let (entries, dest) = entries;
+    let (backup, entries) = (out.backup, out.entries);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dest.display()))?;
-    let mut extra = Vec::new();
-    let drill = opts.mode == Mode::Drill;
-    let port = if drill {
-        let port = free_loopback_port()?;
-        extra.push(("port".to_string(), port.to_string()));
-        extra.push(("listen_addresses".to_string(), "127.0.0.1".to_string()));
-        extra.push((
-            "unix_socket_directories".to_string(),
-            dest.display().to_string(),
-        ));
-        extra.push(("archive_mode".to_string(), "off".to_string()));
-        Some(port)
-    } else {
-        None
-    };
-    let settings = pgrestore::recovery_settings(&rt, &command, "promote", &extra);
-    pgrestore::write_recovery_config(&dest, &settings)?;
     let mut detail = format!(
         "restored base backup {} ({entries} entries) into {}",
         backup.entry.id.short(),
@@ -489,10 +442,9 @@ fn pg_restore(
     );
     if drill || start {
         let bin = server::find_server_bin(&dest, None, &server::SERVER_PROGRAMS)?;
-        let log = dest.join("bunker-recovery.log");
         let mut progress = |line: &str| (opts.progress)(line);
         let timeout = Duration::from_secs(3600);
-        let res = server::start_and_wait_promoted(&bin, &dest, &log, timeout, &mut progress);
+        let res = pg::start_and_wait(&bin, &dest, timeout, &mut progress);
         let (host, port) = match port {
             Some(p) => (dest.display().to_string(), p),
             None => {

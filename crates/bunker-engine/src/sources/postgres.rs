@@ -545,68 +545,14 @@ pub fn archive_settings(
         .repositories
         .get(target)
         .ok_or_else(|| invalid(format!("unknown repository {target:?}")))?;
-    let words = bunker_words(cfg, exe)?.join(" ");
+    use crate::pg::command;
+    let a = command::repository_args(cfg, command::Runner::Server)?;
     Ok(ArchiveSettings {
-        archive_command: format!("{words} pg wal-push %p"),
+        archive_command: command::wal_push_command(exe, &a.location, &a.password, &a.options),
         archive_timeout: item.rpo.map_or(60, |r| (r.as_secs() / 2).clamp(1, 60)),
         item: item.name.clone(),
         repository: cfg.name.clone(),
-        restore_command: format!("{words} pg wal-fetch %f %p"),
+        restore_command: command::wal_fetch_command(exe, &a.location, &a.password, &a.options),
         more_targets: item.targets.len() > 1,
     })
-}
-
-/// `<bunker> -r LOCATION --password-file F [-o k=v]...` for a policy repository.
-fn bunker_words(
-    cfg: &bunker_policy::RepositoryConfig,
-    exe: &std::path::Path,
-) -> Result<Vec<String>> {
-    use bunker_policy::PasswordSource;
-    use bunker_sources::postgres::process::shell_quote;
-    let q = |s: &std::ffi::OsStr| shell_quote(&s.to_os_string());
-    let location = match cfg.local_path() {
-        Some(p) => std::path::absolute(&p)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned(),
-        None => cfg.location.clone(),
-    };
-    let mut w = vec![q(exe.as_os_str()), "-r".into(), q(location.as_ref())];
-    match &cfg.password {
-        PasswordSource::File(f) => {
-            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            w.push("--password-file".into());
-            w.push(q(abs.as_os_str()));
-        }
-        PasswordSource::Command(c) => {
-            w.push("--password-command".into());
-            w.push(q(c.as_ref()));
-        }
-        PasswordSource::Env(v) => {
-            return Err(EngineError::Invalid(format!(
-            "repository {:?} takes its password from ${v}, which the PostgreSQL server does not \
-                 have: give it a password_file readable by the postgres user",
-            cfg.name
-        )))
-        }
-        PasswordSource::Plain(_) => {
-            return Err(EngineError::Invalid(format!(
-                "repository {:?} has its password inline; archive_command would expose it: \
-                 use a password_file readable by the postgres user",
-                cfg.name
-            )))
-        }
-    }
-    for (k, v) in &cfg.options {
-        if bunker_policy::is_secret_key(k) {
-            return Err(EngineError::Invalid(format!(
-                "repository {:?} has the secret option {k:?}; it is not written into \
-                 postgresql.conf: give it to the server through the environment instead",
-                cfg.name
-            )));
-        }
-        w.push("-o".into());
-        w.push(q(format!("{k}={v}").as_ref()));
-    }
-    Ok(w)
 }

@@ -251,19 +251,14 @@ fn parse_item(
     };
 
     if let Some(v) = m.get("kind") {
-        let p = key(path, "kind");
-        if let Some(s) = cx.string(v, &p, "kind", &wher) {
-            match s.as_str() {
-                "files" => item.source.kind = ItemKind::Files,
-                "postgres" => item.source.kind = ItemKind::Postgres,
-                "sqlite" => item.source.kind = ItemKind::Sqlite,
-                "command" => item.source.kind = ItemKind::Command,
-                other => cx.err(
-                    &p,
-                    format!("invalid kind \"{other}\" {wher}"),
-                    Some("expected \"files\", \"postgres\", \"sqlite\" or \"command\"".into()),
-                ),
-            }
+        let choices = [
+            ("files", ItemKind::Files),
+            ("postgres", ItemKind::Postgres),
+            ("sqlite", ItemKind::Sqlite),
+            ("command", ItemKind::Command),
+        ];
+        if let Some(k) = cx.choice(v, &key(path, "kind"), "kind", &wher, &choices) {
+            item.source.kind = k;
         }
     }
     if let Some(v) = m.get("paths") {
@@ -284,17 +279,8 @@ fn parse_item(
     }
     if let Some(v) = m.get("priority") {
         let p = key(path, "priority");
-        if let Some(s) = cx.string(v, &p, "priority", &wher) {
-            match s.as_str() {
-                "critical" => item.priority = Priority::Critical,
-                "important" => item.priority = Priority::Important,
-                "low" => item.priority = Priority::Low,
-                other => cx.err(
-                    &p,
-                    format!("invalid priority \"{other}\" {wher}"),
-                    Some("expected \"critical\", \"important\" or \"low\"".into()),
-                ),
-            }
+        if let Some(pr) = cx.choice(v, &p, "priority", &wher, &super::choice::PRIORITIES) {
+            item.priority = pr;
         }
     }
     if let Some(v) = m.get("rpo") {
@@ -585,14 +571,12 @@ fn postgres(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], item: &str) -> Option<Pos
     pg.dsn = text(cx, "dsn").map(Secret::new);
     pg.password_env = text(cx, "password_env");
     if let Some(mode) = text(cx, "mode") {
-        match mode.as_str() {
-            "logical" => pg.mode = PostgresMode::Logical,
-            "physical" => pg.mode = PostgresMode::Physical,
-            other => cx.err(
-                &key(path, "mode"),
-                format!("invalid mode \"{other}\" {wher}"),
-                Some("expected \"logical\" or \"physical\"".into()),
-            ),
+        let choices = [
+            ("logical", PostgresMode::Logical),
+            ("physical", PostgresMode::Physical),
+        ];
+        if let Some(md) = cx.one_of(&mode, &key(path, "mode"), "mode", &wher, &choices) {
+            pg.mode = md;
         }
     }
     if let Some(v) = m.get("pitr") {

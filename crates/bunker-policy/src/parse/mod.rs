@@ -1,5 +1,6 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
+mod choice;
 pub(crate) mod items;
 mod notify;
 mod repos;

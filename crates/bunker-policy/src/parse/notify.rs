@@ -3,7 +3,7 @@
 
 use super::{index, key, scalar_text, Ctx};
 use crate::locate::{NodePath, Seg};
-use crate::model::{PasswordSource, Priority, Secret};
+use crate::model::{PasswordSource, Secret};
 use crate::notifications::{
     EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, SmtpTls, WebhookFormat,
     DEFAULT_NOTIFY_RETRY_FOR, DEFAULT_NOTIFY_TIMEOUT,
@@ -157,15 +157,8 @@ fn parse_target(
     if let Some(v) = m.get("priorities") {
         let p = key(path, "priorities");
         for (i, s) in list(cx, v, &p, "priorities", &wher) {
-            match s.as_str() {
-                "critical" => filter.priorities.push(Priority::Critical),
-                "important" => filter.priorities.push(Priority::Important),
-                "low" => filter.priorities.push(Priority::Low),
-                other => cx.err(
-                    &i,
-                    format!("invalid priority \"{other}\" {wher}"),
-                    Some("expected \"critical\", \"important\" or \"low\"".into()),
-                ),
+            if let Some(pr) = cx.one_of(&s, &i, "priority", &wher, &super::choice::PRIORITIES) {
+                filter.priorities.push(pr);
             }
         }
     }
@@ -381,22 +374,17 @@ fn email(cx: &mut Ctx<'_>, v: &Value, path: &[Seg], name: &str) -> Option<Notify
             }
         }
     });
-    let mut tls = SmtpTls::StartTls;
-    if let Some(v) = m.get("tls") {
-        let p = key(path, "tls");
-        if let Some(s) = cx.string(v, &p, "tls", &wher) {
-            match s.as_str() {
-                "starttls" => tls = SmtpTls::StartTls,
-                "tls" => tls = SmtpTls::Tls,
-                "none" => tls = SmtpTls::None,
-                other => cx.err(
-                    &p,
-                    format!("invalid tls \"{other}\" {wher}"),
-                    Some("expected \"starttls\", \"tls\" or \"none\"".into()),
-                ),
-            }
-        }
-    }
+    let tls = m
+        .get("tls")
+        .and_then(|v| {
+            let choices = [
+                ("starttls", SmtpTls::StartTls),
+                ("tls", SmtpTls::Tls),
+                ("none", SmtpTls::None),
+            ];
+            cx.choice(v, &key(path, "tls"), "tls", &wher, &choices)
+        })
+        .unwrap_or(SmtpTls::StartTls);
     let user = m
         .get("user")
         .and_then(|v| cx.string(v, &key(path, "user"), "user", &wher));

@@ -135,21 +135,13 @@ fn parse_repository(
         }
     }
 
-    let mut role = Role::Primary;
-    if let Some(v) = m.get("role") {
-        let rpath = key(path, "role");
-        if let Some(s) = cx.string(v, &rpath, "role", &wher) {
-            match s.as_str() {
-                "primary" => role = Role::Primary,
-                "offsite" => role = Role::Offsite,
-                other => cx.err(
-                    &rpath,
-                    format!("invalid role \"{other}\" {wher}"),
-                    Some("expected \"primary\" or \"offsite\"".into()),
-                ),
-            }
-        }
-    }
+    let role = m
+        .get("role")
+        .and_then(|v| {
+            let choices = [("primary", Role::Primary), ("offsite", Role::Offsite)];
+            cx.choice(v, &key(path, "role"), "role", &wher, &choices)
+        })
+        .unwrap_or(Role::Primary);
 
     let fallbacks = match m.get("fallbacks") {
         Some(v) => cx.strings(v, &key(path, "fallbacks"), "fallbacks", &wher),

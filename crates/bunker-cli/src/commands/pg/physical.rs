@@ -209,7 +209,12 @@ fn own_restore_command(g: &GlobalOpts) -> Result<String> {
              or write your own with --restore-command"
         );
     };
-    Ok(pg::wal_fetch_command(&exe, repo::location(g)?, &password))
+    Ok(pg::wal_fetch_command(
+        &exe,
+        repo::location(g)?,
+        &password,
+        &[],
+    ))
 }
 
 /// Renders the restore's steps (and registers the repository's locks).
@@ -258,6 +263,7 @@ impl EventSink for RestoreSink<'_> {
 pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
     let mut req = PgRestoreRequest {
         snapshot: args.snapshot.clone(),
+        backup: None,
         filter: Default::default(),
         target: recovery_target(&args)?,
         target_dir: args.target_dir.clone(),
@@ -266,6 +272,7 @@ pub fn restore(g: &GlobalOpts, args: RestoreArgs) -> Result<Status> {
         restore_command: String::new(),
         port: args.port,
         no_archive: args.no_archive,
+        settings: Vec::new(),
         start: args.start.then(|| StartServer {
             timeout: args.timeout,
             bin_dir: args.bin_dir.clone(),
