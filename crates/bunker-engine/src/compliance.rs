@@ -218,6 +218,10 @@ fn source_medium(item: &Item) -> String {
             }
             _ => format!("database server {}", hostname()),
         },
+        Source::Mysql(my) => match my.host.as_deref() {
+            Some(h) if h != "localhost" && h != "127.0.0.1" => format!("database server {h}"),
+            _ => format!("database server {}", hostname()),
+        },
         Source::Command(_) => format!("command output on {}", hostname()),
     }
 }
@@ -463,19 +467,11 @@ mod tests {
                 copy("b", "offsite", "d3", true),
             ]
         };
-        let slow = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(90.0, 60),
-        );
+        let slow = Record::new(RecordKind::Drill, "web", drill_body(90.0, 60));
         let c = judge(&item(), copies(), None, Some(&slow));
         assert!(!c.compliant);
         assert!(c.problems[0].contains("drill"));
-        let fast = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(30.0, 60),
-        );
+        let fast = Record::new(RecordKind::Drill, "web", drill_body(30.0, 60));
         assert!(judge(&item(), copies(), None, Some(&fast)).compliant);
         let unreadable = Record::new(RecordKind::Drill, "web", serde_json::json!({"ok": true}));
         assert!(!judge(&item(), copies(), None, Some(&unreadable)).compliant);

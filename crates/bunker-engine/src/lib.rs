@@ -33,9 +33,9 @@
 // The engine never prints: front ends render its events.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod drill;
 pub mod audit;
 pub mod compliance;
+pub mod drill;
 pub mod error;
 pub mod events;
 pub mod execute;

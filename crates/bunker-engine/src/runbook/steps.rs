@@ -554,7 +554,9 @@ fn notify(policy: &bunker_policy::Policy, message: &str, opts: &RunOptions<'_>) 
     (opts.progress)(&format!("NOTIFY: {text}"));
     if policy.notifications.is_empty() {
         tracing::warn!(target: "bunker::runbook", "NOTIFY (no notification targets in the policy): {text}");
-        return Ok(Done::said(format!("no notification targets; logged: {text}")));
+        return Ok(Done::said(format!(
+            "no notification targets; logged: {text}"
+        )));
     }
     let notifier = bunker_notify::Notifier::new(&policy.notifications)
         .map_err(|e| EngineError::Invalid(format!("notify step: {e}")))?;
@@ -571,8 +573,14 @@ fn notify(policy: &bunker_policy::Policy, message: &str, opts: &RunOptions<'_>) 
         .map(|d| format!("{}: {}", d.target, d.error.unwrap_or_default()))
         .collect();
     if failed.is_empty() {
-        Ok(Done::said(format!("notified {} target(s): {text}", notifier.target_names().len())))
+        Ok(Done::said(format!(
+            "notified {} target(s): {text}",
+            notifier.target_names().len()
+        )))
     } else {
-        Err(EngineError::Invalid(format!("notify step: delivery failed ({})", failed.join("; "))))
+        Err(EngineError::Invalid(format!(
+            "notify step: delivery failed ({})",
+            failed.join("; ")
+        )))
     }
 }

@@ -1,6 +1,7 @@
 //! YAML text → typed [`Policy`], collecting every problem with its position.
 
 pub(crate) mod items;
+mod mysql;
 mod notify;
 mod repos;
 
