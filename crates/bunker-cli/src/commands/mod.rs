@@ -35,6 +35,7 @@ pub mod version;
 pub mod config;
 pub mod drill;
 pub mod forget;
+pub mod mysql;
 pub mod notify;
 pub mod pg;
 pub mod prune;
@@ -78,6 +79,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Config(config::ConfigArgs),
     Pg(pg::PgArgs),
+    Mysql(mysql::MysqlArgs),
     Drill(drill::DrillArgs),
     Audit(audit::AuditArgs),
     Report(report::ReportArgs),
@@ -127,6 +129,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Status(a) => status::run(g, a),
         Command::Config(a) => config::run(g, a),
         Command::Pg(a) => pg::run(g, a),
+        Command::Mysql(a) => mysql::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Audit(a) => audit::run(g, a),
         Command::Report(a) => report::run(g, a),

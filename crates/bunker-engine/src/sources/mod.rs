@@ -3,6 +3,7 @@
 
 mod command;
 pub mod mysql;
+pub mod mysql_restore;
 pub mod postgres;
 
 use std::sync::Arc;

@@ -145,7 +145,9 @@ impl MyConn {
 }
 
 /// `mariadb-dump` of the given databases (all when empty) with a
-/// consistent InnoDB snapshot, routines, events and triggers.
+/// consistent InnoDB snapshot, routines, events and triggers. A single
+/// database is dumped without `CREATE DATABASE`/`USE`, so it can be
+/// restored under another name.
 pub fn dump_command(conn: &MyConn, databases: &[String]) -> Command {
     let mut c = conn.command("mariadb-dump");
     c.args([
@@ -157,6 +159,8 @@ pub fn dump_command(conn: &MyConn, databases: &[String]) -> Command {
     ]);
     if databases.is_empty() {
         c.arg("--all-databases");
+    } else if databases.len() == 1 {
+        c.arg("--").args(databases);
     } else {
         c.arg("--databases").args(databases);
     }
