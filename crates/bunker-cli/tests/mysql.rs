@@ -206,3 +206,51 @@ fn physical_backup_restores_and_replays_binlogs_to_a_time() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("binlog.000002 is missing"), "{err}");
 }
+
+#[test]
+fn run_backs_up_logical_and_physical_mysql_items() {
+    if !mariadb_available() {
+        return;
+    }
+    let env = Env::init();
+    let srv = Server::start(&env.path("db"));
+    srv.sql(TABLE);
+    let pw = env.path("pw");
+    std::fs::write(&pw, common::PASSWORD).unwrap();
+    let policy = env.path("bunker.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "repositories:\n  main:\n    location: {}\n    password_file: {}\n\
+             items:\n\
+             \x20 - name: shop-dump\n    kind: mysql\n    mysql: {{ socket: {}, user: root, databases: [shop] }}\n\
+             \x20 - name: shop-physical\n    kind: mysql\n    mysql: {{ socket: {}, user: root, mode: physical }}\n",
+            env.repo.display(),
+            pw.display(),
+            srv.socket.display(),
+            srv.socket.display()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .bare()
+        .args(["run", "--json", "--all", "--config"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["status"], "ok", "{v}");
+    assert_eq!(v["results"][1]["status"], "ok", "{v}");
+    for (tag, item) in [
+        ("mysql-dump", "shop-dump"),
+        ("mysql-physical", "shop-physical"),
+    ] {
+        let snaps = env.json(&["snapshots", "--tag", &format!("{tag},bunker:item={item}")]);
+        assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{tag}: {snaps}");
+    }
+}
