@@ -110,6 +110,10 @@ fn physical_backup_restores_and_replays_binlogs_to_a_time() {
 
     // Two marked inserts with a target time strictly between them.
     srv.sql("INSERT INTO shop.t VALUES (10,'before')");
+    let status = srv.sql("SHOW MASTER STATUS");
+    let mut cols = status.split('\t');
+    let position = format!("{}:{}", cols.next().unwrap(), cols.next().unwrap());
+    let gtid = srv.sql("SELECT @@gtid_binlog_pos");
     let t1 = srv.sql("SELECT UNIX_TIMESTAMP()").parse::<i64>().unwrap();
     let target = t1 + 1;
     wait_past(&srv, t1);
@@ -167,6 +171,28 @@ fn physical_backup_restores_and_replays_binlogs_to_a_time() {
         format!("{at_backup},10before")
     );
     drop(r);
+
+    // The same point as a binlog position and as a GTID.
+    for (flag, value) in [("--target-position", &position), ("--target-gtid", &gtid)] {
+        let dir = env.path(&format!("t{}", &flag[9..]));
+        let out = env
+            .bunker()
+            .args(["mysql", "restore", flag, value, "--target-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = Server::run(dir, env.path(&format!("s{}", &flag[9..12])));
+        assert_eq!(
+            r.sql("SELECT GROUP_CONCAT(id, v ORDER BY id) FROM shop.t"),
+            format!("{at_backup},10before"),
+            "{flag} {value}"
+        );
+    }
 
     // A binlog removed from the archive is a gap binlog-verify reports,
     // and a point-in-time restore across it fails clearly.
