@@ -81,6 +81,7 @@ fn operation(cmd: &Command) -> Option<&'static str> {
             MysqlCommand::Dump(_) => "mysql dump",
             MysqlCommand::Restore(_) => "mysql restore",
             MysqlCommand::RestoreDump(_) => "mysql restore-dump",
+            MysqlCommand::BinlogPrune(_) => "mysql binlog-prune",
             _ => return None,
         },
         _ => return None,

@@ -231,6 +231,19 @@ fn physical_backup_restores_and_replays_binlogs_to_a_time() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("binlog.000002 is missing"), "{err}");
+
+    // binlog-prune keeps everything from the only backup's start file on.
+    let out = env
+        .bunker()
+        .args(["mysql", "binlog-prune"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.repo.join("bunker/binlog/binlog.000001").exists());
 }
 
 #[test]

@@ -192,5 +192,20 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("log_bin"), "{e}");
         assert_eq!(list_physical_backups(&repo).unwrap().len(), 1);
+        // Binlogs before the backup's start file are no longer needed;
+        // another series is left alone.
+        let archived: Vec<bunker_sources::mysql::BinlogName> = [
+            "binlog.000001",
+            "binlog.000002",
+            "binlog.000003",
+            "other.000001",
+        ]
+        .iter()
+        .map(|n| bunker_sources::mysql::BinlogName::parse(n).unwrap())
+        .collect();
+        assert_eq!(
+            crate::mysql::verify::prunable(&archived, &all),
+            ["binlog.000001"]
+        );
     }
 }

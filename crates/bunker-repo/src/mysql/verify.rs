@@ -119,6 +119,26 @@ pub fn replay_files(archived: &[BinlogName], start: &str) -> Result<Vec<String>,
     Ok(out)
 }
 
+/// The archived files no physical backup needs: of each series, those
+/// before the oldest start file of a backup of that series. A series no
+/// backup starts in is left alone (it may belong to a server whose backups
+/// are elsewhere), and nothing is prunable without backups.
+pub fn prunable(archived: &[BinlogName], backups: &[PhysicalBackup]) -> Vec<String> {
+    let mut oldest: std::collections::BTreeMap<String, u64> = Default::default();
+    for n in backups
+        .iter()
+        .filter_map(|b| BinlogName::parse(&b.pos.file).ok())
+    {
+        let e = oldest.entry(n.base).or_insert(n.seq);
+        *e = (*e).min(n.seq);
+    }
+    archived
+        .iter()
+        .filter(|n| oldest.get(&n.base).is_some_and(|&first| n.seq < first))
+        .map(ToString::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +170,6 @@ mod tests {
         assert!(replay_files(&a, "binlog.000005").is_err());
         let full = names(&["binlog.000001", "binlog.000002"]);
         assert!(verify(&full, &[]).ok());
+        assert!(prunable(&full, &[]).is_empty(), "nothing without backups");
     }
 }

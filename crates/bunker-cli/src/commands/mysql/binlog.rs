@@ -112,3 +112,46 @@ pub fn verify(g: &GlobalOpts, _args: VerifyArgs) -> Result<Status> {
     }
     Ok(Status::Success)
 }
+
+/// Delete archived binlogs no physical backup needs
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Delete archived binlog files older than the start file of the oldest physical \
+backup in the repository (per binlog base name; a base name no backup starts in is left alone). \
+Run it after `bunker forget` removed old physical backups.",
+    after_long_help = super::help::PRUNE_EXAMPLES
+)]
+pub struct PruneArgs {
+    /// Only list what would be deleted
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+pub fn prune(g: &GlobalOpts, args: PruneArgs) -> Result<Status> {
+    let r = repo::open(g)?;
+    let _lock = repo::lock(&r, false)?;
+    let archived = binlog_archive::list(&r)?;
+    let backups = list_physical_backups(&r)?;
+    let names = myverify::prunable(&archived, &backups);
+    for n in &names {
+        if !args.dry_run {
+            binlog_archive::remove(&r, n).with_context(|| format!("removing {n}"))?;
+        }
+        if g.json {
+            output::json_line(&serde_json::json!({ "name": n, "removed": !args.dry_run }))?;
+        } else if !g.quiet {
+            println!(
+                "{} {n}",
+                if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                }
+            );
+        }
+    }
+    if !g.json && !g.quiet && names.is_empty() {
+        println!("no archived binlog is older than the oldest physical backup");
+    }
+    Ok(Status::Success)
+}

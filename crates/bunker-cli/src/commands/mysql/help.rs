@@ -31,6 +31,11 @@ EXAMPLES:
     bunker mysql binlog-verify
     bunker --json mysql binlog-verify";
 
+pub const PRUNE_EXAMPLES: &str = "\
+EXAMPLES:
+    bunker mysql binlog-prune --dry-run     (list what would be deleted)
+    bunker forget --tag mysql-physical --keep-last 30 && bunker mysql binlog-prune";
+
 pub const DUMP_EXAMPLES: &str = "\
 EXAMPLES:
     bunker mysql dump --socket /run/mysqld/mysqld.sock --user root      (all databases)

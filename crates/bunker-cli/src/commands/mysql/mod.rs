@@ -2,7 +2,7 @@
 //! binlog archiving, point-in-time restore and logical dumps.
 //!
 //! Submodules: [`physical`] (backup, restore), [`binlog`] (binlog-push,
-//! binlog-verify) and [`logical`] (dump, restore-dump). The work is the
+//! binlog-verify, binlog-prune) and [`logical`] (dump, restore-dump). The work is the
 //! engine's (`bunker_engine::sources::mysql`, `mysql_restore`) and the
 //! repository layer's (`bunker_repo::mysql`).
 
@@ -40,6 +40,7 @@ pub enum MysqlCommand {
     Restore(physical::RestoreArgs),
     BinlogPush(binlog::PushArgs),
     BinlogVerify(binlog::VerifyArgs),
+    BinlogPrune(binlog::PruneArgs),
     Dump(logical::DumpArgs),
     RestoreDump(logical::RestoreDumpArgs),
 }
@@ -50,6 +51,7 @@ pub fn run(g: &GlobalOpts, args: MysqlArgs) -> Result<Status> {
         MysqlCommand::Restore(a) => physical::restore(g, a),
         MysqlCommand::BinlogPush(a) => binlog::push(g, a),
         MysqlCommand::BinlogVerify(a) => binlog::verify(g, a),
+        MysqlCommand::BinlogPrune(a) => binlog::prune(g, a),
         MysqlCommand::Dump(a) => logical::dump(g, a),
         MysqlCommand::RestoreDump(a) => logical::restore_dump(g, a),
     }
