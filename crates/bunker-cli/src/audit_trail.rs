@@ -13,6 +13,7 @@ use bunker_repo::audit::{self, Entry, Outcome};
 use bunker_repo::Repository;
 
 use crate::commands::key::KeyAction;
+use crate::commands::mysql::MysqlCommand;
 use crate::commands::pg::PgCommand;
 use crate::commands::Command;
 use crate::exit::Status;
@@ -73,6 +74,14 @@ fn operation(cmd: &Command) -> Option<&'static str> {
             PgCommand::Dump(_) => "pg dump",
             PgCommand::Restore(_) => "pg restore",
             PgCommand::RestoreDump(_) => "pg restore-dump",
+            _ => return None,
+        },
+        Command::Mysql(m) => match m.command {
+            MysqlCommand::Backup(_) => "mysql backup",
+            MysqlCommand::Dump(_) => "mysql dump",
+            MysqlCommand::Restore(_) => "mysql restore",
+            MysqlCommand::RestoreDump(_) => "mysql restore-dump",
+            MysqlCommand::BinlogPrune(_) => "mysql binlog-prune",
             _ => return None,
         },
         _ => return None,

@@ -218,6 +218,10 @@ fn source_medium(item: &Item) -> String {
             }
             _ => format!("database server {}", hostname()),
         },
+        Source::Mysql(my) => match my.host.as_deref() {
+            Some(h) if h != "localhost" && h != "127.0.0.1" => format!("database server {h}"),
+            _ => format!("database server {}", hostname()),
+        },
         Source::Command(_) => format!("command output on {}", hostname()),
     }
 }

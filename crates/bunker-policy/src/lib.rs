@@ -27,6 +27,7 @@ mod env;
 mod error;
 mod locate;
 mod model;
+mod mysql;
 mod notifications;
 mod parse;
 mod policy;
@@ -46,6 +47,7 @@ pub use model::{
     PasswordError, PasswordSource, PostgresConfig, PostgresMode, Priority, RepositoryConfig,
     Retention, Role, Secret, Source, SqliteConfig,
 };
+pub use mysql::{BinlogConfig, MysqlConfig, MysqlMode};
 pub use notifications::{
     redact_url, EmailConfig, EventKind, NotifyFilter, NotifyKind, NotifyTarget, SmtpTls,
     WebhookFormat, DEFAULT_NOTIFY_RETRY_FOR, DEFAULT_NOTIFY_TIMEOUT,

@@ -240,6 +240,8 @@ pub enum ItemKind {
     Postgres,
     /// A SQLite database file.
     Sqlite,
+    /// A MySQL / MariaDB server.
+    Mysql,
     /// The standard output of a command.
     Command,
 }
@@ -251,6 +253,7 @@ impl ItemKind {
             ItemKind::Files => "files",
             ItemKind::Postgres => "postgres",
             ItemKind::Sqlite => "sqlite",
+            ItemKind::Mysql => "mysql",
             ItemKind::Command => "command",
         }
     }
@@ -469,6 +472,8 @@ pub enum Source {
     Postgres(PostgresConfig),
     /// A SQLite database file (`kind: sqlite` with a `sqlite:` section).
     Sqlite(SqliteConfig),
+    /// A MySQL / MariaDB server (`kind: mysql` with a `mysql:` section).
+    Mysql(crate::mysql::MysqlConfig),
     /// The standard output of a command (`kind: command` with a `command:`
     /// section).
     Command(CommandConfig),
@@ -481,6 +486,7 @@ impl Source {
             Source::Files(_) => ItemKind::Files,
             Source::Postgres(_) => ItemKind::Postgres,
             Source::Sqlite(_) => ItemKind::Sqlite,
+            Source::Mysql(_) => ItemKind::Mysql,
             Source::Command(_) => ItemKind::Command,
         }
     }

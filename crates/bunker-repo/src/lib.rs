@@ -36,6 +36,7 @@ pub mod leftovers;
 pub mod list;
 pub mod lock;
 pub mod mount;
+pub mod mysql;
 pub mod packer;
 pub mod pg;
 pub mod progress;

@@ -9,6 +9,8 @@
 //! * [`sqlite`]: consistent online copies of (WAL-mode) SQLite databases.
 //! * [`postgres`]: WAL names and positions, base-backup labels, and running
 //!   PostgreSQL's client programs as streams.
+//! * [`mysql`]: MySQL / MariaDB binlog names and positions, the client
+//!   programs as streams, and a throw-away server for binlog replay.
 //! * [`watchdog`]: time limits for child processes (command items, hooks,
 //!   and any stream started with a limit), stopping their whole group.
 //! * [`cancel`]: a job's cancellation token, polled by long operations at
@@ -23,6 +25,7 @@ pub mod exclude;
 pub mod files_from;
 pub mod filter;
 pub mod meta;
+pub mod mysql;
 pub mod postgres;
 pub mod restore_fs;
 pub mod sparse;

@@ -7,7 +7,7 @@ use crate::error::{ErrorKind, StorageError};
 /// Restic layout: `config`, `keys/<name>`, `snapshots/<name>`, `index/<name>`,
 /// `data/<name[0..2]>/<name>`, `locks/<name>`. Bunker's own files live beside it
 /// under `bunker/` so restic ignores them: `bunker/wal/<name>`, `bunker/reports/<name>`,
-/// `bunker/audit/<name>`.
+/// `bunker/audit/<name>`, `bunker/binlog/<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {
     /// The single `config` file; the name argument is ignored.
@@ -28,11 +28,13 @@ pub enum FileType {
     Report,
     /// Bunker audit log records (`bunker/audit/`), written once each.
     Audit,
+    /// Archived MySQL / MariaDB binlog files (`bunker/binlog/`).
+    Binlog,
 }
 
 impl FileType {
     /// Every file type, in layout order.
-    pub const ALL: [FileType; 9] = [
+    pub const ALL: [FileType; 10] = [
         FileType::Config,
         FileType::Key,
         FileType::Snapshot,
@@ -42,6 +44,7 @@ impl FileType {
         FileType::Wal,
         FileType::Report,
         FileType::Audit,
+        FileType::Binlog,
     ];
 
     /// The directory of this type relative to the repository root (`""` for config).
@@ -56,6 +59,7 @@ impl FileType {
             FileType::Wal => "bunker/wal",
             FileType::Report => "bunker/reports",
             FileType::Audit => "bunker/audit",
+            FileType::Binlog => "bunker/binlog",
         }
     }
 
@@ -119,6 +123,7 @@ impl std::fmt::Display for FileType {
             FileType::Wal => "wal",
             FileType::Report => "report",
             FileType::Audit => "audit",
+            FileType::Binlog => "binlog",
         };
         f.write_str(s)
     }
@@ -149,6 +154,7 @@ mod tests {
         assert_eq!(FileType::Wal.path(id), "bunker/wal/ab12cd");
         assert_eq!(FileType::Report.path(id), "bunker/reports/ab12cd");
         assert_eq!(FileType::Audit.path(id), "bunker/audit/ab12cd");
+        assert_eq!(FileType::Binlog.path(id), "bunker/binlog/ab12cd");
         assert_eq!(FileType::Pack.path("a"), "data/a");
     }
 

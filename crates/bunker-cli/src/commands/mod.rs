@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod drill;
 pub mod forget;
 pub mod history;
+pub mod mysql;
 pub mod notify;
 pub mod pg;
 pub mod prune;
@@ -82,6 +83,7 @@ pub enum Command {
     Pg(pg::PgArgs),
     Daemon(daemon::DaemonArgs),
     History(history::HistoryArgs),
+    Mysql(mysql::MysqlArgs),
     Drill(drill::DrillArgs),
     Audit(audit::AuditArgs),
     Report(report::ReportArgs),
@@ -133,6 +135,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Pg(a) => pg::run(g, a),
         Command::Daemon(a) => daemon::run(g, a),
         Command::History(a) => history::run(g, a),
+        Command::Mysql(a) => mysql::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Audit(a) => audit::run(g, a),
         Command::Report(a) => report::run(g, a),

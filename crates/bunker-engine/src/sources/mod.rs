@@ -2,6 +2,8 @@
 //! archiver, databases and commands as streams (one snapshot per stream).
 
 mod command;
+pub mod mysql;
+pub mod mysql_restore;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub fn run_stream_item(
         Source::Sqlite(s) => run_sqlite_item(repo, &s.path, &tags, None, progress),
         Source::Postgres(p) => postgres::run_postgres_item(repo, p, &tags, None, progress, cancel),
         Source::Command(c) => run_command_item(repo, &item.name, c, &tags, dir, progress, cancel),
+        Source::Mysql(m) => mysql::run_mysql_item(repo, m, &tags, None, progress, cancel),
         Source::Files(_) => Err(crate::EngineError::Invalid(format!(
             "item {} backs up files, not a stream",
             item.name
@@ -77,6 +80,12 @@ pub fn preflight(item: &Item) -> Result<()> {
             let conn = postgres::conn_from_policy(p);
             conn.query(conn.dbname.as_deref(), "SELECT 1")
                 .context("connecting to PostgreSQL")?;
+            Ok(())
+        }
+        Source::Mysql(m) => {
+            mysql::conn_from_policy(m)
+                .query("SELECT 1")
+                .map_err(|e| crate::EngineError::failed("connecting to MySQL/MariaDB", e))?;
             Ok(())
         }
         Source::Command(_) | Source::Files(_) => Ok(()),

@@ -27,6 +27,7 @@ const ITEM_KEYS: &[&str] = &[
     "postgres",
     "sqlite",
     "command",
+    "mysql",
     "rto",
     "drill",
 ];
@@ -113,6 +114,7 @@ struct SourceDraft {
     postgres: Option<PostgresConfig>,
     sqlite: Option<SqliteConfig>,
     command: Option<CommandConfig>,
+    mysql: Option<crate::mysql::MysqlConfig>,
 }
 
 impl SourceDraft {
@@ -133,6 +135,7 @@ impl SourceDraft {
             ("postgres", ItemKind::Postgres, self.postgres.is_some()),
             ("sqlite", ItemKind::Sqlite, self.sqlite.is_some()),
             ("command", ItemKind::Command, self.command.is_some()),
+            ("mysql", ItemKind::Mysql, self.mysql.is_some()),
         ];
         for (name, section_kind, present) in sections {
             if present && kind != section_kind {
@@ -158,6 +161,7 @@ impl SourceDraft {
             ItemKind::Postgres => self.postgres.map(Source::Postgres),
             ItemKind::Sqlite => self.sqlite.map(Source::Sqlite),
             ItemKind::Command => self.command.map(Source::Command),
+            ItemKind::Mysql => self.mysql.map(Source::Mysql),
         }
     }
 }
@@ -238,6 +242,7 @@ fn parse_item(
             postgres: None,
             sqlite: None,
             command: None,
+            mysql: None,
         },
         schedule: None,
         retention: None,
@@ -254,6 +259,7 @@ fn parse_item(
         let choices = [
             ("files", ItemKind::Files),
             ("postgres", ItemKind::Postgres),
+            ("mysql", ItemKind::Mysql),
             ("sqlite", ItemKind::Sqlite),
             ("command", ItemKind::Command),
         ];
@@ -297,6 +303,9 @@ fn parse_item(
     }
     if let Some(v) = m.get("postgres") {
         item.source.postgres = postgres(cx, v, &key(path, "postgres"), &item.name);
+    }
+    if let Some(v) = m.get("mysql") {
+        item.source.mysql = super::mysql::mysql(cx, v, &key(path, "mysql"), &item.name);
     }
     if let Some(v) = m.get("sqlite") {
         let p = key(path, "sqlite");

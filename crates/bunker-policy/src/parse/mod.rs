@@ -2,6 +2,7 @@
 
 mod choice;
 pub(crate) mod items;
+mod mysql;
 mod notify;
 mod repos;
 
