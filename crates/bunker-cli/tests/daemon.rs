@@ -4,6 +4,8 @@
 //! token, and a real Prometheus firing the RPO alert of the example rules.
 
 mod daemon_support;
+#[path = "../../bunker-notify/tests/support/smtp.rs"]
+mod smtp;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -480,10 +482,18 @@ fn a_real_prometheus_scraping_the_daemon_fires_the_rpo_alert() {
 fn notifications_alert_once_per_failure_streak_and_rpo_breach_then_recover() {
     let dir = setup();
     let rx = Receiver::start();
+    // A real SMTP server too, when Debian's aiosmtpd is there (else a note).
+    let mail = smtp::start(smtp::Mode::Plain);
+    let mail_target = mail.as_ref().map_or(String::new(), |m| {
+        format!(
+            "  mail:\n    email: {{host: 127.0.0.1, port: {}, tls: none, from: bunker@example.com, to: ops@example.com}}\n    items: [flaky]\n",
+            m.port
+        )
+    });
     write_policy(
         dir.path(),
         &format!(
-            "repositories:\n  local: {{location: ./repo, password_file: pw}}\nitems:\n  - name: flaky\n    paths: [./data]\n    schedule: every 2s\n    hooks:\n      before: [\"test -f ok\"]\n  - name: late\n    paths: [./data]\n    rpo: 1h\nnotifications:\n  hook:\n    webhook: {{url: \"http://127.0.0.1:{p}/hook\"}}\n  hc:\n    healthchecks: {{url: \"http://127.0.0.1:{p}/hc/{{item}}\"}}\n",
+            "repositories:\n  local: {{location: ./repo, password_file: pw}}\nitems:\n  - name: flaky\n    paths: [./data]\n    schedule: every 2s\n    hooks:\n      before: [\"test -f ok\"]\n  - name: late\n    paths: [./data]\n    rpo: 1h\nnotifications:\n  hook:\n    webhook: {{url: \"http://127.0.0.1:{p}/hook\"}}\n  hc:\n    healthchecks: {{url: \"http://127.0.0.1:{p}/hc/{{item}}\"}}\n{mail_target}",
             p = rx.port
         ),
     );
@@ -523,6 +533,23 @@ fn notifications_alert_once_per_failure_streak_and_rpo_breach_then_recover() {
     wait_for("the success ping", Duration::from_secs(30), || {
         (rx.count_path("/hc/flaky") >= 1).then_some(())
     });
+    if let Some(m) = &mail {
+        // Exactly one failure mail for the streak and one recovery mail.
+        let mails = m.all_messages_after(2);
+        let with = |needle: &str| {
+            (mails.iter())
+                .filter(|t| {
+                    t.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains(needle)
+                })
+                .count()
+        };
+        assert_eq!(with("Event: failure"), 1, "{mails:?}");
+        assert_eq!(with("Event: recovery"), 1, "{mails:?}");
+        assert_eq!(mails.len(), 2, "{mails:?}");
+    }
     let state = std::fs::read_to_string(d.state.join("alerts.json")).expect("alert state kept");
     assert!(state.contains("late"), "{state}");
     assert_eq!(

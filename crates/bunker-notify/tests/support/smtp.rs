@@ -133,6 +133,24 @@ impl Smtp {
         }
     }
 
+    /// The texts of every message received, waiting up to 10 s for at
+    /// least `n` of them.
+    pub fn all_messages_after(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let texts: Vec<String> = std::fs::read_dir(self.new_dir())
+                .map(|r| r.flatten().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                .collect();
+            if texts.len() >= n || Instant::now() >= deadline {
+                return texts;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// How many messages were received.
     pub fn messages(&self) -> usize {
         std::fs::read_dir(self.new_dir()).map_or(0, |r| r.count())
