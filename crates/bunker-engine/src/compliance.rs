@@ -164,6 +164,8 @@ pub fn medium_of(location: &str) -> (String, &'static str) {
         Ok(bunker_storage::Location::Local(p)) => (local_medium(&p), "none"),
         Ok(bunker_storage::Location::S3(s)) => (format!("object store {}", s.endpoint), "unknown"),
         Ok(bunker_storage::Location::Sftp(s)) => (format!("sftp {}", s.host), "none"),
+        // Whether the server is append-only is not visible from here.
+        Ok(bunker_storage::Location::Rest(r)) => (format!("rest server {}", r.host()), "unknown"),
         Ok(bunker_storage::Location::Opendal { scheme }) => {
             (format!("opendal {scheme}"), "unknown")
         }
@@ -463,19 +465,11 @@ mod tests {
                 copy("b", "offsite", "d3", true),
             ]
         };
-        let slow = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(90.0, 60),
-        );
+        let slow = Record::new(RecordKind::Drill, "web", drill_body(90.0, 60));
         let c = judge(&item(), copies(), None, Some(&slow));
         assert!(!c.compliant);
         assert!(c.problems[0].contains("drill"));
-        let fast = Record::new(
-            RecordKind::Drill,
-            "web",
-            drill_body(30.0, 60),
-        );
+        let fast = Record::new(RecordKind::Drill, "web", drill_body(30.0, 60));
         assert!(judge(&item(), copies(), None, Some(&fast)).compliant);
         let unreadable = Record::new(RecordKind::Drill, "web", serde_json::json!({"ok": true}));
         assert!(!judge(&item(), copies(), None, Some(&unreadable)).compliant);
