@@ -278,17 +278,31 @@ impl RestStorage {
     }
 
     fn transport(&self, e: &reqwest::Error, rel: &str) -> StorageError {
-        let kind = if e.is_timeout() {
+        // reqwest's own message hides the cause ("error sending request"); add the chain.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        let tls = message.contains("certificate") || message.contains("InvalidCertificate");
+        let kind = if tls {
+            // A certificate the client does not trust will not become trusted by retrying.
+            ErrorKind::Invalid
+        } else if e.is_timeout() {
             ErrorKind::Timeout
-        } else if e.is_connect() || e.is_request() || e.is_body() || e.is_decode() {
-            ErrorKind::Unavailable
         } else if e.is_builder() {
             ErrorKind::Invalid
         } else {
+            // Connect failures, resets and truncated bodies.
             ErrorKind::Unavailable
         };
-        // reqwest's message may include the URL; ours never carries the password.
-        StorageError::new(kind, &self.label, rel, e.to_string())
+        if tls {
+            message.push_str(" (trust the server's CA with -o rest.cacert=FILE)");
+        }
+        // The URL in reqwest's message never carries the password (sent as a header).
+        StorageError::new(kind, &self.label, rel, message)
     }
 
     fn http_error(&self, status: StatusCode, body: &[u8], rel: &str) -> StorageError {
