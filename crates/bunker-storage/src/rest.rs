@@ -311,8 +311,8 @@ impl RestStorage {
             403 => ErrorKind::PermissionDenied,
             404 => ErrorKind::NotFound,
             409 => ErrorKind::AlreadyExists,
-            413 | 507 => ErrorKind::NoSpace,
-            400 | 405 | 416 => ErrorKind::Invalid,
+            507 => ErrorKind::NoSpace,
+            400 | 405 | 413 | 416 => ErrorKind::Invalid,
             408 | 429 | 500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Other,
         };
