@@ -609,3 +609,53 @@ fn tls_with_a_throwaway_certificate() {
     );
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[test]
+fn eight_parallel_restic_backups_through_append_only_serve_lose_nothing() {
+    if !have("restic") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("srv");
+    std::fs::create_dir(&root).expect("mkdir");
+    let server = Serve::start(&root, &["--no-auth", "--append-only"]);
+    let cache = tmp.path().join("cache");
+    let r = server.repo(None, "shared");
+    ok(restic(&r, &cache).arg("init"), "init");
+    let mut children = Vec::new();
+    for i in 0..8u32 {
+        let src = tmp.path().join(format!("client{i}"));
+        std::fs::create_dir_all(&src).expect("mkdir");
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i * 97) >> 9) as u8)
+            .collect();
+        std::fs::write(src.join("data.bin"), data).expect("write");
+        let child = restic(&r, &cache)
+            .args(["backup", "--host", &format!("client{i}")])
+            .arg(&src)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn restic");
+        children.push(child);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    for (i, mut c) in children.into_iter().enumerate() {
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                assert!(status.success(), "backup of client{i} failed");
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("backup of client{i} still running after 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(snapshot_count(&r, &cache), 8);
+    ok(
+        restic(&r, &cache).args(["check", "--read-data"]),
+        "check --read-data",
+    );
+}
