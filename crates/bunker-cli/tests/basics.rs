@@ -53,6 +53,7 @@ fn every_command_has_long_help_with_examples() {
         "audit",
         "report",
         "runbook",
+        "serve",
     ] {
         let out = env.bare().args([cmd, "--help"]).output().expect("run");
         assert!(out.status.success(), "{cmd} --help failed");

@@ -164,6 +164,8 @@ pub fn medium_of(location: &str) -> (String, &'static str) {
         Ok(bunker_storage::Location::Local(p)) => (local_medium(&p), "none"),
         Ok(bunker_storage::Location::S3(s)) => (format!("object store {}", s.endpoint), "unknown"),
         Ok(bunker_storage::Location::Sftp(s)) => (format!("sftp {}", s.host), "none"),
+        // Whether the server is append-only is not visible from here.
+        Ok(bunker_storage::Location::Rest(r)) => (format!("rest server {}", r.host()), "unknown"),
         Ok(bunker_storage::Location::Opendal { scheme }) => {
             (format!("opendal {scheme}"), "unknown")
         }

@@ -8,7 +8,9 @@
 //! * [`SftpStorage`]: restic's `sftp:` locations through the system `ssh`
 //!   (`openssh` and `openssh-sftp-client`), fsynced atomic writes;
 //! * [`OpendalStorage`]: S3 (with a storage class per file type) and any other
-//!   OpenDAL service (`opendal:sftp` included), driven by an internal tokio runtime.
+//!   OpenDAL service (`opendal:sftp` included), driven by an internal tokio runtime;
+//! * [`RestStorage`]: restic's REST protocol (`rest:` locations: `bunker serve`,
+//!   restic's rest-server), reqwest on an internal tokio runtime.
 //!
 //! Layers wrap a [`DynStorage`] and are themselves storages: [`RetryStorage`]
 //! (bounded jittered backoff), [`FaultStorage`] (deterministic fault injection for
@@ -28,6 +30,7 @@ mod open;
 mod opendal_backend;
 mod opendal_error;
 mod options;
+mod rest;
 mod retry;
 mod runtime;
 mod s3;
@@ -49,6 +52,7 @@ pub use location::{parse_location, Location, S3Location, SUPPORTED_FORMS};
 pub use open::{open, open_backend};
 pub use opendal_backend::OpendalStorage;
 pub use options::{parse_duration_option, BucketLookup, Options, S3Options};
+pub use rest::{type_segment as rest_type_segment, RestLocation, RestStorage};
 pub use retry::{RetryConfig, RetryStorage};
 pub use sftp::{KnownHosts, SftpLocation, SftpOptions};
 pub use sftp_backend::SftpStorage;

@@ -8,10 +8,10 @@ use crate::sftp::SftpLocation;
 /// The supported location forms, for error messages.
 pub const SUPPORTED_FORMS: &str = "PATH, local:PATH, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX], \
 s3:s3.amazonaws.com/BUCKET[/PREFIX], s3:HOST/BUCKET[/PREFIX], sftp:[USER@]HOST:/PATH, \
-sftp://[USER@]HOST:PORT//PATH, opendal:SCHEME (with -o root=..., bucket=..., ...)";
+sftp://[USER@]HOST:PORT//PATH, rest:http(s)://[USER:PASS@]HOST[:PORT]/[PATH/], opendal:SCHEME (with -o root=..., bucket=..., ...)";
 
 /// Restic backends bunker does not speak natively (use `opendal:` where possible).
-const UNSUPPORTED_SCHEMES: &[&str] = &["rest", "b2", "azure", "gs", "swift", "rclone"];
+const UNSUPPORTED_SCHEMES: &[&str] = &["b2", "azure", "gs", "swift", "rclone"];
 
 /// A parsed repository location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum Location {
     S3(S3Location),
     /// A directory on an SFTP server (through OpenDAL's sftp service).
     Sftp(SftpLocation),
+    /// A restic REST server (`bunker serve`, restic's rest-server).
+    Rest(crate::rest::RestLocation),
     /// Any OpenDAL service, configured through options.
     Opendal {
         /// The OpenDAL scheme name, e.g. `fs`, `memory`, `azblob`, `gcs`.
@@ -83,6 +85,7 @@ pub fn parse_location(location: &str) -> Result<Location, StorageError> {
         }
         "s3" => parse_s3(location, rest).map(Location::S3),
         "sftp" => crate::sftp::parse(location, rest).map(Location::Sftp),
+        "rest" => crate::rest::parse(location, rest).map(Location::Rest),
         "opendal" => {
             let scheme = rest.trim_matches('/');
             if scheme.is_empty()
@@ -279,14 +282,15 @@ mod tests {
             "opendal:",
             "opendal:a b",
             "sftp:user@host:relative",
-            "rest:http://host:8000/",
+            "rest:ftp://host:8000/",
+            "rest:host:8000/",
             "gopher:whatever",
         ] {
             let e = parse_location(input).expect_err(input);
             assert_eq!(e.kind, crate::ErrorKind::Invalid, "{input}");
             assert!(e.message.contains("supported forms"), "{input}: {e}");
         }
-        let e = parse_location("rest:http://host:8000/").unwrap_err();
+        let e = parse_location("b2:bucket/x").unwrap_err();
         assert!(e.message.contains("not supported"));
     }
 

@@ -8,6 +8,7 @@ use crate::local::LocalStorage;
 use crate::location::{parse_location, Location};
 use crate::opendal_backend::OpendalStorage;
 use crate::options::Options;
+use crate::rest::RestStorage;
 use crate::retry::{RetryConfig, RetryStorage};
 use crate::sftp_backend::SftpStorage;
 use crate::DynStorage;
@@ -18,7 +19,8 @@ use crate::DynStorage;
 ///
 /// Locations: a plain path or `local:PATH`; `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`,
 /// `s3:s3.amazonaws.com/BUCKET[/PREFIX]`, `s3:HOST/BUCKET[/PREFIX]` (https);
-/// `sftp:[USER@]HOST:/PATH` and `sftp://[USER@]HOST:PORT//PATH`; and
+/// `sftp:[USER@]HOST:/PATH` and `sftp://[USER@]HOST:PORT//PATH`;
+/// `rest:http(s)://[USER:PASS@]HOST[:PORT]/[PATH/]` (restic's REST protocol); and
 /// `opendal:SCHEME` configured by the options. S3 credentials come from
 /// `s3.access_key_id`/`s3.secret_access_key` options or `AWS_ACCESS_KEY_ID`/
 /// `AWS_SECRET_ACCESS_KEY`; the region from `s3.region`, `AWS_DEFAULT_REGION`,
@@ -66,6 +68,7 @@ fn build(loc: &Location, opts: &Options) -> Result<DynStorage, StorageError> {
         Location::Local(path) => Arc::new(LocalStorage::new(path)),
         Location::S3(s3) => Arc::new(OpendalStorage::s3(s3, opts)?),
         Location::Sftp(sftp) => Arc::new(SftpStorage::open(sftp, opts)?),
+        Location::Rest(rest) => Arc::new(RestStorage::open(rest, opts)?),
         Location::Opendal { scheme } => Arc::new(OpendalStorage::service(scheme, opts)?),
     })
 }

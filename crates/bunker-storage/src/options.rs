@@ -137,6 +137,8 @@ pub struct Options {
     pub sftp: SftpOptions,
     /// Service configuration handed to OpenDAL unchanged (`opendal:` locations only).
     pub service: Vec<(String, String)>,
+    /// Extra CA certificate (PEM) trusted by the `rest:` backend (`rest.cacert=FILE`).
+    pub rest_cacert: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Options {
@@ -249,6 +251,9 @@ impl Options {
                         }
                     }
                 }
+                "rest.cacert" if matches!(location, Location::Rest(_)) => {
+                    o.rest_cacert = Some(v.into())
+                }
                 "sftp.key" if is_sftp => o.sftp.key = Some(v),
                 "sftp.known_hosts" if is_sftp => o.sftp.known_hosts = KnownHosts::parse(k, &v)?,
                 _ if matches!(location, Location::Opendal { .. }) => {
@@ -262,6 +267,9 @@ impl Options {
                     }
                     if is_sftp {
                         valid.extend_from_slice(SFTP_KEYS);
+                    }
+                    if matches!(location, Location::Rest(_)) {
+                        valid.push("rest.cacert");
                     }
                     return Err(bad(
                         k,

@@ -47,6 +47,7 @@ pub mod repair;
 pub mod report;
 pub mod run;
 pub mod runbook;
+pub mod serve;
 pub mod status;
 
 /// The verbs of `bunker`.
@@ -89,6 +90,7 @@ pub enum Command {
     Report(report::ReportArgs),
     Runbook(runbook::RunbookArgs),
     Notify(notify::NotifyArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Run one verb; verbs that change a repository or read data out of it
@@ -141,6 +143,7 @@ fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<Status> {
         Command::Report(a) => report::run(g, a),
         Command::Runbook(a) => runbook::run(g, a),
         Command::Notify(a) => notify::run(g, a),
+        Command::Serve(a) => serve::run(g, a),
     }
 }
 
