@@ -740,7 +740,7 @@ fn a_scheduled_drill_restores_the_item_and_is_recorded() {
     let dir = setup();
     write_policy(
         dir.path(),
-        "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: docs\n    paths: [./data]\n    schedule: every 1h\n    drill:\n      schedule: every 2s\n      sandbox: ./sandboxes\n",
+        "repositories:\n  local: {location: ./repo, password_file: pw}\nitems:\n  - name: docs\n    paths: [./data]\n    schedule: every 1h\n    rto: 10m\n    drill:\n      schedule: every 2s\n      sandbox: ./sandboxes\n",
     );
     std::fs::create_dir(dir.path().join("sandboxes")).expect("sandboxes");
     let d = Daemon::start(dir.path(), &[]);
@@ -767,6 +767,24 @@ fn a_scheduled_drill_restores_the_item_and_is_recorded() {
         )
         .is_some_and(|n| n >= 1.0),
         "{text}"
+    );
+    // The drill series: the newest passed drill, its measured RTO, the objective.
+    assert!(
+        metric(
+            &text,
+            "bunker_drill_last_success_timestamp_seconds{item=\"docs\"}"
+        )
+        .is_some_and(|t| t > 1.0e9),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "bunker_drill_rto_seconds{item=\"docs\"}")
+            .is_some_and(|v| (0.0..600.0).contains(&v)),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "bunker_item_rto_target_seconds{item=\"docs\"}"),
+        Some(600.0)
     );
     // Backup metrics count backups only.
     assert_eq!(

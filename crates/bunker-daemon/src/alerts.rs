@@ -163,7 +163,11 @@ impl Alerts {
             JobKind::Check { repository, .. } => {
                 self.state.check_finished(repository, error.as_deref(), now)
             }
-            JobKind::Prune { .. } | JobKind::Copy { .. } | JobKind::Drill { .. } => match &error {
+            JobKind::Drill { item } => {
+                self.state
+                    .drill_finished(item, priority, error.as_deref(), now)
+            }
+            JobKind::Prune { .. } | JobKind::Copy { .. } => match &error {
                 Some(e) => vec![Notice::warning(
                     None,
                     &format!("{} failed: {e}", report.spec.id),

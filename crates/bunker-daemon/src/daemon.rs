@@ -275,6 +275,11 @@ impl Daemon {
             for (item, w) in &truth.wal {
                 m.set_wal_archived(item, *w);
             }
+            for (item, d) in &truth.drills {
+                if let Some((at, rto)) = d {
+                    m.set_drill_passed(item, *at, *rto);
+                }
+            }
         }
         {
             let mut s = self.shared.scheduler();

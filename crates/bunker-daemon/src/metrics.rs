@@ -34,6 +34,11 @@ struct ItemSeries {
     breached: bool,
     physical: bool,
     wal_archived: f64,
+    /// The item has a `drill` section.
+    drilled: bool,
+    drill_last_success: f64,
+    drill_rto: Option<f64>,
+    rto_target: Option<f64>,
 }
 
 /// The daemon's metrics.
@@ -69,6 +74,8 @@ impl Metrics {
             let mut s = self.items.remove(&item.name).unwrap_or_default();
             s.rpo = item.rpo.map(|d| d.as_secs_f64());
             s.physical = item.physical().is_some();
+            s.drilled = item.drill.is_some();
+            s.rto_target = item.rto.map(|d| d.as_secs_f64());
             let mut targets = BTreeMap::new();
             for t in &item.targets {
                 let mut ts = s.targets.remove(t).unwrap_or_default();
@@ -161,6 +168,18 @@ impl Metrics {
         }
     }
 
+    /// A passed drill of `item` (started at `at`, measured RTO `rto`
+    /// seconds); an older one than known changes nothing.
+    pub fn set_drill_passed(&mut self, item: &str, at: DateTime<Utc>, rto: f64) {
+        if let Some(i) = self.items.get_mut(item) {
+            let t = ts(Some(at));
+            if t >= i.drill_last_success {
+                i.drill_last_success = t;
+                i.drill_rto = Some(rto);
+            }
+        }
+    }
+
     /// Failed deliveries per notification target (a running total).
     pub fn set_notifications_failed(&mut self, totals: BTreeMap<String, u64>) {
         for (k, v) in totals {
@@ -202,6 +221,14 @@ impl Metrics {
                 .or_insert(0) += 1;
             if run.kind == "check" && run.result.succeeded() {
                 self.set_check_success(&run.target, Some(run.started));
+            }
+            if let (true, true, Some(item), Some(rto)) = (
+                run.kind == "drill",
+                run.result.succeeded(),
+                run.item.as_deref(),
+                run.stats["rto_measured_seconds"].as_f64(),
+            ) {
+                self.set_drill_passed(item, run.started, rto);
             }
             return;
         };
@@ -332,6 +359,48 @@ impl Metrics {
                     "bunker_wal_last_archived_timestamp_seconds{{item=\"{}\"}} {}",
                     esc(item),
                     s.wal_archived
+                );
+            }
+        }
+        head(
+            &mut o,
+            "bunker_drill_last_success_timestamp_seconds",
+            "gauge",
+            "Start of the newest restore drill of the item that passed within its rto (items with a drill; 0: never).",
+        );
+        for (item, s) in &self.items {
+            if s.drilled {
+                let _ = writeln!(
+                    o,
+                    "bunker_drill_last_success_timestamp_seconds{{item=\"{}\"}} {}",
+                    esc(item),
+                    s.drill_last_success
+                );
+            }
+        }
+        head(
+            &mut o,
+            "bunker_drill_rto_seconds",
+            "gauge",
+            "Recovery time measured by the newest passed restore drill of the item.",
+        );
+        for (item, s) in &self.items {
+            if let Some(v) = s.drill_rto {
+                let _ = writeln!(o, "bunker_drill_rto_seconds{{item=\"{}\"}} {v}", esc(item));
+            }
+        }
+        head(
+            &mut o,
+            "bunker_item_rto_target_seconds",
+            "gauge",
+            "The item's recovery time objective (items with an rto).",
+        );
+        for (item, s) in &self.items {
+            if let Some(v) = s.rto_target {
+                let _ = writeln!(
+                    o,
+                    "bunker_item_rto_target_seconds{{item=\"{}\"}} {v}",
+                    esc(item)
                 );
             }
         }

@@ -472,6 +472,12 @@ fn drill(
                 "snapshots": r.snapshots,
             });
             match r.status {
+                // A drill slower than the item's objective failed its purpose.
+                DrillStatus::Passed if r.rto_exceeded => Err(format!(
+                    "the drill took {:.0}s, over the item's rto of {}s",
+                    r.rto_measured_seconds,
+                    r.rto_target_seconds.unwrap_or(0)
+                )),
                 DrillStatus::Passed => Ok(stats),
                 DrillStatus::Failed => Err(r.error.unwrap_or_else(|| "the drill failed".into())),
             }

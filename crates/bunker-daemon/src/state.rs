@@ -40,6 +40,9 @@ pub struct Truth {
     pub newest: BTreeMap<String, BTreeMap<String, Option<DateTime<Utc>>>>,
     /// Per PITR item: when the server last archived a WAL segment.
     pub wal: BTreeMap<String, Option<DateTime<Utc>>>,
+    /// Per item with a `drill` section: its newest passed drill (start,
+    /// measured RTO in seconds) as recorded in its first target.
+    pub drills: BTreeMap<String, Option<(DateTime<Utc>, f64)>>,
 }
 
 impl Truth {
@@ -74,6 +77,16 @@ impl Truth {
         for item in &policy.items {
             t.newest
                 .insert(item.name.clone(), newest_per_target(&mut pool, item));
+            if item.drill.is_some() {
+                let passed = item
+                    .targets
+                    .first()
+                    .and_then(|t| pool.get(t).ok())
+                    .and_then(|o| bunker_engine::drill::reports(&o.repo, &item.name).ok())
+                    .and_then(|rs| rs.into_iter().find(|r| r.is_ok()))
+                    .map(|r| (r.started.with_timezone(&Utc), r.rto_measured_seconds));
+                t.drills.insert(item.name.clone(), passed);
+            }
             if item.physical().is_some() {
                 let age = status::item_status(&mut pool, item, now)
                     .into_iter()

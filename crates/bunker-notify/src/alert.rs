@@ -34,6 +34,9 @@ struct ItemAlert {
     /// Since when the RPO is breached (none = within its RPO).
     #[serde(default)]
     rpo_breached_since: Option<DateTime<Utc>>,
+    /// The current streak of failed restore drills.
+    #[serde(default)]
+    drills: Streak,
 }
 
 /// A streak of failures.
@@ -212,6 +215,42 @@ impl AlertState {
         }
     }
 
+    /// Records the end of a restore drill of `item` (`error` = `None`: it
+    /// passed within the item's RTO). Returns a [`EventKind::DrillFailed`]
+    /// notice for the first failure of a streak and a
+    /// [`EventKind::Recovery`] notice for the first pass after failures.
+    pub fn drill_finished(
+        &mut self,
+        item: &str,
+        priority: Priority,
+        error: Option<&str>,
+        time: DateTime<Utc>,
+    ) -> Vec<Notice> {
+        let streak = &mut self.items.entry(item.to_string()).or_default().drills;
+        match (streak.record(error.is_some(), time), error) {
+            (Outcome::FirstFailure, Some(e)) => vec![Notice::new(
+                EventKind::DrillFailed,
+                format!("bunker: restore drill of {item} failed"),
+                format!("The restore drill of \"{item}\" failed: {e}"),
+                time,
+            )
+            .with_item(item)
+            .with_priority(priority)],
+            (Outcome::Recovered(ended), _) => vec![Notice::new(
+                EventKind::Recovery,
+                format!("bunker: restore drill of {item} passes again"),
+                format!(
+                    "The restore drill of \"{item}\" passes again after {}.",
+                    streak_text(&ended)
+                ),
+                time,
+            )
+            .with_item(item)
+            .with_priority(priority)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `item` is in a streak of failed runs.
     pub fn is_failing(&self, item: &str) -> bool {
         self.items.get(item).is_some_and(|s| s.runs.failures > 0)
@@ -344,6 +383,23 @@ mod tests {
         // An empty or older document reads as the default.
         let empty: AlertState = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, AlertState::default());
+    }
+
+    #[test]
+    fn a_failing_drill_alerts_once_and_its_pass_is_a_recovery() {
+        let mut s = AlertState::new();
+        let f = s.drill_finished("db", Priority::Critical, Some("check failed"), t(0));
+        assert_eq!(kinds(&f), [EventKind::DrillFailed]);
+        assert!(s
+            .drill_finished("db", Priority::Critical, Some("again"), t(1))
+            .is_empty());
+        let ok = s.drill_finished("db", Priority::Critical, None, t(2));
+        assert_eq!(kinds(&ok), [EventKind::Recovery]);
+        assert!(s
+            .drill_finished("db", Priority::Critical, None, t(3))
+            .is_empty());
+        // A drill streak is not a backup streak.
+        assert!(!s.is_failing("db"));
     }
 
     #[test]

@@ -264,7 +264,10 @@ pub(crate) fn ping_url(t: &NotifyTarget, notice: &Notice) -> Result<String, Noti
     let suffix = match notice.kind {
         EventKind::Start => "/start",
         EventKind::Success | EventKind::Recovery | EventKind::RpoRecovered => "",
-        EventKind::Failure | EventKind::RpoBreach | EventKind::CheckFailed => "/fail",
+        EventKind::Failure
+        | EventKind::RpoBreach
+        | EventKind::CheckFailed
+        | EventKind::DrillFailed => "/fail",
         EventKind::Warning | EventKind::Test => "/log",
     };
     let (path, query) = match base.split_once('?') {

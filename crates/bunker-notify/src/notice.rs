@@ -138,7 +138,10 @@ impl Notice {
     pub fn is_bad(&self) -> bool {
         matches!(
             self.kind,
-            EventKind::Failure | EventKind::RpoBreach | EventKind::CheckFailed
+            EventKind::Failure
+                | EventKind::RpoBreach
+                | EventKind::CheckFailed
+                | EventKind::DrillFailed
         )
     }
 }

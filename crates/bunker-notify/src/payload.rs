@@ -104,7 +104,7 @@ fn ntfy_priority(notice: &Notice) -> u8 {
 /// ntfy tags: an emoji short code first (ntfy shows it), then the event.
 fn ntfy_tags(notice: &Notice) -> String {
     let emoji = match notice.kind {
-        EventKind::Failure | EventKind::CheckFailed => "rotating_light",
+        EventKind::Failure | EventKind::CheckFailed | EventKind::DrillFailed => "rotating_light",
         EventKind::RpoBreach => "hourglass",
         EventKind::Recovery | EventKind::RpoRecovered | EventKind::Success => "white_check_mark",
         EventKind::Warning => "warning",

@@ -308,6 +308,8 @@ pub enum EventKind {
     RpoRecovered,
     /// A repository check failed (once per streak).
     CheckFailed,
+    /// A restore drill failed or exceeded the item's `rto` (once per streak).
+    DrillFailed,
     /// Something worth knowing that is not a failure.
     Warning,
     /// A test message (`bunker notify test`); every target accepts it.
@@ -316,7 +318,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event, in documentation order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Start,
         EventKind::Success,
         EventKind::Failure,
@@ -324,17 +326,19 @@ impl EventKind {
         EventKind::RpoBreach,
         EventKind::RpoRecovered,
         EventKind::CheckFailed,
+        EventKind::DrillFailed,
         EventKind::Warning,
         EventKind::Test,
     ];
 
     /// What a target receives when its `events` list is empty.
-    pub const DEFAULT: [EventKind; 5] = [
+    pub const DEFAULT: [EventKind; 6] = [
         EventKind::Failure,
         EventKind::Recovery,
         EventKind::RpoBreach,
         EventKind::RpoRecovered,
         EventKind::CheckFailed,
+        EventKind::DrillFailed,
     ];
 
     /// What a healthchecks target receives when its `events` list is empty.
@@ -351,6 +355,7 @@ impl EventKind {
             EventKind::RpoBreach => "rpo_breach",
             EventKind::RpoRecovered => "rpo_recovered",
             EventKind::CheckFailed => "check_failed",
+            EventKind::DrillFailed => "drill_failed",
             EventKind::Warning => "warning",
             EventKind::Test => "test",
         }
