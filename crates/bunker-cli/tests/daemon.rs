@@ -93,6 +93,17 @@ fn scheduled_runs_happen_and_history_and_metrics_agree_with_the_repository() {
         metric(&text, "bunker_item_rpo_breached{item=\"docs\"}"),
         Some(0.0)
     );
+    // The 3-2-1 report, read before anything was scheduled: one local disk
+    // and no offsite copy is not compliant.
+    assert_eq!(
+        metric(&text, "bunker_compliance_ok{item=\"docs\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "bunker_compliance_offsite{item=\"docs\"}"),
+        Some(0.0)
+    );
     if have("promtool", "--version") {
         let mut p = Command::new("promtool")
             .args(["check", "metrics"])

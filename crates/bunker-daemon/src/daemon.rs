@@ -275,6 +275,7 @@ impl Daemon {
             for (item, w) in &truth.wal {
                 m.set_wal_archived(item, *w);
             }
+            m.set_compliance(&truth.compliance);
             for (item, d) in &truth.drills {
                 if let Some((at, rto)) = d {
                     m.set_drill_passed(item, *at, *rto);

@@ -51,6 +51,8 @@ pub struct Metrics {
     notifications_failed: BTreeMap<String, u64>,
     running: usize,
     version: String,
+    /// The 3-2-1 report's series: name → item → value.
+    compliance: BTreeMap<&'static str, BTreeMap<String, f64>>,
 }
 
 fn ts(t: Option<DateTime<Utc>>) -> f64 {
@@ -177,6 +179,17 @@ impl Metrics {
                 i.drill_last_success = t;
                 i.drill_rto = Some(rto);
             }
+        }
+    }
+
+    /// The 3-2-1 report as last evaluated (replaces the previous one).
+    pub fn set_compliance(&mut self, series: &[(&'static str, String, f64)]) {
+        self.compliance.clear();
+        for (name, item, v) in series {
+            self.compliance
+                .entry(name)
+                .or_default()
+                .insert(item.clone(), *v);
         }
     }
 
@@ -402,6 +415,23 @@ impl Metrics {
                     "bunker_item_rto_target_seconds{{item=\"{}\"}} {v}",
                     esc(item)
                 );
+            }
+        }
+        for (name, items) in &self.compliance {
+            let help = match *name {
+                "bunker_compliance_ok" => "1 when the item meets 3-2-1 (bunker report compliance).",
+                "bunker_compliance_copies" => {
+                    "Copies of the item within its RPO, the source included."
+                }
+                "bunker_compliance_media" => "Distinct media holding those copies.",
+                "bunker_compliance_offsite" => {
+                    "1 when an offsite repository holds a copy within the RPO."
+                }
+                _ => "The 3-2-1 report (bunker report compliance).",
+            };
+            head(&mut o, name, "gauge", help);
+            for (item, v) in items {
+                let _ = writeln!(o, "{name}{{item=\"{}\"}} {v}", esc(item));
             }
         }
         head(

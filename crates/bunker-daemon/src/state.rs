@@ -43,6 +43,9 @@ pub struct Truth {
     /// Per item with a `drill` section: its newest passed drill (start,
     /// measured RTO in seconds) as recorded in its first target.
     pub drills: BTreeMap<String, Option<(DateTime<Utc>, f64)>>,
+    /// The 3-2-1 report's series (`bunker report compliance`): name, item,
+    /// value.
+    pub compliance: Vec<(&'static str, String, f64)>,
 }
 
 impl Truth {
@@ -74,6 +77,11 @@ impl Truth {
         let mut pool = RepoPool::new(policy, opts, &sink);
         let now = Utc::now();
         let mut t = Truth::default();
+        t.compliance = bunker_engine::compliance::evaluate(&mut pool, now)
+            .metrics()
+            .into_iter()
+            .map(|(name, item, v)| (name, item.to_string(), v))
+            .collect();
         for item in &policy.items {
             t.newest
                 .insert(item.name.clone(), newest_per_target(&mut pool, item));
