@@ -60,6 +60,7 @@ items:
       timeout: 5m
       checks:
         - select count(*) > 0 from t
+        - select count(*) = 100000 from pgbench_accounts
         - {{ command: '{PG_BIN}/psql -AtX -c \"select count(*) from t\" > {count}' }}
   - name: app
     paths: [./data]
@@ -89,7 +90,18 @@ items:
     };
 
     cluster.sql("CREATE TABLE t (k int); INSERT INTO t SELECT generate_series(1, 100)");
+    // pgbench's tables (scale 1: 100,000 accounts), changed by its
+    // transactions inside the PITR window.
+    let pgbench = |args: &[&str]| {
+        run(std::process::Command::new(format!("{PG_BIN}/pgbench"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(cluster.port.to_string())
+            .args(args)
+            .arg("postgres"))
+    };
+    pgbench(&["-i", "-s", "1", "-q"]);
     run_all();
+    pgbench(&["-n", "-c", "2", "-t", "200"]);
     cluster.sql("INSERT INTO t SELECT generate_series(101, 200)");
     let after_second = Utc::now();
     clock_past(after_second + chrono::Duration::milliseconds(500));
