@@ -76,12 +76,14 @@ impl Truth {
         };
         let mut pool = RepoPool::new(policy, opts, &sink);
         let now = Utc::now();
-        let mut t = Truth::default();
-        t.compliance = bunker_engine::compliance::evaluate(&mut pool, now)
-            .metrics()
-            .into_iter()
-            .map(|(name, item, v)| (name, item.to_string(), v))
-            .collect();
+        let mut t = Truth {
+            compliance: bunker_engine::compliance::evaluate(&mut pool, now)
+                .metrics()
+                .into_iter()
+                .map(|(name, item, v)| (name, item.to_string(), v))
+                .collect(),
+            ..Truth::default()
+        };
         for item in &policy.items {
             t.newest
                 .insert(item.name.clone(), newest_per_target(&mut pool, item));
