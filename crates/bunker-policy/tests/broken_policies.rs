@@ -95,7 +95,7 @@ const CASES: &[(&str, &[&str])] = &[
         &[
             r#"5:11: invalid role "backup" in repository "local" (expected "primary" or "offsite")"#,
             r#"7:11: invalid item name "my app" (use only letters, digits, '.', '_' and '-')"#,
-            r#"9:11: invalid kind "tarball" in item "my app" (expected "files", "postgres", "sqlite" or "command")"#,
+            r#"9:11: invalid kind "tarball" in item "my app" (expected "files", "postgres", "mysql", "sqlite" or "command")"#,
         ],
     ),
     (
