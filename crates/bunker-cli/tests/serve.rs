@@ -4,6 +4,9 @@
 //! Needs restic and htpasswd (apache2-utils); TLS also openssl. Missing
 //! programs skip the test with a note.
 
+#[path = "../../bunker-notify/tests/support/certs.rs"]
+mod certs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -490,78 +493,8 @@ fn tls_with_a_throwaway_certificate() {
     std::fs::create_dir(&root).expect("mkdir");
     // A test CA and a server certificate it signs (webpki refuses a CA
     // certificate as the server's own, so a bare self-signed one will not do).
-    let p = |n: &str| tmp.path().join(n);
-    let openssl = |args: &[&str]| {
-        ok(
-            Command::new("openssl")
-                .args(args)
-                .current_dir(tmp.path())
-                .stderr(Stdio::null()),
-            "openssl",
-        )
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=bunker test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        p("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-        "-out",
-        "cert.pem",
-    ]);
-    let (cert, key, ca) = (p("cert.pem"), p("key.pem"), p("ca.pem"));
+    let Some(certs) = certs::make() else { return };
+    let (cert, key, ca) = (certs.cert.clone(), certs.key.clone(), certs.ca.clone());
     let server = Serve::start(
         &root,
         &[

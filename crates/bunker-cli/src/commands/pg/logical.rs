@@ -72,20 +72,7 @@ pub fn dump(g: &GlobalOpts, args: DumpArgs) -> Result<Status> {
     }
     reporter.finish();
     for (name, s) in &results {
-        let id = s.snapshot_id.map(|i| i.to_string()).unwrap_or_default();
-        if g.json {
-            output::json_line(&serde_json::json!({
-                "file": name, "snapshot_id": id,
-                "bytes": s.total_bytes_processed, "data_added": s.data_added,
-            }))?;
-        } else if !g.quiet {
-            println!(
-                "{name}: snapshot {} ({}, {} new)",
-                &id[..id.len().min(8)],
-                output::bytes(s.total_bytes_processed),
-                output::bytes(s.data_added)
-            );
-        }
+        output::dump_stored(g, name, s)?;
     }
     Ok(Status::Success)
 }
