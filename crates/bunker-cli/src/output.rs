@@ -127,6 +127,30 @@ impl Table {
     }
 }
 
+/// A dump stored as a snapshot (`pg dump`, `mysql dump`): one JSON line
+/// with `--json`, else `FILE: snapshot ID (SIZE, ADDED new)`.
+pub fn dump_stored(
+    g: &crate::cli::GlobalOpts,
+    file: &str,
+    s: &bunker_repo::backup::BackupSummary,
+) -> Result<()> {
+    let id = s.snapshot_id.map(|i| i.to_string()).unwrap_or_default();
+    if g.json {
+        json_line(&serde_json::json!({
+            "file": file, "snapshot_id": id,
+            "bytes": s.total_bytes_processed, "data_added": s.data_added,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "{file}: snapshot {} ({}, {} new)",
+            &id[..id.len().min(8)],
+            bytes(s.total_bytes_processed),
+            bytes(s.data_added)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,28 +188,4 @@ mod tests {
         assert!(lines[5].chars().all(|c| c == '-'));
         assert_eq!(lines.len(), 6);
     }
-}
-
-/// A dump stored as a snapshot (`pg dump`, `mysql dump`): one JSON line
-/// with `--json`, else `FILE: snapshot ID (SIZE, ADDED new)`.
-pub fn dump_stored(
-    g: &crate::cli::GlobalOpts,
-    file: &str,
-    s: &bunker_repo::backup::BackupSummary,
-) -> Result<()> {
-    let id = s.snapshot_id.map(|i| i.to_string()).unwrap_or_default();
-    if g.json {
-        json_line(&serde_json::json!({
-            "file": file, "snapshot_id": id,
-            "bytes": s.total_bytes_processed, "data_added": s.data_added,
-        }))?;
-    } else if !g.quiet {
-        println!(
-            "{file}: snapshot {} ({}, {} new)",
-            &id[..id.len().min(8)],
-            bytes(s.total_bytes_processed),
-            bytes(s.data_added)
-        );
-    }
-    Ok(())
 }
